@@ -1,0 +1,3 @@
+"""The generation engine: pipelines, models and compositing. Knows nothing of HTTP."""
+
+from __future__ import annotations

@@ -1,0 +1,52 @@
+"""The engine's exception tree. Messages are written for the artist; details go to the log."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    code = "engine_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidRequest(EngineError):
+    """A parameter is out of range or inconsistent; names the parameter and its value."""
+
+    code = "invalid_request"
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{field}={shown}: {reason}", field=field)
+        self.value = value
+
+
+class ModelNotFound(EngineError):
+    code = "model_not_found"
+
+
+class UnsafeModelFile(EngineError):
+    """A pickle checkpoint (.ckpt/.pt/.bin) refused because pickle loading was not allowed."""
+
+    code = "unsafe_model_file"
+
+
+class ModelLoadError(EngineError):
+    code = "model_load_failed"
+
+
+class Cancelled(EngineError):
+    code = "cancelled"
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)
+
+
+class OutOfMemory(EngineError):
+    code = "out_of_memory"

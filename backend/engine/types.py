@@ -1,0 +1,225 @@
+"""Plain data the engine takes and returns. No HTTP, no torch in these types.
+
+Images are numpy arrays: RGBA ``uint8`` of shape (H, W, 4) with straight alpha; masks are
+``uint8`` (H, W) with 255 = fully selected. The API layer converts to and from Krita's BGRA.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from backend.engine.errors import Cancelled
+
+
+@dataclass
+class ControlInput:
+    type: str
+    image: np.ndarray  # (H, W, 4) uint8 RGBA, same size as the request
+    model: str | None = None
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocess: bool = True
+
+
+@dataclass
+class LoraInput:
+    name: str
+    weight: float = 1.0
+
+
+@dataclass
+class InpaintSettings:
+    context: float | None = None
+    grow: int | None = None
+    blur: int | None = None
+    feather: int | None = None
+    color_match: bool = True
+    fill: str = "auto"
+
+
+@dataclass
+class GenerationRequest:
+    """One generation. ``seed`` is resolved (never -1): result ``i`` uses ``seed + i``."""
+
+    mode: str  # txt2img | img2img | inpaint | outpaint
+    width: int
+    height: int
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: str | None = None  # None = the engine's default model
+    image: np.ndarray | None = None  # (H, W, 4) uint8 RGBA
+    mask: np.ndarray | None = None  # (H, W) uint8
+    strength: float = 1.0
+    steps: int = 20
+    cfg_scale: float = 7.0
+    sampler: str = "dpmpp_2m_karras"
+    seed: int = 0
+    batch: int = 1
+    clip_skip: int = 1
+    controls: list[ControlInput] = field(default_factory=list)
+    loras: list[LoraInput] = field(default_factory=list)
+    inpaint: InpaintSettings = field(default_factory=InpaintSettings)
+    x: int = 0  # the region's offset on the canvas (metadata only)
+    y: int = 0
+
+
+@dataclass
+class ResultMetadata:
+    """What made a layer; written as the ``parameters`` PNG text chunk SD tools read."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+    model: str
+    sampler: str
+    steps: int
+    cfg_scale: float
+    strength: float
+    mode: str
+    width: int
+    height: int
+    clip_skip: int = 1
+    loras: list[dict] = field(default_factory=list)
+    controls: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Layer:
+    """A finished result: RGBA pixels placed at (x, y) inside the request's region.
+
+    Transparent wherever the artist's pixels must stay untouched (outside the selection).
+    """
+
+    image: np.ndarray  # (h, w, 4) uint8 RGBA
+    x: int
+    y: int
+    seed: int
+    metadata: ResultMetadata
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    preview: np.ndarray | None = None  # small (h, w, 3) uint8 RGB, cheap latent preview
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class CancelToken:
+    """Set from any thread; the engine checks it every denoising step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass
+class CheckpointEntry:
+    name: str
+    family: str  # "sd15" | "sdxl"
+    inpaint: bool
+    path: str  # file, diffusers folder, hub id or "builtin:tiny..."
+
+
+@dataclass
+class ControlNetEntry:
+    name: str
+    family: str
+    type: str  # a control type, or "any"
+    path: str
+
+
+@dataclass
+class LoraEntry:
+    name: str
+    family: str | None
+    path: str
+
+
+@dataclass
+class Inventory:
+    checkpoints: list[CheckpointEntry] = field(default_factory=list)
+    controlnets: list[ControlNetEntry] = field(default_factory=list)
+    loras: list[LoraEntry] = field(default_factory=list)
+    vaes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EngineConfig:
+    """What the engine needs from the server's settings (the engine never sees HTTP)."""
+
+    models_dir: str | None = None  # holds checkpoints/ controlnet/ lora/ vae/ (and depth/)
+    default_model: str | None = None  # name from the inventory, or "tiny"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"  # auto | float16 | bfloat16 | float32
+    allow_pickle: bool = False  # .ckpt/.pt only when the user says so
+    cache_models: int = 2  # checkpoints kept loaded (LRU) ...
+    cache_budget_gb: float | None = None  # ... within this memory budget (None = device-based)
+    tiny_dir: str | None = None  # where the built-in tiny models are written (None = a cache dir)
+
+
+class EngineProtocol(Protocol):
+    """The engine as the job queue, the CLI and the benchmark use it.
+
+    ``generate`` is called from a single worker thread; everything else is safe to call from
+    HTTP handlers (cheap, no GPU work) except ``preload`` and ``preprocess``.
+    """
+
+    device: str
+    dtype: str
+
+    @property
+    def loaded_model(self) -> str | None: ...
+
+    def inventory(self) -> Inventory: ...
+
+    def samplers(self) -> list[str]: ...
+
+    def preprocessors(self) -> list[str]: ...
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Cheap validation (ranges, sizes, names against the inventory). Raises InvalidRequest
+        or ModelNotFound naming the parameter, before anything is queued."""
+        ...
+
+    def preload(self, model: str | None = None) -> None: ...
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[Layer]: ...
+
+    def preprocess(self, control_type: str, image: np.ndarray) -> np.ndarray:
+        """The control map the given type's preprocessor makes, as (H, W, 4) uint8 RGBA."""
+        ...

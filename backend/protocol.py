@@ -1,0 +1,214 @@
+"""The v1 request contract between the Krita plugin and the backend.
+
+One source of truth for the HTTP API: every request body, response body and event payload is a
+model here. ``docs/protocol.md`` documents it and ``plugin/diffusion_layers/protocol.py`` mirrors
+it with standard-library dataclasses; both sides test a JSON round trip of the same fixtures
+(``tests/fixtures/protocol/``).
+
+Images travel as multipart parts next to the ``params`` JSON part. A part's Content-Type picks
+its codec: ``image/png`` (any PNG) or the raw formats below, which skip PNG entirely and are the
+fast path on loopback. Every image part has exactly ``params.width`` x ``params.height`` pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+
+#: Raw 8-bit BGRA, straight (not premultiplied) alpha, rows top to bottom: Krita's own layout.
+RAW_BGRA = "image/x-raw-bgra8"
+#: Raw 8-bit single channel (masks): 255 = fully selected.
+RAW_GRAY = "image/x-raw-gray8"
+PNG = "image/png"
+
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
+ControlType = Literal["scribble", "lineart", "softedge", "canny", "depth", "normal", "pose", "tile"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+Fill = Literal["auto", "neutral", "blur", "border"]
+
+MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "outpaint")
+CONTROL_TYPES: tuple[str, ...] = (
+    "scribble",
+    "lineart",
+    "softedge",
+    "canny",
+    "depth",
+    "normal",
+    "pose",
+    "tile",
+)
+JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
+
+MAX_PROMPT_CHARS = 8000
+MAX_BATCH = 8
+MAX_CONTROLS = 8
+MAX_LORAS = 8
+MAX_SIDE = 8192
+MAX_SEED = 2**32 - 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ControlParams(_Model):
+    """One control layer. ``image`` names the multipart part that holds its pixels."""
+
+    type: ControlType
+    image: str = Field(pattern=r"^control_[0-9]{1,2}$", description="multipart part name")
+    model: str | None = Field(
+        default=None, max_length=200, description="ControlNet name; None picks one by type"
+    )
+    strength: float = Field(default=1.0, ge=0.0, le=2.0)
+    start: float = Field(default=0.0, ge=0.0, le=1.0)
+    end: float = Field(default=1.0, ge=0.0, le=1.0)
+    preprocess: bool = Field(
+        default=True, description="run the type's preprocessor; False = the image is a ready map"
+    )
+
+
+class LoraParams(_Model):
+    name: str = Field(min_length=1, max_length=200)
+    weight: float = Field(default=1.0, ge=-4.0, le=4.0)
+
+
+class InpaintOptions(_Model):
+    """Fine control over inpainting; None means 'chosen from the selection size'."""
+
+    context: float | None = Field(
+        default=None, ge=0.0, le=4.0, description="context around the selection, x its size"
+    )
+    grow: int | None = Field(default=None, ge=0, le=512, description="denoise-mask grow, px")
+    blur: int | None = Field(default=None, ge=0, le=512, description="denoise-mask blur, px")
+    feather: int | None = Field(default=None, ge=0, le=512, description="composite feather, px")
+    color_match: bool = True
+    fill: Fill = "auto"
+
+
+class JobParams(_Model):
+    """The ``params`` part of ``POST /v1/jobs``."""
+
+    protocol: int = Field(default=PROTOCOL_VERSION, ge=1, le=PROTOCOL_VERSION)
+    mode: Mode
+    prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    model: str | None = Field(default=None, max_length=200)
+    width: int = Field(ge=8, le=MAX_SIDE, description="size of the region (and every image part)")
+    height: int = Field(ge=8, le=MAX_SIDE)
+    x: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="region's canvas offset")
+    y: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    strength: float = Field(default=1.0, ge=0.0, le=1.0)
+    steps: int = Field(default=20, ge=1, le=150)
+    cfg_scale: float = Field(default=7.0, ge=0.0, le=30.0)
+    sampler: str = Field(default="dpmpp_2m_karras", max_length=40)
+    seed: int = Field(default=-1, ge=-1, le=MAX_SEED, description="-1 = random")
+    batch: int = Field(default=1, ge=1, le=MAX_BATCH)
+    clip_skip: int = Field(default=1, ge=1, le=4)
+    controls: list[ControlParams] = Field(default_factory=list, max_length=MAX_CONTROLS)
+    loras: list[LoraParams] = Field(default_factory=list, max_length=MAX_LORAS)
+    inpaint: InpaintOptions = Field(default_factory=InpaintOptions)
+
+
+class ErrorInfo(_Model):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(_Model):
+    error: ErrorInfo
+
+
+class JobCreated(_Model):
+    id: str
+    state: JobState = "queued"
+    queue_position: int = 0
+
+
+class ResultInfo(_Model):
+    """One finished layer. ``x``/``y`` are its offset inside the request's region."""
+
+    index: int
+    seed: int
+    x: int
+    y: int
+    width: int
+    height: int
+    url: str
+    raw_url: str
+    file: str | None = None
+
+
+class JobInfo(_Model):
+    id: str
+    state: JobState
+    mode: Mode
+    step: int = 0
+    total_steps: int = 0
+    queue_position: int | None = None
+    error: ErrorInfo | None = None
+    results: list[ResultInfo] = Field(default_factory=list)
+    preview_url: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class Health(_Model):
+    status: Literal["ok", "loading", "error"]
+    ready: bool
+    version: str
+    protocol: int = PROTOCOL_VERSION
+    device: str
+    dtype: str
+    model: str | None = None
+    queue_length: int = 0
+    capabilities: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class CheckpointInfo(_Model):
+    name: str
+    family: str
+    inpaint: bool
+
+
+class ControlNetInfo(_Model):
+    name: str
+    family: str
+    type: str
+
+
+class LoraInfo(_Model):
+    name: str
+    family: str | None = None
+
+
+class ModelsInfo(_Model):
+    default: str | None = None
+    checkpoints: list[CheckpointInfo] = Field(default_factory=list)
+    controlnets: list[ControlNetInfo] = Field(default_factory=list)
+    loras: list[LoraInfo] = Field(default_factory=list)
+    samplers: list[str] = Field(default_factory=list)
+    control_types: list[str] = Field(default_factory=lambda: list(CONTROL_TYPES))
+    preprocessors: list[str] = Field(default_factory=list)
+
+
+class PreprocessParams(_Model):
+    """The ``params`` part of ``POST /v1/preprocess`` (control map for 'preprocess to layer')."""
+
+    type: ControlType
+    width: int = Field(ge=8, le=MAX_SIDE)
+    height: int = Field(ge=8, le=MAX_SIDE)
+
+
+class ProgressEvent(_Model):
+    """SSE ``progress`` event data."""
+
+    id: str
+    step: int
+    total_steps: int
+    preview_url: str | None = None
