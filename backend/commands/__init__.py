@@ -1,0 +1,1 @@
+"""Sub-commands of the ``diffusion-layers`` CLI (see backend/cli.py)."""
