@@ -1,0 +1,64 @@
+"""Cheap step previews: latents projected linearly to RGB (no VAE decode; a few ms).
+
+The factors are the widely used least-squares fits of the SD 1.x and SDXL VAE decoders
+(as in ComfyUI's latent formats), for latents as the denoiser sees them (VAE-scaled).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from backend.engine.errors import InvalidRequest
+
+#: family -> (4x3 latent -> RGB factors, RGB bias); RGB comes out in about [-1, 1].
+LATENT_RGB: dict[str, tuple[tuple[tuple[float, float, float], ...], tuple[float, float, float]]] = {
+    "sd15": (
+        (
+            (0.3512, 0.2297, 0.3227),
+            (0.3250, 0.4974, 0.2350),
+            (-0.2829, 0.1762, 0.2721),
+            (-0.2120, -0.2616, -0.7177),
+        ),
+        (0.0, 0.0, 0.0),
+    ),
+    "sdxl": (
+        (
+            (0.3651, 0.4232, 0.4341),
+            (-0.2533, -0.0042, 0.1068),
+            (0.1076, 0.1111, -0.0362),
+            (-0.3165, -0.2492, -0.2188),
+        ),
+        (0.1084, -0.0175, -0.0011),
+    ),
+}
+#: Previews are enlarged x2 at most, and not past this many pixels on the longer side.
+MAX_UPSCALE = 2
+MAX_SIDE = 256
+
+
+def latents_to_preview(latents: torch.Tensor, family: str) -> np.ndarray:
+    """uint8 RGB (h, w, 3) from latents (4, h, w) or (B, 4, h, w) (the first of the batch)."""
+    # 1. Check inputs.
+    if family not in LATENT_RGB:
+        raise InvalidRequest("family", family, f"expected one of {sorted(LATENT_RGB)}")
+    if not isinstance(latents, torch.Tensor):
+        raise InvalidRequest("latents", type(latents).__name__, "expected a torch.Tensor")
+    if latents.ndim == 4:
+        latents = latents[0]
+    if latents.ndim != 3 or latents.shape[0] != 4 or latents.shape[1] < 1 or latents.shape[2] < 1:
+        raise InvalidRequest("latents", tuple(latents.shape), "expected (4, h, w) or (B, 4, h, w)")
+    # 2. Project on the latents' own device; only the small RGB image is moved.
+    factors, bias = LATENT_RGB[family]
+    with torch.no_grad():
+        weight = torch.tensor(factors, dtype=torch.float32, device=latents.device)
+        offset = torch.tensor(bias, dtype=torch.float32, device=latents.device)
+        rgb = torch.einsum("chw,cr->hwr", latents.detach().float(), weight) + offset
+        rgb = ((rgb.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).cpu().numpy()
+    # 3. Enlarge x2 at most (latents are 1/8 of the image).
+    height, width = rgb.shape[:2]
+    scale = min(MAX_UPSCALE, max(1, MAX_SIDE // max(height, width)))
+    if scale > 1:
+        rgb = cv2.resize(rgb, (width * scale, height * scale), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(rgb)
