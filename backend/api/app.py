@@ -1,0 +1,79 @@
+"""``create_app(settings, engine)``: the FastAPI application for one engine and one queue.
+
+Layers: this package is HTTP only (parsing, validation, status codes); ``backend.jobs`` owns
+the queue and the worker thread; the engine knows nothing of HTTP. No CORS middleware is
+installed on purpose (browsers on other origins get no access), and no static/directory routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backend import __version__
+from backend.api import routes_info, routes_jobs, routes_live, routes_preprocess
+from backend.api.auth import BodyLimitMiddleware, TokenMiddleware
+from backend.api.context import ApiContext
+from backend.api.errors import install_handlers
+from backend.api.openapi import install_openapi
+from backend.engine.types import EngineProtocol
+from backend.jobs import JobQueue
+from backend.live import LiveSessions
+from backend.outputs import OutputWriter
+from backend.protocol import PROTOCOL_VERSION
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_queue(settings: Settings, engine: EngineProtocol) -> JobQueue:
+    return JobQueue(
+        engine,
+        OutputWriter(settings.output_dir),
+        max_queue=settings.max_queue,
+        job_ttl_s=settings.job_ttl_s,
+        max_jobs_kept=settings.max_jobs_kept,
+        preload=settings.preload,
+        preload_model=settings.default_model,
+        log_progress=settings.log_progress,
+    )
+
+
+def create_app(settings: Settings, engine: EngineProtocol) -> FastAPI:
+    """The app; its lifespan starts the worker thread and stops it (cancelling jobs) on exit."""
+    queue = create_queue(settings, engine)
+    live = LiveSessions(engine, settings.output_dir)
+    queue.attach_priority(live)
+    live.attach(queue.wake)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        queue.start()
+        try:
+            yield
+        finally:
+            live.stop()
+            queue.stop()
+
+    app = FastAPI(
+        title="Diffusion Layers backend",
+        version=__version__,
+        summary=f"Protocol v{PROTOCOL_VERSION} between the Krita plugin and the local backend",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.context = ApiContext(settings=settings, engine=engine, queue=queue)
+    app.state.live = live
+    install_handlers(app)
+    install_openapi(app)
+    app.include_router(routes_info.router)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_preprocess.router)
+    app.include_router(routes_live.router)
+    # Added last = runs first: refuse unauthenticated requests before counting their bodies.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(TokenMiddleware, token=settings.token)
+    return app
