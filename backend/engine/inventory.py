@@ -1,0 +1,187 @@
+"""The models folder: what is installed, and safe name -> path resolution.
+
+Layout: ``models_dir/{checkpoints,controlnet,lora,vae}/``; names are paths relative to the kind's
+folder without the extension, with "/" separators ("anime/illustrious"). Files are
+``.safetensors`` (pickles only when allowed) or diffusers folders. Family and inpaint come from
+file headers; unreadable files are skipped with a warning in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path, PurePosixPath
+
+from backend.engine.detect import PICKLE_SUFFIXES, detect_checkpoint, detect_controlnet, detect_lora
+from backend.engine.errors import EngineError, ModelNotFound
+from backend.engine.types import CheckpointEntry, ControlNetEntry, Inventory, LoraEntry
+
+log = logging.getLogger(__name__)
+
+KINDS = ("checkpoints", "controlnet", "lora", "vae")
+SAFE_SUFFIX = ".safetensors"
+#: file-name keywords -> control type (first match wins; order matters: "softedge" before "hed")
+CONTROL_KEYWORDS = (
+    ("scribble", "scribble"),
+    ("lineart", "lineart"),
+    ("softedge", "softedge"),
+    ("hed", "softedge"),
+    ("pidi", "softedge"),
+    ("canny", "canny"),
+    ("depth", "depth"),
+    ("normal", "normal"),
+    ("openpose", "openpose"),
+    ("pose", "openpose"),
+    ("tile", "tile"),
+)
+
+
+def control_type_from_name(name: str) -> str:
+    lowered = PurePosixPath(name).name.lower()
+    for keyword, control_type in CONTROL_KEYWORDS:
+        if keyword in lowered:
+            return control_type
+    return "any"
+
+
+def _is_diffusers_folder(path: Path, kind: str) -> bool:
+    if kind == "checkpoints":
+        return (path / "model_index.json").is_file()
+    if kind in ("controlnet", "vae"):
+        return (path / "config.json").is_file()
+    return (path / "pytorch_lora_weights.safetensors").is_file()
+
+
+def _model_paths(folder: Path, kind: str, allow_pickle: bool) -> list[tuple[str, Path]]:
+    """(name, path) of every model under ``folder``, hidden entries skipped, sorted by name."""
+    found: list[tuple[str, Path]] = []
+    suffixes = (SAFE_SUFFIX,) + (PICKLE_SUFFIXES if allow_pickle else ())
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        root_path = Path(root)
+        real = os.path.realpath(root_path)
+        if real in seen:  # a symlink loop: visit each real folder once
+            dirs[:] = []
+            continue
+        seen.add(real)
+        keep = []
+        for directory in sorted(dirs):
+            if directory.startswith("."):
+                continue
+            path = root_path / directory
+            if _is_diffusers_folder(path, kind):
+                found.append((path.relative_to(folder).as_posix(), path))
+            else:
+                keep.append(directory)
+        dirs[:] = keep
+        for file_name in files:
+            path = root_path / file_name
+            if file_name.startswith(".") or path.suffix.lower() not in suffixes:
+                continue
+            found.append((path.relative_to(folder).with_suffix("").as_posix(), path))
+    unique: dict[str, Path] = {}
+    for name, path in sorted(found, key=lambda item: (item[0], item[1].suffix != SAFE_SUFFIX)):
+        unique.setdefault(name, path)  # "x.safetensors" wins over "x.ckpt"
+    return sorted(unique.items())
+
+
+def _guess_from_name(name: str) -> tuple[str, bool]:
+    lowered = name.lower()
+    return ("sdxl" if "xl" in lowered else "sd15"), "inpaint" in lowered
+
+
+def _checkpoint_entry(name: str, path: Path) -> CheckpointEntry:
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        family, inpaint = _guess_from_name(name)  # a pickle cannot be inspected without loading
+        return CheckpointEntry(name, family, inpaint, str(path))
+    kind = detect_checkpoint(path)
+    return CheckpointEntry(name, kind.family, kind.inpaint, str(path))
+
+
+def _scan_kind(models_dir: Path, kind: str, allow_pickle: bool, inventory: Inventory) -> None:
+    folder = models_dir / kind
+    if not folder.is_dir():
+        return
+    for name, path in _model_paths(folder, kind, allow_pickle):
+        try:
+            if kind == "checkpoints":
+                inventory.checkpoints.append(_checkpoint_entry(name, path))
+            elif kind == "controlnet":
+                family = detect_controlnet(path)
+                entry = ControlNetEntry(name, family, control_type_from_name(name), str(path))
+                inventory.controlnets.append(entry)
+            elif kind == "lora":
+                inventory.loras.append(LoraEntry(name, detect_lora(path), str(path)))
+            else:
+                inventory.vaes.append(name)
+        except (EngineError, OSError, ValueError) as exc:
+            log.warning("skipping %s model %s: %s", kind, path, exc)
+
+
+def merge_inventories(base: Inventory, extra: Inventory) -> Inventory:
+    """``base`` plus the entries of ``extra`` whose names ``base`` does not already use."""
+    merged = Inventory(
+        list(base.checkpoints), list(base.controlnets), list(base.loras), list(base.vaes)
+    )
+    names = {entry.name for entry in merged.checkpoints}
+    merged.checkpoints += [e for e in extra.checkpoints if e.name not in names]
+    names = {entry.name for entry in merged.controlnets}
+    merged.controlnets += [e for e in extra.controlnets if e.name not in names]
+    names = {entry.name for entry in merged.loras}
+    merged.loras += [e for e in extra.loras if e.name not in names]
+    merged.vaes += [name for name in extra.vaes if name not in merged.vaes]
+    return merged
+
+
+def scan_models(
+    models_dir: str | Path | None,
+    extra: Inventory | None = None,
+    *,
+    allow_pickle: bool = False,
+) -> Inventory:
+    """Every model under ``models_dir`` (a missing folder is simply empty), then ``extra``'s."""
+    inventory = Inventory()
+    if models_dir is not None and Path(models_dir).is_dir():
+        for kind in KINDS:
+            _scan_kind(Path(models_dir), kind, allow_pickle, inventory)
+    return merge_inventories(inventory, extra) if extra is not None else inventory
+
+
+def check_model_name(name: object) -> str:
+    """Reject names that could leave the models folder: absolute, "..", NUL, backslashes."""
+    if not isinstance(name, str) or not name.strip():
+        raise ModelNotFound(f"Invalid model name {name!r}: empty.", field="model")
+    reason = None
+    if "\x00" in name or "\\" in name:
+        reason = "it contains a NUL or a backslash"
+    elif name.startswith("/") or PurePosixPath(name).is_absolute() or ":" in name.split("/")[0]:
+        reason = "absolute paths are not allowed"
+    elif any(part in ("", ".", "..") for part in name.split("/")):
+        reason = "it contains an empty, '.' or '..' path part"
+    if reason:
+        raise ModelNotFound(f"Invalid model name {name!r}: {reason}.", field="model")
+    return name
+
+
+def resolve_model_path(
+    models_dir: str | Path, kind: str, name: str, *, allow_pickle: bool = True
+) -> Path:
+    """The file or diffusers folder of model ``name`` of ``kind``, always inside models_dir."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: expected one of {KINDS}")
+    check_model_name(name)
+    base = (Path(models_dir) / kind).absolute()
+    candidate = base.joinpath(*name.split("/"))
+    # Lexical containment (symlinks the artist placed inside the folder are honoured).
+    if os.path.commonpath([os.path.normpath(candidate), os.path.normpath(base)]) != str(
+        os.path.normpath(base)
+    ):
+        raise ModelNotFound(f"Invalid model name {name!r}: outside the {kind} folder.")
+    suffixes = (SAFE_SUFFIX,) + (PICKLE_SUFFIXES if allow_pickle else ())
+    for suffix in suffixes:
+        path = candidate.parent / (candidate.name + suffix)
+        if path.is_file():
+            return path
+    if candidate.is_dir() and _is_diffusers_folder(candidate, kind):
+        return candidate
+    raise ModelNotFound(f"No {kind} model named {name!r} in {base}.", field="model")

@@ -1,0 +1,381 @@
+"""Load checkpoints and ControlNets from single files, diffusers folders or Hub ids, offline.
+
+Single files use diffusers' ``from_single_file`` with a local config folder: the configs our own
+writer embeds in the file's metadata ("diffusion_layers.config", how the tiny built-ins carry
+theirs), else the shipped full-size family configs under ``backend/engine/configs``. Tokenizer
+files are filled in from ``tokenizer.py``. Nothing is ever downloaded while loading a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backend.engine.detect import (
+    PICKLE_SUFFIXES,
+    CheckpointKind,
+    detect_checkpoint,
+    detect_controlnet,
+    kind_from_header,
+    kind_from_unet_config,
+    read_header,
+)
+from backend.engine.errors import EngineError, ModelLoadError, ModelNotFound, UnsafeModelFile
+from backend.engine.tokenizer import copy_tokenizer_files, default_cache_dir
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = "diffusion_layers.config"
+CONFIGS_DIR = Path(__file__).parent / "configs"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PIPELINE_CLASSES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+COMPONENT_CLASSES = {
+    "unet": ("diffusers", "UNet2DConditionModel"),
+    "vae": ("diffusers", "AutoencoderKL"),
+    "text_encoder": ("transformers", "CLIPTextModel"),
+    "text_encoder_2": ("transformers", "CLIPTextModelWithProjection"),
+    "scheduler": ("diffusers", "EulerDiscreteScheduler"),
+    "tokenizer": ("transformers", "CLIPTokenizer"),
+    "tokenizer_2": ("transformers", "CLIPTokenizer"),
+}
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    family: str  # "sd15" | "sdxl"
+    inpaint: bool
+    pipe: Any  # StableDiffusionPipeline | StableDiffusionXLPipeline (txt2img, shared components)
+    native_resolution: int
+    device: str
+    dtype: torch.dtype
+    approx_bytes: int
+
+
+def family_folder_name(family: str, inpaint: bool) -> str:
+    return family + ("-inpaint" if inpaint else "")
+
+
+def embedded_config(family: str, components: dict[str, dict]) -> str:
+    """The JSON our writer stores under CONFIG_KEY in a single file's metadata."""
+    return json.dumps({"family": family, "components": components}, sort_keys=True)
+
+
+def _config_cache_root() -> Path:
+    return default_cache_dir().parent / "configs"
+
+
+def _write_component_configs(folder: Path, family: str, components: dict[str, dict]) -> None:
+    """model_index.json plus each component's config and the tokenizer files."""
+    index: dict[str, Any] = {
+        "_class_name": PIPELINE_CLASSES[family],
+        "_diffusers_version": "0.39.0",
+    }
+    for name, config in components.items():
+        library, class_name = COMPONENT_CLASSES[name]
+        index[name] = [library, class_name]
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        if name == "scheduler":
+            data = dict(config, _class_name=class_name)
+            (folder / name / "scheduler_config.json").write_text(json.dumps(data, indent=2))
+        elif library == "transformers":
+            data = dict(config, model_type="clip_text_model", architectures=[class_name])
+            (folder / name / "config.json").write_text(json.dumps(data, indent=2))
+        else:
+            data = dict(config, _class_name=class_name)
+            (folder / name / "config.json").write_text(json.dumps(data, indent=2))
+    index["tokenizer"] = list(COMPONENT_CLASSES["tokenizer"])
+    copy_tokenizer_files("endoftext", folder / "tokenizer")
+    if family == "sdxl":
+        index["tokenizer_2"] = list(COMPONENT_CLASSES["tokenizer_2"])
+        copy_tokenizer_files("bang", folder / "tokenizer_2")
+        index["force_zeros_for_empty_prompt"] = True
+    else:
+        index.update(safety_checker=[None, None], feature_extractor=[None, None])
+        index["requires_safety_checker"] = False
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def _materialize(key: str, fill: Any) -> Path:
+    """A cached config folder named ``key``, written once (temp folder, then rename)."""
+    root = _config_cache_root()
+    target = root / key
+    if (target / "model_index.json").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".cfg-", dir=root))
+    try:
+        fill(staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "model_index.json").is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def config_folder_for_embedded(text: str) -> tuple[Path, CheckpointKind]:
+    """The config folder for a file's embedded config JSON."""
+    data = json.loads(text)
+    family, components = data["family"], data["components"]
+    kind = kind_from_unet_config(components["unet"], "embedded config")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = _materialize(
+        f"embedded-{digest}", lambda d: _write_component_configs(d, family, components)
+    )
+    return folder, kind
+
+
+def config_folder_for_family(kind: CheckpointKind) -> Path:
+    """A cache copy of the shipped full-size configs with the tokenizer folders filled in."""
+    source = CONFIGS_DIR / family_folder_name(kind.family, kind.inpaint)
+    if not (source / "model_index.json").is_file():
+        raise ModelLoadError(f"The shipped config {source} is missing; reinstall Diffusion Layers.")
+    digest = hashlib.sha256((source / "unet" / "config.json").read_bytes()).hexdigest()[:12]
+
+    def fill(folder: Path) -> None:
+        shutil.copytree(source, folder, dirs_exist_ok=True)
+        copy_tokenizer_files("endoftext", folder / "tokenizer")
+        if kind.family == "sdxl":
+            copy_tokenizer_files("bang", folder / "tokenizer_2")
+
+    return _materialize(f"{source.name}-{digest}", fill)
+
+
+def _read_pickle(path: Path) -> tuple[str | None, dict[str, tuple[int, ...]]]:
+    """A pickle checkpoint read with ``weights_only``: our embedded config (if any) and the
+    tensor shapes of its state dict (A1111 files nest it under "state_dict")."""
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for damaged pickles
+        raise ModelLoadError(
+            f"{path.name} could not be read (corrupt or truncated?): {exc}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path.name} holds no state dict.")
+    value = data.get(CONFIG_KEY)
+    state = data
+    while isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return (value if isinstance(value, str) else None), shapes
+
+
+def _check_source_file(path: Path, allow_pickle: bool) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        raise UnsafeModelFile(
+            f"{path.name} is a pickle file, which can run code when loaded. Use a .safetensors "
+            "version, or enable 'allow pickle' in the server settings if you trust it."
+        )
+    if path.suffix.lower() not in PICKLE_SUFFIXES + (".safetensors",):
+        raise ModelLoadError(f"{path.name}: unsupported model file type {path.suffix!r}.")
+
+
+def _single_file_config(path: Path) -> tuple[Path, CheckpointKind]:
+    if path.suffix.lower() == ".safetensors":
+        keys, metadata = read_header(path)
+        text = metadata.get(CONFIG_KEY)
+        if text is None:
+            kind = detect_checkpoint(path)
+            return config_folder_for_family(kind), kind
+    else:
+        text, shapes = _read_pickle(path)
+        if text is None:
+            kind = kind_from_header(shapes, path.name)
+            return config_folder_for_family(kind), kind
+    try:
+        return config_folder_for_embedded(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{path.name} has a damaged embedded config: {exc}") from exc
+
+
+def pipeline_class(family: str) -> Any:
+    import diffusers
+
+    return getattr(diffusers, PIPELINE_CLASSES[family])
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _load_pipe(source: str, allow_pickle: bool, dtype: torch.dtype) -> tuple[Any, CheckpointKind]:
+    """Step 1-3 of loading: find the kind and config, then build the pipeline on the CPU."""
+    path = Path(source).expanduser()
+    extra: dict[str, Any] = {"torch_dtype": dtype}
+    if path.is_file() or path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",):
+        if not path.is_file():
+            raise ModelNotFound(f"Model file not found: {path}")
+        _check_source_file(path, allow_pickle)
+        folder, kind = _single_file_config(path)
+        cls = pipeline_class(kind.family)
+        if kind.family == "sd15":
+            extra.update(safety_checker=None, requires_safety_checker=False)
+        pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, **extra)
+        return pipe, kind
+    if path.is_dir():
+        kind = detect_checkpoint(path)
+        if kind.family == "sd15":
+            extra.update(safety_checker=None, requires_safety_checker=False)
+        return pipeline_class(kind.family).from_pretrained(str(path), **extra), kind
+    if not HUB_ID.match(source):
+        raise ModelNotFound(f"No model file, folder or Hub id {source!r}.")
+    return _load_hub(source, extra)
+
+
+HUB_PATTERNS = ["*.json", "*.txt", "*/*.safetensors"]  # configs, tokenizers, safe weights
+
+
+def _hub_folder(repo_id: str) -> str:
+    """The local snapshot of ``repo_id``: the HF cache, else a download unless offline."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True, allow_patterns=HUB_PATTERNS)
+    except Exception as exc:  # LocalEntryNotFoundError and friends
+        if _offline():
+            raise ModelNotFound(
+                f"Model {repo_id!r} is not in the Hugging Face cache and the server is offline "
+                "(HF_HUB_OFFLINE): download it first or put a file in the models folder."
+            ) from exc
+    try:
+        return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS)
+    except Exception as exc:  # network errors, missing or gated repositories
+        raise ModelNotFound(f"Model {repo_id!r} could not be downloaded: {exc}") from exc
+
+
+def _load_hub(repo_id: str, extra: dict[str, Any]) -> tuple[Any, CheckpointKind]:
+    folder = _hub_folder(repo_id)
+    kind = detect_checkpoint(folder)
+    if kind.family == "sd15":
+        extra.update(safety_checker=None, requires_safety_checker=False)
+    pipe = pipeline_class(kind.family).from_pretrained(folder, local_files_only=True, **extra)
+    return pipe, kind
+
+
+def _check_complete(modules: list[Any], name: str) -> None:
+    for module in modules:
+        if module is None:
+            continue
+        missing = [key for key, value in module.named_parameters() if value.is_meta]
+        if missing:
+            raise ModelLoadError(
+                f"{name} is incomplete: {type(module).__name__} lacks {len(missing)} weights "
+                f"(e.g. {missing[0]}). The file may be truncated or of another model family."
+            )
+
+
+def approx_bytes(modules: list[Any]) -> int:
+    total = 0
+    for module in modules:
+        if module is None or not hasattr(module, "parameters"):
+            continue
+        total += sum(p.numel() * p.element_size() for p in module.parameters())
+        total += sum(b.numel() * b.element_size() for b in module.buffers())
+    return total
+
+
+def load_checkpoint(
+    source: str,
+    *,
+    device: str,
+    dtype: torch.dtype,
+    allow_pickle: bool = False,
+    name: str | None = None,
+) -> LoadedModel:
+    """Load a SD1.5/SDXL checkpoint (file, diffusers folder or cached Hub id) onto ``device``."""
+    display = name or Path(source).stem or source
+    # 1. Build on the CPU from the right config (errors name the file).
+    try:
+        pipe, kind = _load_pipe(source, allow_pickle, dtype)
+        # 2. Every weight must have come from the file (a partial file leaves "meta" tensors).
+        modules = [pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)]
+        _check_complete(modules, display)
+    except EngineError:
+        raise
+    except Exception as exc:  # diffusers/safetensors/torch raise many kinds on damaged files
+        log.exception("loading %s failed", source)
+        raise ModelLoadError(f"Could not load {display} ({Path(source).name}): {exc}") from exc
+    # 3. Quiet progress bars, then move to the device.
+    pipe.set_progress_bar_config(disable=True)
+    if device != "cpu":
+        pipe = pipe.to(device)
+    # 4. Describe it.
+    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    return LoadedModel(
+        name=display,
+        family=kind.family,
+        inpaint=kind.inpaint,
+        pipe=pipe,
+        native_resolution=int(pipe.unet.config.sample_size) * scale,
+        device=device,
+        dtype=dtype,
+        approx_bytes=approx_bytes(modules),
+    )
+
+
+def load_controlnet(
+    source: str,
+    *,
+    device: str,
+    dtype: torch.dtype,
+    allow_pickle: bool = False,
+) -> Any:
+    """Load a ControlNet (single file in the original or diffusers layout, or a folder)."""
+    from diffusers import ControlNetModel
+
+    path = Path(source).expanduser()
+    try:
+        if path.is_dir():
+            model = ControlNetModel.from_pretrained(str(path), torch_dtype=dtype)
+        elif path.is_file():
+            _check_source_file(path, allow_pickle)
+            model = ControlNetModel.from_single_file(
+                str(path),
+                config=str(_controlnet_config_folder(path)),
+                local_files_only=True,
+                torch_dtype=dtype,
+            )
+        else:
+            raise ModelNotFound(f"ControlNet not found: {source}")
+        _check_complete([model], path.name)
+    except EngineError:
+        raise
+    except Exception as exc:  # damaged files raise many kinds
+        log.exception("loading ControlNet %s failed", source)
+        raise ModelLoadError(f"Could not load the ControlNet {path.name}: {exc}") from exc
+    return model if device == "cpu" else model.to(device)
+
+
+def _controlnet_config_folder(path: Path) -> Path:
+    """The embedded ControlNet config when present, else the shipped one for its family."""
+    if path.suffix.lower() == ".safetensors":
+        _, metadata = read_header(path)
+        text = metadata.get(CONFIG_KEY)
+    else:
+        text, _ = _read_pickle(path)
+    if text:
+        config = json.loads(text)["components"]["controlnet"]
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+
+        def fill(folder: Path) -> None:
+            data = dict(config, _class_name="ControlNetModel")
+            (folder / "config.json").write_text(json.dumps(data, indent=2))
+            (folder / "model_index.json").write_text("{}")
+
+        return _materialize(f"controlnet-{digest}", fill)
+    family = detect_controlnet(path)
+    return CONFIGS_DIR / f"controlnet-{family}"

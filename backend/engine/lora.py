@@ -1,0 +1,118 @@
+"""LoRA files: write tiny ones in the kohya layout artists download, apply and remove them.
+
+``loras_applied`` loads each LoRA as a named diffusers adapter with its weight, and afterwards
+unloads them so the UNet and text encoder weights are bit-identical to before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from backend.engine.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def _kohya_name(prefix: str, module_path: str) -> str:
+    return prefix + module_path.replace(".", "_")
+
+
+def kohya_lora_state_dict(pipe: Any, rank: int = 4, alpha: float = 2.0, seed: int = 0) -> dict:
+    """A random LoRA over every attention projection of ``pipe`` in kohya's key layout
+    (``lora_unet_*`` / ``lora_te_*`` with ``.lora_down``, ``.lora_up`` and ``.alpha``)."""
+    import torch
+
+    if rank < 1:
+        raise ValueError(f"rank={rank!r}: must be at least 1")
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    groups = (
+        ("lora_unet_", pipe.unet, UNET_TARGETS),
+        ("lora_te_", pipe.text_encoder, TEXT_TARGETS),
+    )
+    for prefix, model, targets in groups:
+        for path, module in model.named_modules():
+            if not isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+                continue
+            if not any(path.endswith("." + target) for target in targets):
+                continue
+            name = _kohya_name(prefix, path)
+            if isinstance(module, torch.nn.Conv2d):
+                continue  # SD1.5 attention projections are all Linear
+            down = torch.randn(rank, module.in_features, generator=generator) * 0.5
+            up = torch.randn(module.out_features, rank, generator=generator) * 0.5
+            state[f"{name}.lora_down.weight"] = down.contiguous()
+            state[f"{name}.lora_up.weight"] = up.contiguous()
+            state[f"{name}.alpha"] = torch.tensor(float(alpha))
+    return state
+
+
+def tiny_lora_file(family: str, target: Any, seed: int = 0) -> None:
+    """Write the tiny built-in LoRA for the tiny ``family`` pipeline."""
+    from backend.engine.tiny import _save_atomic, build_tiny_pipeline
+
+    if family != "sd15":
+        raise ValueError(f"family={family!r}: the tiny LoRA exists for sd15 only")
+    pipe = build_tiny_pipeline(family, seed=seed)
+    metadata = {"ss_base_model_version": "sd_v1", "ss_network_module": "networks.lora"}
+    _save_atomic(kohya_lora_state_dict(pipe, seed=seed), metadata, Path(target))
+
+
+def read_lora_file(path: str | Path) -> dict:
+    """A LoRA's tensors from a .safetensors file (or a folder holding
+    pytorch_lora_weights.safetensors); pickle files are read with ``weights_only``."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "pytorch_lora_weights.safetensors"
+    try:
+        if path.suffix.lower() == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors/torch raise several kinds for damaged files
+        raise ModelLoadError(f"The LoRA file {path.name} is unreadable: {exc}") from exc
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"The LoRA file {path.name} holds no tensors.")
+    return state
+
+
+def adapter_name(index: int, name: str) -> str:
+    safe = "".join(ch if ch.isalnum() else "_" for ch in name)
+    return f"dl{index}_{safe}"[:64]
+
+
+@contextmanager
+def loras_applied(pipe: Any, loras: list[tuple[str, str, float]]) -> Iterator[list[str]]:
+    """Apply ``(path, name, weight)`` LoRAs to ``pipe`` for the duration of the block.
+
+    Yields the adapter names. On exit (also on errors) every adapter is unloaded.
+    """
+    names: list[str] = []
+    try:
+        # 1. Load each file as its own adapter.
+        for index, (path, name, _weight) in enumerate(loras):
+            adapter = adapter_name(index, name)
+            state = read_lora_file(path)
+            try:
+                pipe.load_lora_weights(state, adapter_name=adapter)
+            except Exception as exc:  # diffusers raises ValueError/KeyError/... on foreign layouts
+                log.exception("loading LoRA %s failed", path)
+                raise ModelLoadError(f"Could not load the LoRA {name!r}: {exc}") from exc
+            names.append(adapter)
+        # 2. Activate them together with their weights.
+        if names:
+            pipe.set_adapters(names, adapter_weights=[float(w) for _, _, w in loras])
+        yield names
+    finally:
+        # 3. Remove every adapter layer so the base weights are untouched.
+        if names:
+            pipe.unload_lora_weights()

@@ -1,0 +1,323 @@
+"""Which models are installed, which are loaded, and on what device.
+
+``ModelManager`` keeps an LRU of loaded checkpoints (``cache_models`` entries within a memory
+budget), a small cache of ControlNets, resolves ControlNets by control type for a model family
+and applies LoRAs for one job only. The tiny built-ins are always in the inventory; their files
+are written on first use.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backend.engine.errors import InvalidRequest, ModelNotFound
+from backend.engine.inventory import check_model_name, scan_models
+from backend.engine.loader import LoadedModel, load_checkpoint, load_controlnet
+from backend.engine.lora import loras_applied as apply_loras
+from backend.engine.tiny import (
+    TINY_CHECKPOINTS,
+    TINY_CONTROLNETS,
+    TINY_LORAS,
+    ensure_tiny_models,
+)
+from backend.engine.tokenizer import default_cache_dir
+from backend.engine.types import (
+    CheckpointEntry,
+    ControlNetEntry,
+    EngineConfig,
+    Inventory,
+    LoraEntry,
+    LoraInput,
+)
+
+log = logging.getLogger(__name__)
+
+BUILTIN = "builtin:"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+CONTROLNET_CACHE = 4
+#: what to suggest when no ControlNet of a type is installed
+INSTALL_HINTS = {
+    "sd15": "e.g. control_v11p_sd15_{type}.safetensors",
+    "sdxl": "e.g. a {type} ControlNet for SDXL (diffusers_xl_{type}.safetensors)",
+}
+
+
+def builtin_inventory() -> Inventory:
+    """The tiny built-ins, always available (their files are written when first loaded)."""
+    return Inventory(
+        checkpoints=[
+            CheckpointEntry(name, family, inpaint, BUILTIN + name)
+            for name, (family, inpaint) in TINY_CHECKPOINTS.items()
+        ],
+        controlnets=[
+            ControlNetEntry(name, family, "any", BUILTIN + name)
+            for name, family in TINY_CONTROLNETS.items()
+        ],
+        loras=[LoraEntry(name, family, BUILTIN + name) for name, family in TINY_LORAS.items()],
+    )
+
+
+def resolve_device(requested: str) -> str:
+    """ "auto" -> cuda if available, else mps, else cpu; explicit names are checked."""
+    base = requested.split(":")[0]
+    if base not in DEVICES:
+        raise InvalidRequest("device", requested, f"expected one of {', '.join(DEVICES)}")
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if base == "cuda" and not torch.cuda.is_available():
+        raise InvalidRequest("device", requested, "CUDA is not available on this machine")
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> torch.dtype:
+    """ "auto" -> float16 on cuda/mps, float32 on cpu; explicit names are honoured."""
+    if requested == "auto":
+        return torch.float32 if device == "cpu" else torch.float16
+    if requested not in DTYPES:
+        raise InvalidRequest("dtype", requested, f"expected auto or one of {', '.join(DTYPES)}")
+    if device == "cpu" and requested != "float32":
+        log.warning("dtype %s on the CPU is slow and some operations lack support", requested)
+    return DTYPES[requested]
+
+
+def default_budget_bytes(device: str) -> int:
+    """Memory the checkpoint cache may use: 85% of the GPU, or half of the free RAM."""
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        return int(torch.cuda.get_device_properties(index).total_memory * 0.85)
+    import psutil
+
+    return int(psutil.virtual_memory().available * 0.5)
+
+
+class ModelManager:
+    """Loads and caches models for the engine. Thread-safe; loading happens on the caller."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        if config.cache_models < 1:
+            raise InvalidRequest("cache_models", config.cache_models, "must be at least 1")
+        self.config = config
+        self._device = resolve_device(config.device)
+        self._dtype = resolve_dtype(config.dtype, self._device)
+        self.tiny_dir = Path(config.tiny_dir or default_cache_dir().parent / "tiny-models")
+        budget = config.cache_budget_gb
+        self.budget_bytes = int(budget * 1024**3) if budget else default_budget_bytes(self._device)
+        self._lock = threading.RLock()  # loading and the model caches
+        self._inventory_lock = threading.Lock()  # never held while loading
+        self._loaded_snapshot: tuple[str, ...] = ()
+        self._inventory: Inventory | None = None
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._controlnets: OrderedDict[str, Any] = OrderedDict()
+        self._current: str | None = None
+
+    # -- facts ---------------------------------------------------------------------------
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def dtype(self) -> str:
+        return str(self._dtype).replace("torch.", "")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def loaded_names(self) -> list[str]:
+        return list(self._loaded_snapshot)
+
+    def inventory(self, refresh: bool = False) -> Inventory:
+        with self._inventory_lock:
+            if self._inventory is None or refresh:
+                self._inventory = scan_models(
+                    self.config.models_dir,
+                    builtin_inventory(),
+                    allow_pickle=self.config.allow_pickle,
+                )
+            return self._inventory
+
+    def _find(self, kind: str, name: str) -> Any:
+        """The inventory entry ``name`` of ``kind``; one rescan before giving up."""
+        check_model_name(name)
+        for refresh in (False, True):
+            entries = getattr(self.inventory(refresh=refresh), kind)
+            for entry in entries:
+                if entry.name == name:
+                    return entry
+        label = {"checkpoints": "checkpoint", "controlnets": "ControlNet", "loras": "LoRA"}[kind]
+        raise ModelNotFound(
+            f"No {label} named {name!r}. Put it in the models folder or pick one from the list.",
+            field="model",
+        )
+
+    def _path(self, entry: Any) -> str:
+        if entry.path.startswith(BUILTIN):
+            name = entry.path[len(BUILTIN) :]
+            return ensure_tiny_models(self.tiny_dir, [name])[name]
+        return entry.path
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def default_checkpoint_name(self) -> str:
+        if self.config.default_model:
+            return self.config.default_model
+        checkpoints = self.inventory().checkpoints
+        regular = [entry.name for entry in checkpoints if not entry.inpaint]
+        return (regular or [entry.name for entry in checkpoints])[0]
+
+    def checkpoint(self, name: str | None = None) -> LoadedModel:
+        """The loaded model ``name`` (None = the default), loading it if needed (LRU cache)."""
+        name = name or self.default_checkpoint_name()
+        with self._lock:
+            # 1. Cache hit: mark as most recently used.
+            if name in self._models:
+                self._models.move_to_end(name)
+                self._current = name
+                self._loaded_snapshot = tuple(self._models)
+                return self._models[name]
+            # 2. Make room: by count, and by the file's size against the budget.
+            entry = self._find("checkpoints", name)
+            path = self._path(entry)
+            self._evict(keep=None, incoming=max(self.config.cache_models - 1, 0), extra=_size(path))
+            # 3. Load, then trim again with the real size.
+            loaded = load_checkpoint(
+                path,
+                device=self._device,
+                dtype=self._dtype,
+                allow_pickle=self.config.allow_pickle,
+                name=name,
+            )
+            self._models[name] = loaded
+            self._current = name
+            self._evict(keep=name, incoming=self.config.cache_models, extra=0)
+            self._loaded_snapshot = tuple(self._models)
+            log.info("loaded %s (%s, %.1f MB)", name, loaded.family, loaded.approx_bytes / 1e6)
+            return loaded
+
+    def _evict(self, keep: str | None, incoming: int, extra: int) -> None:
+        """Drop least recently used models until at most ``incoming`` remain and the total
+        (plus ``extra`` bytes about to be loaded) fits the budget. ``keep`` is never dropped."""
+
+        def over() -> bool:
+            total = sum(model.approx_bytes for model in self._models.values()) + extra
+            return len(self._models) > incoming or total > self.budget_bytes
+
+        while over():
+            victims = [name for name in self._models if name != keep]
+            if not victims:
+                break
+            self.unload(victims[0])
+
+    def unload(self, name: str) -> None:
+        """Free a loaded checkpoint (no error when it is not loaded)."""
+        with self._lock:
+            model = self._models.pop(name, None)
+            if model is None:
+                return
+            if self._current == name:
+                self._current = None
+            self._loaded_snapshot = tuple(self._models)
+            del model
+            self._free_memory()
+            log.info("unloaded %s", name)
+
+    def _free_memory(self) -> None:
+        gc.collect()
+        if self._device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        elif self._device == "mps":
+            torch.mps.empty_cache()
+
+    # -- ControlNets ---------------------------------------------------------------------
+
+    def controlnet(self, name: str) -> Any:
+        """The ControlNet ``name`` on the manager's device and dtype (cached, LRU of 4)."""
+        with self._lock:
+            if name in self._controlnets:
+                self._controlnets.move_to_end(name)
+                return self._controlnets[name]
+            entry = self._find("controlnets", name)
+            model = load_controlnet(
+                self._path(entry),
+                device=self._device,
+                dtype=self._dtype,
+                allow_pickle=self.config.allow_pickle,
+            )
+            self._controlnets[name] = model
+            while len(self._controlnets) > CONTROLNET_CACHE:
+                self._controlnets.popitem(last=False)
+                self._free_memory()
+            return model
+
+    def resolve_controlnet(
+        self, family: str, control_type: str, name: str | None = None
+    ) -> ControlNetEntry:
+        """The ControlNet to use: ``name`` if given (must fit ``family``), else one of the
+        family's with exactly ``control_type``, else one of type "any". Tiny built-ins only
+        pair with tiny checkpoints, and real ones only with real checkpoints."""
+        if name:
+            entry = self._find("controlnets", name)
+            if entry.family != family:
+                raise InvalidRequest(
+                    "control.model", name, f"is a {entry.family} ControlNet; the model is {family}"
+                )
+            return entry
+        tiny = self._current in TINY_CHECKPOINTS
+        candidates = [
+            entry
+            for entry in self.inventory().controlnets
+            if entry.family == family and entry.path.startswith(BUILTIN) == tiny
+        ]
+        for wanted in (control_type, "any"):
+            for entry in candidates:
+                if entry.type == wanted:
+                    return entry
+        hint = INSTALL_HINTS.get(family, "").format(type=control_type)
+        raise ModelNotFound(
+            f"No {control_type} ControlNet for {family} is installed: put one in the "
+            f"controlnet/ folder ({hint}).",
+            field="control.type",
+        )
+
+    # -- LoRAs ---------------------------------------------------------------------------
+
+    @contextmanager
+    def loras_applied(self, loaded: LoadedModel, loras: list[LoraInput]) -> Iterator[None]:
+        """Apply ``loras`` to ``loaded`` for the block; afterwards the weights are as before."""
+        files: list[tuple[str, str, float]] = []
+        for index, lora in enumerate(loras):
+            entry = self._find("loras", lora.name)
+            if entry.family is not None and entry.family != loaded.family:
+                raise InvalidRequest(
+                    f"loras[{index}].name",
+                    lora.name,
+                    f"is a {entry.family} LoRA; the model {loaded.name!r} is {loaded.family}",
+                )
+            if lora.weight != 0:
+                files.append((self._path(entry), lora.name, float(lora.weight)))
+        with apply_loras(loaded.pipe, files):
+            yield
+
+
+def _size(path: str) -> int:
+    target = Path(path)
+    if target.is_file():
+        return target.stat().st_size
+    if target.is_dir():
+        return sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    return 0
