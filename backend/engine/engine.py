@@ -1,0 +1,291 @@
+"""The generation engine facade: one request in, finished layers out.
+
+``Engine`` implements ``EngineProtocol`` (types.py). It checks the request, makes sure the
+model is loaded (``ModelManager``), turns the region into a denoise task at the model's native
+size (whole region for txt2img/img2img, selection + context for inpaint/outpaint), runs it
+through the shared task pipelines (pipelines.py) and turns the results back into layers.
+
+``_denoise`` is the only method that runs the model: tests subclass ``Engine`` and replace it
+with a deterministic fake to check geometry, colour matching and compositing through the real
+``generate`` path.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.engine.compositing import prefill, resize_rgb
+from backend.engine.controlnet import control_map, prepare_controls
+from backend.engine.errors import Cancelled, InvalidRequest, OutOfMemory
+from backend.engine.geometry import native_size
+from backend.engine.inpaint import crop_like_plan, finish_inpaint, plan_inpaint
+from backend.engine.pipelines import DenoiseTask, PipelineCache, StepCallback, run_denoise
+from backend.engine.preprocess import PREPROCESSORS
+from backend.engine.previews import latents_to_preview
+from backend.engine.prompts import PromptEncoder
+from backend.engine.request_checks import DEFAULT_MAX_PIXELS, check_request
+from backend.engine.schedulers import SAMPLERS, sampler_names
+from backend.engine.types import (
+    CancelToken,
+    EngineConfig,
+    GenerationRequest,
+    Inventory,
+    Layer,
+    Progress,
+    ProgressCallback,
+    ResultMetadata,
+)
+
+log = logging.getLogger(__name__)
+
+#: Side multiple of the denoise size per family (SDXL buckets are multiples of 64).
+SIZE_MULTIPLE = {"sd15": 8, "sdxl": 64}
+OOM_MESSAGE = (
+    "The GPU ran out of memory. Try a smaller region or batch, or close other GPU programs."
+)
+
+
+class Engine:
+    """txt2img / img2img / inpaint / outpaint with ControlNet and LoRA on one loaded model."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        models: Any | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        prompt_cache_size: int = 64,
+    ) -> None:
+        if models is None:
+            from backend.engine.model_manager import ModelManager
+
+            models = ModelManager(config)
+        self.config = config
+        self.models = models
+        self.max_pixels = max_pixels
+        self.device = str(models.device)
+        self.dtype = str(models.dtype).replace("torch.", "")
+        self.prompts = PromptEncoder(prompt_cache_size)
+        self._pipelines = PipelineCache()
+        self._loaded: Any | None = None
+
+    # -- cheap queries (any thread) ---------------------------------------------------------
+
+    @property
+    def loaded_model(self) -> str | None:
+        return None if self._loaded is None else self._loaded.name
+
+    def inventory(self) -> Inventory:
+        return self.models.inventory()
+
+    def samplers(self) -> list[str]:
+        return sampler_names()
+
+    def preprocessors(self) -> list[str]:
+        return list(PREPROCESSORS)
+
+    def default_model(self) -> str | None:
+        if self.config.default_model:
+            return self.config.default_model
+        checkpoints = self.inventory().checkpoints
+        plain = [entry.name for entry in checkpoints if not entry.inpaint]
+        return (plain or [entry.name for entry in checkpoints] or [None])[0]
+
+    def check_request(self, request: GenerationRequest) -> None:
+        check_request(
+            request,
+            self.inventory(),
+            self.default_model(),
+            SAMPLERS,
+            PREPROCESSORS,
+            self.max_pixels,
+        )
+
+    # -- work (the worker thread) ------------------------------------------------------------
+
+    def preload(self, model: str | None = None) -> None:
+        self._load(model)
+
+    def preprocess(self, control_type: str, image: np.ndarray) -> np.ndarray:
+        if control_type not in PREPROCESSORS:
+            raise InvalidRequest("type", control_type, f"expected one of {list(PREPROCESSORS)}")
+        from backend.engine.types import ControlInput
+
+        rgb = control_map(ControlInput(control_type, image), self._depth_estimator(control_type))
+        alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
+        return np.concatenate([rgb, alpha], axis=2)
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[Layer]:
+        # 1. Validate, load the model, stop early if already cancelled.
+        self.check_request(request)
+        cancel = cancel or CancelToken()
+        cancel.check()
+        loaded = self._load(request.model)
+        on_step = self._step_callback(loaded.family, on_progress, cancel)
+        try:
+            # 2. LoRAs stay applied only for this job.
+            with self.models.loras_applied(loaded, request.loras):
+                return self._generate(request, loaded, on_step)
+        except Cancelled:
+            raise
+        except torch.cuda.OutOfMemoryError as error:
+            raise self._out_of_memory(error) from error
+        except RuntimeError as error:
+            if "out of memory" in str(error).lower():
+                raise self._out_of_memory(error) from error
+            raise
+
+    def _generate(
+        self, request: GenerationRequest, loaded: Any, on_step: StepCallback
+    ) -> list[Layer]:
+        family = loaded.family
+        multiple = SIZE_MULTIPLE.get(family, 8)
+        variant = ";".join(f"{lora.name}:{lora.weight:g}" for lora in request.loras)
+        embeds = self.prompts.encode(
+            loaded.pipe,
+            request.prompt,
+            request.negative_prompt,
+            model=loaded.name,
+            family=family,
+            clip_skip=request.clip_skip,
+            variant=variant,
+        )
+        seeds = [request.seed + index for index in range(request.batch)]
+        strength = 1.0 if request.mode in ("txt2img", "outpaint") else request.strength
+        task = DenoiseTask(
+            kind="inpaint" if request.mode in ("inpaint", "outpaint") else request.mode,
+            model=loaded,
+            width=0,
+            height=0,
+            embeds=embeds,
+            seeds=seeds,
+            steps=request.steps,
+            cfg_scale=request.cfg_scale,
+            sampler=request.sampler,
+            strength=strength,
+        )
+        if task.kind == "inpaint":
+            # 3a. Selection + context, at native size; the layer is trimmed to the selection.
+            plan = plan_inpaint(request, loaded.native_resolution, multiple)
+            task.width, task.height = plan.native_width, plan.native_height
+            task.image, task.mask = plan.native_image, plan.native_mask
+            task.controls = self._controls(request, family, lambda m: crop_like_plan(plan, m))
+            images = self._denoise(task, on_step)
+            placed = [finish_inpaint(plan, image, request.inpaint.color_match) for image in images]
+        else:
+            # 3b. The whole region at native size; an opaque layer covering it.
+            width, height = native_size(
+                request.width, request.height, loaded.native_resolution, multiple
+            )
+            task.width, task.height = width, height
+            if request.mode == "img2img":
+                assert request.image is not None
+                filled = prefill(request.image, request.inpaint.fill, seed=request.seed)
+                task.image = resize_rgb(filled, width, height)
+            task.controls = self._controls(request, family, lambda m: resize_rgb(m, width, height))
+            images = self._denoise(task, on_step)
+            placed = [
+                (_opaque(resize_rgb(image, request.width, request.height)), 0, 0)
+                for image in images
+            ]
+        # 4. Layers with what made them.
+        return [
+            Layer(image, x, y, seed, self._metadata(request, loaded.name, seed, strength))
+            for (image, x, y), seed in zip(placed, seeds, strict=True)
+        ]
+
+    def _denoise(self, task: DenoiseTask, on_step: StepCallback) -> np.ndarray:
+        """The model call: (N, task.height, task.width, 3) uint8 RGB, one per seed."""
+        return run_denoise(self._pipelines, task, on_step)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _load(self, model: str | None) -> Any:
+        name = model or self.default_model()
+        if self._loaded is not None and self._loaded.name != name:
+            # Another model: drop the task pipelines first so the manager can free the old
+            # weights before it loads the new ones.
+            self._pipelines.clear()
+            self.prompts.clear(self._loaded.name)
+            self._loaded = None
+        # Always ask the manager (a cheap cache hit): it may have reloaded the model.
+        loaded = self.models.checkpoint(name)
+        if self._loaded is not None and loaded.pipe is not self._loaded.pipe:
+            self.prompts.clear(loaded.name)  # same name, new weights
+        self._loaded = loaded
+        return loaded
+
+    def _controls(self, request: GenerationRequest, family: str, fit: Any) -> list:
+        if not request.controls:
+            return []
+        types = {control.type for control in request.controls if control.preprocess}
+        depth = self._depth_estimator("depth") if "depth" in types else None
+        return prepare_controls(self.models, family, request.controls, fit, depth)
+
+    def _depth_estimator(self, control_type: str) -> Any:
+        if control_type != "depth":
+            return None
+        getter = getattr(self.models, "depth_estimator", None)
+        return getter() if callable(getter) else None
+
+    def _step_callback(
+        self, family: str, on_progress: ProgressCallback | None, cancel: CancelToken
+    ) -> StepCallback:
+        def on_step(step: int, total: int, latents: torch.Tensor) -> None:
+            cancel.check()
+            if on_progress is not None:
+                preview = latents_to_preview(latents[:1], family)
+                on_progress(Progress(step=step, total=total, preview=preview))
+
+        return on_step
+
+    def _metadata(
+        self, request: GenerationRequest, model: str, seed: int, strength: float
+    ) -> ResultMetadata:
+        return ResultMetadata(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            seed=seed,
+            model=model,
+            sampler=request.sampler,
+            steps=request.steps,
+            cfg_scale=request.cfg_scale,
+            strength=strength,
+            mode=request.mode,
+            width=request.width,
+            height=request.height,
+            clip_skip=request.clip_skip,
+            loras=[{"name": lora.name, "weight": lora.weight} for lora in request.loras],
+            controls=[
+                {
+                    "type": c.type,
+                    "model": c.model,
+                    "strength": c.strength,
+                    "start": c.start,
+                    "end": c.end,
+                }
+                for c in request.controls
+            ],
+        )
+
+    def _out_of_memory(self, error: BaseException) -> OutOfMemory:
+        log.error("out of memory: %s", error)
+        self._pipelines.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return OutOfMemory(OOM_MESSAGE)
+
+
+def _opaque(rgb: np.ndarray) -> np.ndarray:
+    alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
+    return np.concatenate([rgb, alpha], axis=2)

@@ -1,0 +1,238 @@
+"""Task pipelines built from a loaded model's components, and the one place that runs them.
+
+Every task pipeline (txt2img, img2img, inpaint, each with or without ControlNet) is made with
+``from_pipe`` from the loaded base pipeline, so all of them share the same UNet, VAE and text
+encoders: no weights are copied and nothing moves between devices per request. The pipelines
+are cached per model (ControlNet ones per set of ControlNets).
+
+``run_denoise`` is the single call site of a diffusers pipeline: per-device speed-ups
+(torch.compile, CUDA-graph size buckets, VAE tiling) belong in ``prepare_pipeline`` and
+``run_denoise`` only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from backend.engine.errors import InvalidRequest
+from backend.engine.prompts import PromptEmbeds
+from backend.engine.schedulers import make_scheduler
+
+log = logging.getLogger(__name__)
+
+KINDS = ("txt2img", "img2img", "inpaint")
+
+_CLASSES: dict[tuple[str, str, bool], str] = {
+    ("sd15", "txt2img", False): "StableDiffusionPipeline",
+    ("sd15", "img2img", False): "StableDiffusionImg2ImgPipeline",
+    ("sd15", "inpaint", False): "StableDiffusionInpaintPipeline",
+    ("sd15", "txt2img", True): "StableDiffusionControlNetPipeline",
+    ("sd15", "img2img", True): "StableDiffusionControlNetImg2ImgPipeline",
+    ("sd15", "inpaint", True): "StableDiffusionControlNetInpaintPipeline",
+    ("sdxl", "txt2img", False): "StableDiffusionXLPipeline",
+    ("sdxl", "img2img", False): "StableDiffusionXLImg2ImgPipeline",
+    ("sdxl", "inpaint", False): "StableDiffusionXLInpaintPipeline",
+    ("sdxl", "txt2img", True): "StableDiffusionXLControlNetPipeline",
+    ("sdxl", "img2img", True): "StableDiffusionXLControlNetImg2ImgPipeline",
+    ("sdxl", "inpaint", True): "StableDiffusionXLControlNetInpaintPipeline",
+}
+
+# A denoising step callback: (step done, total steps, latents) -> None; may raise Cancelled.
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+@dataclass
+class ControlTask:
+    """One ControlNet input, already preprocessed, cropped and resized to the denoise size."""
+
+    name: str
+    controlnet: Any  # diffusers ControlNetModel
+    image: np.ndarray  # (h, w, 3) uint8 RGB
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+
+@dataclass
+class DenoiseTask:
+    """Everything one pipeline call needs, at the denoise (native) size."""
+
+    kind: str  # txt2img | img2img | inpaint
+    model: Any  # LoadedModel: name, family, inpaint, pipe
+    width: int
+    height: int
+    embeds: PromptEmbeds
+    seeds: list[int]
+    steps: int = 20
+    cfg_scale: float = 7.0
+    sampler: str = "dpmpp_2m_karras"
+    strength: float = 1.0
+    image: np.ndarray | None = None  # (h, w, 3) uint8 RGB: img2img/inpaint source
+    mask: np.ndarray | None = None  # (h, w) float32 0..1: the denoise mask (inpaint)
+    controls: list[ControlTask] = field(default_factory=list)
+
+
+def pipeline_kind(task_kind: str, inpaint_checkpoint: bool) -> str:
+    """The diffusers task a request kind runs as: an inpaint checkpoint (9-channel UNet) does
+    everything through its inpaint pipeline (txt2img = a full mask over a grey image)."""
+    if task_kind not in KINDS:
+        raise InvalidRequest("kind", task_kind, f"expected one of {list(KINDS)}")
+    return "inpaint" if inpaint_checkpoint else task_kind
+
+
+def inference_steps(steps: int, strength: float) -> int:
+    """Scheduler steps so that about ``steps`` denoising steps actually run at ``strength``
+    (diffusers skips the first ``(1 - strength)`` of the schedule)."""
+    if strength >= 1.0:
+        return steps
+    total = max(steps, math.ceil(steps / max(strength, 1e-3) - 1e-9))
+    while int(total * strength) < steps and total < 1000:  # diffusers truncates with int()
+        total += 1
+    return min(1000, total)
+
+
+class PipelineCache:
+    """Task pipelines per loaded model, sharing its components (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._owner: Any | None = None  # the base pipeline the cache was built from
+        self._scheduler_config: dict[str, Any] = {}
+        self._pipes: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def clear(self) -> None:
+        self._owner = None
+        self._pipes.clear()
+
+    def get(self, model: Any, kind: str, controls: list[ControlTask]) -> Any:
+        base = model.pipe
+        if self._owner is not base:
+            # 1. A different model is loaded: forget the old pipelines (they hold its weights).
+            self.clear()
+            self._owner = base
+            self._scheduler_config = dict(base.scheduler.config)
+        key = (kind, tuple(control.name for control in controls))
+        pipe = self._pipes.get(key)
+        if pipe is None:
+            pipe = self._build(model, kind, controls)
+            if not controls:
+                self._pipes[key] = pipe
+            elif len(self._pipes) < 16:
+                self._pipes[key] = pipe
+        return pipe
+
+    @property
+    def scheduler_config(self) -> dict[str, Any]:
+        return self._scheduler_config
+
+    def _build(self, model: Any, kind: str, controls: list[ControlTask]) -> Any:
+        import diffusers
+
+        class_name = _CLASSES[(model.family, kind, bool(controls))]
+        extra: dict[str, Any] = {}
+        if controls:
+            nets = [control.controlnet for control in controls]
+            extra["controlnet"] = (
+                nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets)
+            )
+        # torch_dtype=None: from_pipe would otherwise cast the SHARED modules to float32.
+        pipe = getattr(diffusers, class_name).from_pipe(model.pipe, torch_dtype=None, **extra)
+        prepare_pipeline(pipe)
+        log.debug("built %s for %s", class_name, model.name)
+        return pipe
+
+
+def prepare_pipeline(pipe: Any) -> None:
+    """Per-pipeline settings made once when it is built (the hook for device speed-ups:
+    torch.compile / CUDA-graph buckets go here). SDPA attention is diffusers' default."""
+    pipe.set_progress_bar_config(disable=True)
+    if pipe.device.type == "cuda":
+        # In place and idempotent: the modules are shared by every task pipeline.
+        for name in ("unet", "controlnet"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+
+
+def _accepted(pipe: Any) -> set[str]:
+    return set(inspect.signature(type(pipe).__call__).parameters)
+
+
+def _pil_rgb(image: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(image[..., :3]), "RGB")
+
+
+def _pil_mask(mask: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str) -> dict[str, Any]:
+    """The keyword arguments of the pipeline call for ``task`` run as ``kind``."""
+    # 1. Common arguments: embeddings, steps, guidance, one CPU generator per image.
+    strength = task.strength if kind != "txt2img" else 1.0
+    kwargs: dict[str, Any] = {
+        **task.embeds.pipeline_kwargs(),
+        "num_inference_steps": inference_steps(task.steps, strength),
+        "guidance_scale": task.cfg_scale,
+        "num_images_per_prompt": len(task.seeds),
+        "generator": [torch.Generator("cpu").manual_seed(seed) for seed in task.seeds],
+        "output_type": "np",
+        "width": task.width,
+        "height": task.height,
+    }
+    # 2. Source image and mask (an inpaint checkpoint gets a full mask outside inpaint).
+    if kind in ("img2img", "inpaint"):
+        source = task.image
+        if source is None:
+            source = np.full((task.height, task.width, 3), 127, np.uint8)
+        kwargs["image"] = _pil_rgb(source)
+        kwargs["strength"] = strength
+    if kind == "inpaint":
+        mask = task.mask if task.kind == "inpaint" and task.mask is not None else None
+        if mask is None:
+            mask = np.ones((task.height, task.width), np.float32)
+        kwargs["mask_image"] = _pil_mask(mask)
+    # 3. ControlNet: one image per control, scales and guidance windows as lists.
+    if task.controls:
+        images = [_pil_rgb(control.image) for control in task.controls]
+        single = len(images) == 1
+        kwargs["image" if kind == "txt2img" else "control_image"] = images[0] if single else images
+        scales = [control.scale for control in task.controls]
+        kwargs["controlnet_conditioning_scale"] = scales[0] if single else scales
+        kwargs["control_guidance_start"] = [control.start for control in task.controls]
+        kwargs["control_guidance_end"] = [control.end for control in task.controls]
+    accepted = _accepted(pipe)
+    return {key: value for key, value in kwargs.items() if key in accepted}
+
+
+def run_denoise(
+    cache: PipelineCache, task: DenoiseTask, on_step: StepCallback | None = None
+) -> np.ndarray:
+    """Run ``task``; returns (N, height, width, 3) uint8 RGB, one image per seed."""
+    # 1. The task pipeline and a fresh scheduler for the sampler.
+    kind = pipeline_kind(task.kind, bool(task.model.inpaint))
+    pipe = cache.get(task.model, kind, task.controls)
+    pipe.scheduler = make_scheduler(task.sampler, cache.scheduler_config)
+    kwargs = build_call_kwargs(pipe, task, kind)
+
+    # 2. Step callback: progress, preview and cancel, within one step.
+    def step_end(pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+        if on_step is not None:
+            total = int(getattr(pipeline, "num_timesteps", 0) or kwargs["num_inference_steps"])
+            on_step(step + 1, total, tensors["latents"])
+        return tensors
+
+    kwargs["callback_on_step_end"] = step_end
+    kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+    # 3. Denoise and decode.
+    with torch.inference_mode():
+        images = pipe(**kwargs).images
+    return np.clip(np.asarray(images) * 255.0 + 0.5, 0, 255).astype(np.uint8)
