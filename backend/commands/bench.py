@@ -1,0 +1,78 @@
+"""``diffusion-layers bench``: plain diffusers vs our server, end to end, in one process run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark our HTTP path against a plain diffusers pipeline",
+        description="Builds full-size SD1.5/SDXL architectures with random weights (or uses "
+        "real ones placed under --models-dir), times the plain diffusers baseline and our "
+        "server (POST /v1/jobs -> layer) in one run, prints a table and writes JSON.",
+    )
+    parser.add_argument("--tiny", action="store_true", help="tiny models, 64 px (CPU, CI)")
+    parser.add_argument("--out", default="bench.json", help="JSON report path")
+    parser.add_argument("--table", help="also write the Markdown table to this file")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--dtype", default="auto", help="auto | float16 | bfloat16 | float32")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        dest="scenarios",
+        help="run only this scenario (repeatable); default: all",
+    )
+    parser.add_argument("--models-dir", help="keep/reuse the benchmark models here")
+    parser.add_argument("--transfer-size", type=int, default=2048, help="transfer region side")
+    parser.add_argument(
+        "--warmup-s", type=float, default=0.0, help="keep warming our path up this long"
+    )
+    parser.add_argument(
+        "--compile", choices=("off", "background", "blocking"), help="engine compile mode"
+    )
+    parser.add_argument("--budget-s", type=float, help="skip the work left after this many seconds")
+    parser.add_argument("--skip-plain", action="store_true", help="only time our server")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    from backend.bench.harness import BenchOptions, run_bench
+    from backend.bench.report import format_table, write_json
+
+    options = BenchOptions(
+        tiny=args.tiny,
+        device=args.device,
+        dtype=args.dtype,
+        repeats=args.repeats,
+        scenarios=args.scenarios,
+        models_dir=args.models_dir,
+        transfer_size=args.transfer_size,
+        warmup_s=args.warmup_s,
+        compile=args.compile,
+        skip_plain=args.skip_plain,
+        budget_s=args.budget_s,
+    )
+    try:
+        report = run_bench(options)
+    except ValueError as exc:
+        log.error("bench: %s", exc)
+        return 2
+    table = format_table(report)
+    print(table)
+    path = write_json(report, args.out)
+    if args.table:
+        with open(args.table, "w", encoding="utf-8") as handle:
+            handle.write(table + "\n")
+    log.info("wrote %s", path)
+    return 1 if report["errors"] else 0
