@@ -1,0 +1,399 @@
+"""The generation state machine: idle → generating → preview (→ idle on apply) or error.
+
+One Session per document keeps its job and results apart from other documents; the public
+``state``/``last_error``/``results`` follow the active document. Every asynchronous callback
+first checks that its document is still open, so a job whose document was closed is dropped.
+Nothing on the canvas changes until a job's results have all arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, cast
+
+from PyQt5.QtCore import QObject, pyqtSignal
+
+from . import results as results_mod
+from .canvas import Canvas, CanvasDocument
+from .client import Client
+from .connection import Connection
+from .errors import NoDocument, PluginError
+from .geometry import GeometryError
+from .live import LiveCanvas, LiveLoop
+from .pixels import decode_image
+from .planning import plan_job
+from .preprocess import preprocess_to_layer
+from .protocol import JobCreated, JobInfo, ProgressEvent
+from .request import build_job
+from .session import ERROR, GENERATING, IDLE, PREVIEW, Session
+from .settings import ControlLayer, PluginSettings, SettingsStore
+
+log = logging.getLogger(__name__)
+
+
+class Controller(QObject):
+    changed = pyqtSignal()  # state, results, errors or connection changed
+    progress = pyqtSignal(int, int)  # step, total steps
+    preview_image = pyqtSignal(object)  # QImage of the live preview
+
+    def __init__(
+        self, canvas: Canvas, client: Client, store: SettingsStore, parent: Optional[QObject] = None
+    ) -> None:
+        super().__init__(parent)
+        self.canvas = canvas
+        self.client = client
+        self.store = store
+        self.settings = PluginSettings.load(store)
+        self.client.configure(self.settings.server_url, self.settings.token)
+        self.sessions: Dict[str, Session] = {}
+        self.connection = Connection(client, self)
+        self.connection.changed.connect(self.changed)
+        self._error = ""  # errors with no document to attach them to
+        self.live = LiveLoop(cast(LiveCanvas, canvas), client, lambda: self.settings, self)
+        self.live.changed.connect(self.changed)
+
+    # -- status API (docker and tests) ----------------------------------------------------
+
+    def session(self) -> Optional[Session]:
+        doc = self.canvas.active_document()
+        return None if doc is None else self.sessions.get(doc.key)
+
+    @property
+    def state(self) -> str:
+        s = self.session()
+        if s is None:
+            return ERROR if self._error else IDLE
+        return s.state
+
+    @property
+    def last_error(self) -> str:
+        s = self.session()
+        error = s.last_error if s is not None and s.last_error else self._error
+        return error or self.live.last_error
+
+    @property
+    def results(self) -> List[results_mod.Result]:
+        s = self.session()
+        return [] if s is None else list(s.results)
+
+    @property
+    def selected_index(self) -> int:
+        s = self.session()
+        return -1 if s is None else s.selected
+
+    @property
+    def used_seed(self) -> Optional[int]:
+        s = self.session()
+        if s is None or not 0 <= s.selected < len(s.results):
+            return None
+        return s.results[s.selected].seed
+
+    def mode_preview(self) -> str:
+        """The sentence the docker shows: which mode Generate will run."""
+        try:
+            doc = self._document()
+            return plan_job(doc, self.settings, read_controls=False).choice.label
+        except (PluginError, GeometryError) as exc:
+            return f"Cannot generate: {exc}"
+
+    # -- settings and connection ----------------------------------------------------------
+
+    def update_settings(self, **values: object) -> None:
+        for key, value in values.items():
+            if not hasattr(self.settings, key):
+                raise AttributeError(f"unknown setting {key!r}")
+            setattr(self.settings, key, value)
+        self.settings.save(self.store)
+        if "server_url" in values or "token" in values:
+            self.client.configure(self.settings.server_url, self.settings.token)
+        self.changed.emit()
+
+    def connect_server(self) -> None:
+        """Check health and load the model list (asynchronous; watch ``connection``)."""
+        self.connection.connect_server()
+
+    # -- generate -------------------------------------------------------------------------
+
+    def _document(self) -> CanvasDocument:
+        doc = self.canvas.active_document()
+        if doc is None:
+            raise NoDocument("Open or create a document first.")
+        doc.check_supported()
+        return doc
+
+    def generate(self) -> bool:
+        """Start a job for the active document; False (with last_error set) when it cannot."""
+        try:
+            doc = self._document()
+        except PluginError as exc:
+            self._error = str(exc)
+            self.changed.emit()
+            return False
+        self._error = ""
+        session = self.sessions.setdefault(doc.key, Session(doc.key))
+        if session.state == GENERATING:
+            return False
+        try:
+            plan = plan_job(doc, self.settings)
+            params, parts = build_job(
+                self.settings, plan.choice, plan.region, plan.image, plan.mask, plan.controls
+            )
+        except (PluginError, GeometryError) as exc:
+            self._fail(session, exc)
+            return False
+        session.state, session.last_error, session.cancel_requested = GENERATING, "", False
+        session.params, session.region, session.mask = params, plan.region, plan.mask
+        session.job_id, session.step, session.total_steps = None, 0, params.steps
+        log.info(
+            "job for %s: %s %dx%d at %d,%d",
+            doc.key,
+            params.mode,
+            params.width,
+            params.height,
+            params.x,
+            params.y,
+        )
+        self.client.submit_job(
+            parts,
+            lambda created: self._created(session, created),
+            lambda error: self._job_failed(session, error),
+        )
+        self.changed.emit()
+        return True
+
+    def _alive(self, session: Session) -> Optional[CanvasDocument]:
+        """The session's document, or None (and the session dropped) once it was closed."""
+        doc = self.canvas.document(session.doc_key)
+        if doc is None:
+            log.info("document %s was closed; discarding job %s", session.doc_key, session.job_id)
+            if session.watch is not None:
+                session.watch.stop()
+            if session.job_id is not None and session.state == GENERATING:
+                self.client.cancel(session.job_id, lambda: None, lambda _e: None)
+            self.sessions.pop(session.doc_key, None)
+            self.changed.emit()
+        return doc
+
+    def _created(self, session: Session, created: JobCreated) -> None:
+        session.job_id = created.id
+        if session.cancel_requested:
+            self.client.cancel(created.id, lambda: None, lambda _e: None)
+            return
+        if self._alive(session) is None:
+            return
+        session.watch = self.client.watch(
+            created.id,
+            lambda event: self._progress(session, event),
+            lambda info: self._finished(session, info),
+            lambda error: self._job_failed(session, error),
+        )
+
+    def _progress(self, session: Session, event: ProgressEvent) -> None:
+        if session.state != GENERATING or self._alive(session) is None:
+            return
+        session.step, session.total_steps = event.step, event.total_steps
+        if self.session() is session:
+            self.progress.emit(event.step, event.total_steps)
+        if event.preview_url and not session.preview_fetching:
+            session.preview_fetching = True
+            self.client.fetch(
+                event.preview_url,
+                lambda data: self._preview_data(session, data),
+                lambda _e: self._preview_data(session, b""),
+            )
+
+    def _preview_data(self, session: Session, data: bytes) -> None:
+        session.preview_fetching = False
+        if data and session.state == GENERATING and self.session() is session:
+            try:
+                self.preview_image.emit(decode_image(data))
+            except ValueError:
+                log.debug("preview image could not be decoded")
+
+    def _finished(self, session: Session, info: JobInfo) -> None:
+        session.watch = None
+        if session.state != GENERATING or self._alive(session) is None:
+            return
+        if info.state == "cancelled":
+            session.state = IDLE
+            self.changed.emit()
+        elif info.state == "failed":
+            message = info.error.message if info.error else "the job failed without a message"
+            code = info.error.code if info.error else "failed"
+            self._fail(session, PluginError(f"Generation failed ({code}): {message}"))
+        else:
+            results_mod.fetch_all(
+                self.client,
+                info.results,
+                lambda items: self._fetched(session, items),
+                lambda error: self._job_failed(session, error),
+            )
+
+    def _fetched(self, session: Session, items: List[results_mod.Result]) -> None:
+        doc = self._alive(session)
+        if doc is None or session.state != GENERATING or session.region is None:
+            return
+        if not items:
+            self._fail(session, PluginError("The server finished the job without any result."))
+            return
+        session.results = results_mod.place(items, session.region)
+        self._show(session, doc, 0)  # the job's own document, active or not
+
+    def _job_failed(self, session: Session, error: PluginError) -> None:
+        session.watch = None
+        if session.state == GENERATING and self._alive(session) is not None:
+            self._fail(session, error)
+
+    def _fail(self, session: Session, error: Exception) -> None:
+        log.warning("generation failed for %s: %s", session.doc_key, error)
+        session.state, session.last_error = ERROR, str(error)
+        self.changed.emit()
+
+    def cancel(self) -> bool:
+        s = self.session()
+        if s is None or s.state != GENERATING:
+            return False
+        if s.watch is not None:
+            s.watch.stop()
+            s.watch = None
+        if s.job_id is None:
+            s.cancel_requested = True
+        else:
+            self.client.cancel(s.job_id, lambda: None, lambda e: log.info("cancel: %s", e))
+        s.state = PREVIEW if s.results else IDLE
+        self.changed.emit()
+        return True
+
+    # -- results --------------------------------------------------------------------------
+
+    def show_result(self, index: int) -> bool:
+        """Preview result ``index`` of the active document in its ``[Preview]`` layer."""
+        s, doc = self.session(), self.canvas.active_document()
+        if s is None or doc is None or s.state == GENERATING:
+            return False
+        return self._show(s, doc, index)
+
+    def _show(self, s: Session, doc: CanvasDocument, index: int) -> bool:
+        """Show a result in the preview layer of the session's own document."""
+        if not 0 <= index < len(s.results):
+            return False
+        s.selected = index
+        preview = results_mod.new_layer(s.results[index], s.params, s.region, s.mask, preview=True)
+        doc.show_preview(preview)
+        s.state = PREVIEW
+        self.changed.emit()
+        return True
+
+    def apply(self) -> Optional[str]:
+        """Turn the previewed result into a layer above the active one; returns its uniqueId.
+
+        In live mode: the current live frame (the live layer stays)."""
+        if self.live_frame_ready:
+            return self.live.apply()
+        s, doc = self.session(), self.canvas.active_document()
+        if s is None or doc is None or s.state != PREVIEW or s.params is None:
+            return None
+        item = s.results[s.selected]
+        layer_id = doc.add_layer(results_mod.new_layer(item, s.params, s.region, s.mask))
+        results_mod.remember(doc, layer_id, s.params, item)
+        s.state = IDLE
+        self.changed.emit()
+        return layer_id
+
+    def apply_all(self) -> List[str]:
+        """Every result of the batch as layers in one new group."""
+        s, doc = self.session(), self.canvas.active_document()
+        if (
+            s is None
+            or doc is None
+            or s.state not in (PREVIEW, IDLE)
+            or not s.results
+            or s.params is None
+        ):
+            return []
+        layers = [results_mod.new_layer(item, s.params, s.region, s.mask) for item in s.results]
+        ids = doc.add_group(results_mod.group_name(s.params), layers)
+        for index, layer_id in enumerate(ids):
+            results_mod.remember(doc, layer_id, s.params, s.results[index])
+        s.state = IDLE
+        self.changed.emit()
+        return ids
+
+    def discard(self) -> None:
+        s, doc = self.session(), self.canvas.active_document()
+        if s is not None and doc is not None and s.state != GENERATING:
+            doc.remove_preview()
+            s.results, s.selected, s.state = [], -1, IDLE
+            self.changed.emit()
+
+    def reuse_settings(self, layer_id: Optional[str] = None) -> bool:
+        """Load the parameters stored for a layer (default: the active one) into the settings."""
+        doc = self.canvas.active_document()
+        if doc is None:
+            return False
+        found = results_mod.recall(doc, layer_id or doc.active_layer_id())
+        if found is None:
+            return False
+        params, seed = found
+        self.update_settings(**results_mod.settings_from(params, seed))
+        return True
+
+    def reuse_seed(self) -> None:
+        if self.used_seed is not None:
+            self.update_settings(seed=self.used_seed)
+
+    def preprocess_to_layer(self, control_type: str, layer: str = "") -> bool:
+        """Put the control map of ``layer`` (default: the active layer) into the document."""
+        doc = self.canvas.active_document()
+        try:
+            name = layer or (doc.active_layer_name() if doc is not None else "")
+            preprocess_to_layer(
+                self.canvas,
+                self.client,
+                control_type,
+                name,
+                lambda _id: self.changed.emit(),
+                self._set_error,
+            )
+        except (PluginError, GeometryError) as exc:
+            self._set_error(exc)
+            return False
+        return True
+
+    def _set_error(self, error: Exception) -> None:
+        s = self.session()
+        if s is not None:
+            s.last_error = str(error)
+        else:
+            self._error = str(error)
+        self.changed.emit()
+
+    def add_active_layer_as_control(self, control_type: str = "scribble") -> bool:
+        doc = self.canvas.active_document()
+        name = doc.active_layer_name() if doc is not None else ""
+        if not name or any(c.layer == name for c in self.settings.controls):
+            return False
+        self.update_settings(controls=self.settings.controls + [ControlLayer(name, control_type)])
+        return True
+
+    @property
+    def live_frame_ready(self) -> bool:
+        """Live mode runs on the active document and has a frame to apply."""
+        doc = self.canvas.active_document()
+        live = self.live
+        return live.frame is not None and doc is not None and doc.key == live.doc_key
+
+    def toggle_live(self) -> bool:
+        """Live painting on/off for the active document; True when it is now on."""
+        if self.live.running:
+            self.live.stop()
+        else:
+            try:
+                doc = self._document()
+            except PluginError as exc:
+                self._set_error(exc)
+                return False
+            self._error = ""
+            self.live.start(doc.key)
+        self.update_settings(live=self.live.running)
+        return self.live.running

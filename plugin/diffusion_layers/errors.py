@@ -1,0 +1,52 @@
+"""The plugin's exception tree. ``str(error)`` is the sentence shown to the artist."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class PluginError(Exception):
+    """Base of every error the plugin reports in its docker."""
+
+
+class NoDocument(PluginError):
+    """No document is open (or the one a job belonged to was closed)."""
+
+
+class UnsupportedDocument(PluginError):
+    """Colour model or depth the plugin cannot send (only RGBA U8/U16 are supported)."""
+
+
+class InvalidSetting(PluginError):
+    """A setting or control entry that cannot be used; names the parameter and its value."""
+
+
+class ControlLayerMissing(PluginError):
+    """A control refers to a layer name that is not in the document."""
+
+
+class ConnectionFailed(PluginError):
+    """The server did not answer (not running, wrong URL, timeout)."""
+
+
+class BackendError(PluginError):
+    """The server answered with an error (protocol ErrorResponse or a bad status)."""
+
+    def __init__(
+        self, message: str, code: str = "error", status: int = 0, field: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.field = field
+
+
+class ModelMissing(BackendError):
+    """The server does not have the requested model."""
+
+
+SERVE_HINT = "Start it with: diffusion-layers serve"
+
+
+def server_down(url: str, detail: str) -> ConnectionFailed:
+    return ConnectionFailed(f"Server not running at {url} ({detail}). {SERVE_HINT}")

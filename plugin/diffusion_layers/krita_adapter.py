@@ -1,0 +1,331 @@
+"""The only module that imports ``krita``: documents, layers, selection, settings, registration.
+
+Pixels leave here as 8-bit BGRA whatever the document depth (16-bit integer is converted
+through QImage); colour models other than RGBA and float depths are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any, Callable, List, Optional, Tuple
+
+from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
+from PyQt5.QtCore import QByteArray
+from PyQt5.QtGui import QImage, QPainter
+
+from .canvas import NewLayer
+from .errors import UnsupportedDocument
+from .geometry import Rect
+from .live import LIVE_PREFIX
+from .pixels import bgra8_to_bgra16, bgra16_to_bgra8, bgra_to_qimage, qimage_to_bgra
+from .placement import PREVIEW_PREFIX
+from .settings import GROUP
+
+__all__ = [
+    "DockWidget",
+    "Extension",
+    "KritaCanvas",
+    "KritaDocument",
+    "KritaSettingsStore",
+    "register",
+]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_DEPTHS = {"U8": 4, "U16": 8}
+
+
+def register(
+    extension_factory: Callable[[Any], Extension], docker_id: str, docker_class: type
+) -> None:
+    """Add the extension and the docker factory to Krita (called from ``__init__``)."""
+    app = Krita.instance()
+    app.addExtension(extension_factory(app))
+    app.addDockWidgetFactory(
+        DockWidgetFactory(docker_id, DockWidgetFactoryBase.DockRight, docker_class)
+    )
+
+
+def find_extension(kind: type) -> Any:
+    """The registered extension of that class (Krita keeps the Python object), or None."""
+    for extension in Krita.instance().extensions():
+        if isinstance(extension, kind):
+            return extension
+    return None
+
+
+class KritaSettingsStore:
+    """Krita.readSetting/writeSetting under the group ``diffusion_layers`` (kritarc)."""
+
+    def read(self, key: str, default: str) -> str:
+        return str(Krita.instance().readSetting(GROUP, key, default))
+
+    def write(self, key: str, value: str) -> None:
+        Krita.instance().writeSetting(GROUP, key, value)
+
+
+def _key(doc: Any) -> str:
+    return str(doc.rootNode().uniqueId().toString())
+
+
+class KritaCanvas:
+    def active_document(self) -> Optional["KritaDocument"]:
+        doc = Krita.instance().activeDocument()
+        return None if doc is None else KritaDocument(doc)
+
+    def document(self, key: str) -> Optional["KritaDocument"]:
+        for doc in Krita.instance().documents():
+            if _key(doc) == key:
+                return KritaDocument(doc)
+        return None
+
+
+class KritaDocument:
+    def __init__(self, doc: Any) -> None:
+        self._doc = doc
+        self._key = _key(doc)
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def is_open(self) -> bool:
+        return any(_key(d) == self._key for d in Krita.instance().documents())
+
+    def bounds(self) -> Rect:
+        return Rect(0, 0, int(self._doc.width()), int(self._doc.height()))
+
+    def check_supported(self) -> None:
+        model, depth = self._doc.colorModel(), self._doc.colorDepth()
+        if model != "RGBA" or depth not in SUPPORTED_DEPTHS:
+            raise UnsupportedDocument(
+                f"Unsupported document: colour model {model} / depth {depth}. "
+                "Convert it to RGB/Alpha 8-bit or 16-bit integer (Image ▸ Convert Image Color Space)."
+            )
+
+    def selection_bounds(self) -> Optional[Rect]:
+        sel = self._doc.selection()
+        if sel is None or sel.width() <= 0 or sel.height() <= 0:
+            return None
+        return Rect(int(sel.x()), int(sel.y()), int(sel.width()), int(sel.height()))
+
+    def _to_bgra8(self, data: Any, width: int, height: int) -> bytes:
+        raw = bytes(data)
+        if self._doc.colorDepth() == "U16":
+            return bgra16_to_bgra8(raw, width, height)
+        return raw
+
+    def _read(self, source: Any, rect: Rect) -> bytes:
+        """Read rect from a node or the projection; off-canvas parts come back transparent."""
+        inside = rect.intersected(self.bounds())
+        if inside == rect:
+            return self._to_bgra8(
+                source.pixelData(rect.x, rect.y, rect.width, rect.height), rect.width, rect.height
+            )
+        image = QImage(rect.width, rect.height, QImage.Format_ARGB32)
+        image.fill(0)
+        if not inside.is_empty():
+            part = self._to_bgra8(
+                source.pixelData(inside.x, inside.y, inside.width, inside.height),
+                inside.width,
+                inside.height,
+            )
+            painter = QPainter(image)
+            painter.setCompositionMode(QPainter.CompositionMode_Source)
+            painter.drawImage(
+                inside.x - rect.x,
+                inside.y - rect.y,
+                bgra_to_qimage(part, inside.width, inside.height),
+            )
+            painter.end()
+        return qimage_to_bgra(image)
+
+    def read_pixels(self, rect: Rect) -> bytes:
+        return self._read(self._doc, rect)
+
+    def read_selection(self, rect: Rect) -> bytes:
+        sel = self._doc.selection()
+        if sel is None:
+            return b"\xff" * (rect.width * rect.height)
+        return bytes(sel.pixelData(rect.x, rect.y, rect.width, rect.height))
+
+    def _node(self, name: str) -> Any:
+        return self._doc.nodeByName(name)
+
+    def read_layer(self, name: str, rect: Rect) -> Optional[bytes]:
+        node = self._node(name)
+        return None if node is None else self._read(node, rect)
+
+    def active_layer_id(self) -> str:
+        node = self._doc.activeNode()
+        return "" if node is None else str(node.uniqueId().toString())
+
+    def active_layer_name(self) -> str:
+        node = self._doc.activeNode()
+        return "" if node is None else str(node.name())
+
+    def _anchor(self) -> Tuple[Any, Any]:
+        """(parent, sibling) to add a node directly above the active layer.
+
+        While a preview is shown, the spot is the preview's own (it sits right above the layer
+        that was active when it appeared), whatever Krita made active since.
+        """
+        previews = self._previews()
+        if previews:
+            preview = previews[0]
+            parent = preview.parentNode() or self._doc.rootNode()
+            siblings = parent.childNodes()
+            ids = [str(n.uniqueId().toString()) for n in siblings]
+            index = ids.index(str(preview.uniqueId().toString()))
+            below = [n for n in siblings[:index] if not str(n.name()).startswith(PREVIEW_PREFIX)]
+            return parent, (below[-1] if below else None)
+        active = self._doc.activeNode()
+        if active is None or active.parentNode() is None:
+            return self._doc.rootNode(), None
+        return active.parentNode(), active
+
+    def _set_pixels(self, node: Any, layer: NewLayer) -> None:
+        r = layer.rect
+        data = layer.pixels
+        if self._doc.colorDepth() == "U16":
+            data = bgra8_to_bgra16(data, r.width, r.height)
+        node.setPixelData(QByteArray(data), r.x, r.y, r.width, r.height)
+
+    def _previews(self) -> List[Any]:
+        return [
+            n for n in self._doc.rootNode().childNodes() if str(n.name()).startswith(PREVIEW_PREFIX)
+        ]
+
+    def show_preview(self, layer: NewLayer) -> None:
+        """Replace the preview (same spot); the artist's active layer stays active."""
+        parent, above = self._anchor()
+        active = self._doc.activeNode()
+        self.remove_preview()
+        node = self._doc.createNode(layer.name, "paintlayer")
+        parent.addChildNode(node, above)
+        self._set_pixels(node, layer)
+        node.setLocked(True)
+        if active is not None and not str(active.name()).startswith(PREVIEW_PREFIX):
+            self._doc.setActiveNode(active)
+        self._doc.refreshProjection()
+
+    def remove_preview(self) -> None:
+        for node in self._previews():
+            node.remove()
+        self._doc.refreshProjection()
+
+    def add_layer(self, layer: NewLayer) -> str:
+        """The layer goes where the preview was (above the active layer); the preview goes."""
+        parent, above = self._anchor()
+        self.remove_preview()
+        node = self._doc.createNode(layer.name, "paintlayer")
+        parent.addChildNode(node, above)  # the one undo step
+        self._set_pixels(node, layer)
+        self._doc.setActiveNode(node)
+        self._doc.refreshProjection()
+        return str(node.uniqueId().toString())
+
+    def add_group(self, name: str, layers: List[NewLayer]) -> List[str]:
+        parent, above = self._anchor()
+        self.remove_preview()
+        group = self._doc.createGroupLayer(name)
+        ids: List[str] = []
+        nodes = []
+        for layer in layers:
+            node = self._doc.createNode(layer.name, "paintlayer")
+            group.addChildNode(node, nodes[-1] if nodes else None)
+            nodes.append(node)
+            ids.append(str(node.uniqueId().toString()))
+        parent.addChildNode(group, above)
+        for index, node in enumerate(nodes):
+            self._set_pixels(node, layers[index])
+        self._doc.refreshProjection()
+        return ids
+
+    def read_annotation(self, kind: str) -> bytes:
+        data = self._doc.annotation(kind)
+        return b"" if data is None else bytes(data)
+
+    def write_annotation(self, kind: str, description: str, data: bytes) -> None:
+        self._doc.setAnnotation(kind, description, QByteArray(data))
+        self._doc.setModified(True)
+
+    # -- live painting (see live.py) --------------------------------------------------------
+
+    def _live_nodes(self) -> List[Any]:
+        return [
+            n for n in self._doc.rootNode().childNodes() if str(n.name()).startswith(LIVE_PREFIX)
+        ]
+
+    def live_signature(self, rect: Rect) -> int:
+        """CRC of every visible layer's own pixels in rect (live/preview layers excluded)."""
+        value = 0
+
+        def walk(node: Any) -> None:
+            nonlocal value
+            for child in node.childNodes():
+                name = str(child.name())
+                skip = name.startswith((LIVE_PREFIX, PREVIEW_PREFIX))
+                if skip or child.type() == "selectionmask":
+                    continue
+                state = f"{name}|{child.visible()}|{child.opacity()}|{child.blendingMode()}"
+                value = zlib.crc32(state.encode("utf-8"), value)
+                if not child.visible():
+                    continue
+                if child.type() == "grouplayer":
+                    walk(child)
+                else:
+                    data = child.pixelData(rect.x, rect.y, rect.width, rect.height)
+                    value = zlib.crc32(bytes(data), value)
+
+        walk(self._doc.rootNode())
+        return value
+
+    def read_pixels_without_live(self, rect: Rect) -> bytes:
+        """The projection over rect with the live layer hidden for the read (no undo step)."""
+        hidden = [n for n in self._live_nodes() if n.visible()]
+        for node in hidden:
+            node.setVisible(False)
+        if hidden:
+            self._doc.refreshProjection()
+            self._doc.waitForDone()
+        try:
+            return self.read_pixels(rect)
+        finally:
+            for node in hidden:
+                node.setVisible(True)
+            if hidden:
+                self._doc.refreshProjection()
+
+    def show_live(self, layer: NewLayer) -> None:
+        """The ``[Live]`` layer: created once (locked), then only its pixels change."""
+        nodes = self._live_nodes()
+        for extra in nodes[1:]:
+            extra.remove()
+        if nodes:
+            node = nodes[0]
+            old = node.bounds()
+            r = layer.rect
+            moved = (old.x(), old.y(), old.width(), old.height()) != (r.x, r.y, r.width, r.height)
+            if moved and not old.isEmpty():
+                clear = Rect(old.x(), old.y(), old.width(), old.height())
+                blank = bytes(clear.width * clear.height * 4)
+                self._set_pixels(node, NewLayer(layer.name, blank, clear))
+        else:
+            parent, above = self._anchor()
+            active = self._doc.activeNode()
+            node = self._doc.createNode(layer.name, "paintlayer")
+            parent.addChildNode(node, above)
+            node.setLocked(True)
+            if active is not None:
+                self._doc.setActiveNode(active)
+        self._set_pixels(node, layer)
+        self._doc.refreshProjection()
+
+    def remove_live(self) -> None:
+        nodes = self._live_nodes()
+        for node in nodes:
+            node.remove()
+        if nodes:
+            self._doc.refreshProjection()

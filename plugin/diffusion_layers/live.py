@@ -1,0 +1,338 @@
+"""Live painting, the core: watch a document, send a frame when it changed, show the rendering.
+
+A QTimer polls the document every ``poll_ms``: it reads a cheap signature of the region (the
+paint layers' own pixels, never the live layer's, so a shown frame cannot trigger the next),
+the selection and the settings that shape a frame. When the signature differs from the last
+frame sent, and has held still for ``debounce_ms`` (or ``max_wait_ms`` passed during a long
+stroke), the region is read without the live layer and sent to ``/v1/live/{session}/frames``.
+Never more than one frame is in flight; the latest canvas always wins because the next frame
+is read from the canvas only when the previous one came back.
+
+The rendering goes into the document's ``[Live]`` layer (pixel updates only: no undo steps);
+``apply`` copies the current frame into a real layer (one undo step). No krita import here:
+the document is anything with the ``LiveDocument`` methods (krita_adapter implements them).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Protocol, Tuple
+
+from PyQt5.QtCore import QObject, QRect, QTimer, pyqtSignal
+
+from .canvas import NewLayer
+from .client import Client
+from .errors import BackendError, ControlLayerMissing, PluginError
+from .geometry import GeometryError, Rect, canvas_region, selection_region
+from .pixels import apply_mask, crop_gray
+from .placement import layer_name, mask_window
+from .protocol import RAW_BGRA, ControlParams, LiveParams, LoraParams
+from .request import Part
+from .settings import PluginSettings
+
+log = logging.getLogger(__name__)
+
+LIVE_PREFIX = "[Live]"
+LIVE_LAYER_NAME = f"{LIVE_PREFIX} preview"
+DEFAULT_STRENGTH = 0.6
+POLL_MS = 120
+DEBOUNCE_MS = 80
+MAX_WAIT_MS = 400
+
+
+class LiveDocument(Protocol):
+    """What live mode needs from a document (krita_adapter.KritaDocument implements it)."""
+
+    @property
+    def key(self) -> str: ...
+
+    def bounds(self) -> Rect: ...
+
+    def selection_bounds(self) -> Optional[Rect]: ...
+
+    def read_selection(self, rect: Rect) -> bytes: ...
+
+    def read_layer(self, name: str, rect: Rect) -> Optional[bytes]: ...
+
+    def live_signature(self, rect: Rect) -> int:
+        """Changes whenever a visible layer other than the live layer changes inside rect."""
+        ...
+
+    def read_pixels_without_live(self, rect: Rect) -> bytes:
+        """The visible image over rect as if the live layer were hidden (BGRA8)."""
+        ...
+
+    def show_live(self, layer: NewLayer) -> None:
+        """Create the live layer once, then only replace its pixels (no undo steps)."""
+        ...
+
+    def remove_live(self) -> None: ...
+
+    def add_layer(self, layer: NewLayer) -> str: ...
+
+
+class LiveCanvas(Protocol):
+    def document(self, key: str) -> Optional[LiveDocument]: ...
+
+
+@dataclass
+class LiveFrame:
+    pixels: bytes  # BGRA8, already masked to the selection
+    rect: Rect  # canvas position
+    seed: int
+    number: int
+    render_ms: float
+    prompt: str
+
+
+def session_id(doc_key: str) -> str:
+    """The server's session id for a document key (``{uuid}`` → ``uuid``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "", doc_key)[:64]
+    return cleaned or "document"
+
+
+def live_region(doc: LiveDocument) -> Tuple[Rect, Optional[bytes]]:
+    """The region a frame covers and the selection mask over it (None: whole canvas)."""
+    canvas = doc.bounds()
+    selection = doc.selection_bounds()
+    if selection is None or selection.is_empty():
+        return canvas_region(canvas), None
+    inside = selection.intersected(canvas)
+    if inside.is_empty():
+        raise GeometryError("the selection lies outside the canvas")
+    region = selection_region(inside, canvas, context=0.0)
+    return region, doc.read_selection(region)
+
+
+class LiveLoop(QObject):
+    """One document's live mode (see the module doc). ``changed`` fires on every frame shown,
+    on start and on stop; ``last_error`` says why live mode stopped on its own."""
+
+    changed = pyqtSignal()
+
+    def __init__(
+        self,
+        canvas: LiveCanvas,
+        client: Client,
+        settings: Callable[[], PluginSettings],
+        parent: Optional[QObject] = None,
+        poll_ms: int = POLL_MS,
+        debounce_ms: int = DEBOUNCE_MS,
+        max_wait_ms: int = MAX_WAIT_MS,
+    ) -> None:
+        super().__init__(parent)
+        self.canvas = canvas
+        self.client = client
+        self.settings = settings
+        self.debounce_s = debounce_ms / 1000.0
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.strength = DEFAULT_STRENGTH
+        self.record = False
+        self.doc_key: Optional[str] = None
+        self.frame: Optional[LiveFrame] = None
+        self.frames_sent = 0
+        self.frames_shown = 0
+        self.last_error = ""
+        self._timer = QTimer(self)
+        self._timer.setInterval(poll_ms)
+        self._timer.timeout.connect(self._tick)
+        self._in_flight = False
+        self._generation = 0  # bumps on stop/start: answers of an older run are dropped
+        self._seen: Optional[int] = None  # signature at the last tick
+        self._changed_at = 0.0
+        self._requested: Optional[int] = None  # signature of the last frame sent
+        self._last_send = 0.0
+
+    # -- control --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.doc_key is not None
+
+    def start(self, doc_key: str) -> None:
+        """Start watching ``doc_key`` (stops watching any other document first)."""
+        if self.doc_key == doc_key:
+            return
+        self.stop()
+        self.doc_key, self.last_error, self.frame = doc_key, "", None
+        self.frames_sent = self.frames_shown = 0
+        self._seen = self._requested = None
+        self._changed_at = self._last_send = 0.0
+        self._timer.start()
+        log.info("live mode on for %s", doc_key)
+        self._tick()
+        self.changed.emit()
+
+    def stop(self, error: str = "") -> None:
+        """Stop; the live layer goes and the server's session ends. ``error`` is kept."""
+        if self.doc_key is None:
+            return
+        key, self.doc_key = self.doc_key, None
+        self._timer.stop()
+        self._generation += 1
+        self._in_flight = False
+        self.frame = None
+        self.last_error = error
+        doc = self.canvas.document(key)
+        if doc is not None:
+            doc.remove_live()
+        self.client.close_live(session_id(key), lambda: None, lambda _e: None)
+        log.info("live mode off for %s%s", key, f": {error}" if error else "")
+        self.changed.emit()
+
+    def apply(self) -> Optional[str]:
+        """Copy the current frame into a new layer above the active one; its uniqueId."""
+        doc = self.canvas.document(self.doc_key) if self.doc_key else None
+        if doc is None or self.frame is None:
+            return None
+        frame = self.frame
+        name = layer_name(frame.prompt, frame.seed)
+        return doc.add_layer(NewLayer(name, frame.pixels, frame.rect))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _signature(self, doc: LiveDocument, region: Rect, mask: Optional[bytes]) -> int:
+        s = self.settings()
+        shape = (region, s.prompt, s.negative_prompt, s.model, s.seed, self.strength, self.record)
+        loras = [(lo.name, lo.weight) for lo in s.loras]
+        controls = [(c.layer, c.type, c.strength, c.start, c.end) for c in s.controls]
+        text = repr((shape, loras, controls)).encode("utf-8")
+        value = zlib.crc32(text, doc.live_signature(region) & 0xFFFFFFFF)
+        return zlib.crc32(mask, value) if mask is not None else value
+
+    def _tick(self) -> None:
+        key = self.doc_key
+        doc = self.canvas.document(key) if key else None
+        if key is None:
+            return
+        if doc is None:
+            self.stop("The document was closed.")
+            return
+        # 1. Has anything that shapes a frame changed since the last tick / the last frame?
+        try:
+            region, mask = live_region(doc)
+            signature = self._signature(doc, region, mask)
+        except (PluginError, GeometryError) as exc:
+            self.stop(str(exc))
+            return
+        now = time.monotonic()
+        if signature != self._seen:
+            self._seen, self._changed_at = signature, now
+        if self._in_flight or signature == self._requested:
+            return
+        # 2. Debounce: wait until it holds still, but not forever during a long stroke.
+        settled = now - self._changed_at >= self.debounce_s
+        overdue = now - self._last_send >= self.max_wait_s
+        if settled or overdue:
+            self._send(doc, region, mask, signature)
+
+    def _send(self, doc: LiveDocument, region: Rect, mask: Optional[bytes], signature: int) -> None:
+        try:
+            parts, params = self._parts(doc, region)
+        except (PluginError, GeometryError) as exc:
+            self.stop(str(exc))
+            return
+        self._in_flight, self._requested = True, signature
+        self._last_send = time.monotonic()
+        self.frames_sent += 1
+        generation = self._generation
+        self.client.live_frame(
+            session_id(doc.key),
+            parts,
+            lambda data, headers: self._arrived(generation, region, mask, params, data, headers),
+            lambda error: self._failed(generation, error),
+        )
+
+    def _parts(self, doc: LiveDocument, region: Rect) -> Tuple[List[Part], LiveParams]:
+        s = self.settings()
+        params = LiveParams(
+            width=region.width,
+            height=region.height,
+            x=region.x,
+            y=region.y,
+            prompt=s.prompt,
+            negative_prompt=s.negative_prompt,
+            model=s.model or None,
+            strength=self.strength,
+            seed=s.seed,
+            loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in s.loras],
+            record=self.record,
+        )
+        parts = [Part("image", RAW_BGRA, doc.read_pixels_without_live(region))]
+        for index, control in enumerate(s.controls):
+            pixels = doc.read_layer(control.layer, region)
+            if pixels is None:
+                raise ControlLayerMissing(
+                    f"Control layer {control.layer!r} is not in this document."
+                )
+            name = f"control_{index}"
+            params.controls.append(
+                ControlParams(
+                    type=control.type,
+                    image=name,
+                    strength=control.strength,
+                    start=control.start,
+                    end=control.end,
+                )
+            )
+            parts.append(Part(name, RAW_BGRA, pixels))
+        head = Part("params", "application/json", params.to_json().encode("utf-8"))
+        return [head] + parts, params
+
+    def _arrived(
+        self,
+        generation: int,
+        region: Rect,
+        mask: Optional[bytes],
+        params: LiveParams,
+        data: bytes,
+        headers: dict,
+    ) -> None:
+        if generation != self._generation or self.doc_key is None:
+            return
+        self._in_flight = False
+        doc = self.canvas.document(self.doc_key)
+        if doc is None:
+            self.stop("The document was closed.")
+            return
+        width, height = int(headers.get("x-width", 0)), int(headers.get("x-height", 0))
+        if width <= 0 or height <= 0 or len(data) != width * height * 4:
+            self.stop(f"The server sent a live frame of {len(data)} bytes for {width}x{height}.")
+            return
+        rect = Rect(
+            region.x + int(headers.get("x-offset-x", 0)),
+            region.y + int(headers.get("x-offset-y", 0)),
+            width,
+            height,
+        )
+        pixels = data
+        if mask is not None:
+            window = mask_window(region, rect)
+            qrect = QRect(window.x, window.y, window.width, window.height)
+            pixels = apply_mask(
+                data, crop_gray(mask, region.width, region.height, qrect), width, height
+            )
+        self.frame = LiveFrame(
+            pixels,
+            rect,
+            int(headers.get("x-seed", 0)),
+            int(headers.get("x-frame", 0)),
+            float(headers.get("x-render-ms", 0.0)),
+            params.prompt,
+        )
+        doc.show_live(NewLayer(LIVE_LAYER_NAME, pixels, rect))
+        self.frames_shown += 1
+        self.changed.emit()
+
+    def _failed(self, generation: int, error: PluginError) -> None:
+        if generation != self._generation or self.doc_key is None:
+            return
+        self._in_flight = False
+        if isinstance(error, BackendError) and error.code == "superseded":
+            self._requested = None  # send the current canvas again on the next tick
+            return
+        self.stop(f"Live mode stopped: {error}")

@@ -1,0 +1,66 @@
+"""'Preprocess to a new layer': a layer's control map (POST /v1/preprocess) as a new layer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from PyQt5.QtCore import Qt
+
+from .canvas import Canvas, NewLayer
+from .client import Client
+from .errors import ControlLayerMissing, InvalidSetting, NoDocument, PluginError
+from .geometry import canvas_region, selection_region
+from .pixels import decode_image, qimage_to_bgra
+from .protocol import CONTROL_TYPES
+from .request import build_preprocess
+
+log = logging.getLogger(__name__)
+
+
+def preprocess_to_layer(
+    canvas: Canvas,
+    client: Client,
+    control_type: str,
+    layer: str,
+    on_done: Callable[[str], None],
+    on_error: Callable[[PluginError], None],
+) -> None:
+    """1. check, 2. read the layer over the region, 3. ask the server, 4. add the map as a layer."""
+    if control_type not in CONTROL_TYPES:
+        raise InvalidSetting(f"control type {control_type!r} is not one of {CONTROL_TYPES}")
+    doc = canvas.active_document()
+    if doc is None:
+        raise NoDocument("Open or create a document first.")
+    doc.check_supported()
+    selection = doc.selection_bounds()
+    bounds = doc.bounds()
+    region = selection_region(selection, bounds) if selection else canvas_region(bounds)
+    pixels = doc.read_layer(layer, region)
+    if pixels is None:
+        raise ControlLayerMissing(f"Layer {layer!r} is not in this document.")
+    key = doc.key
+
+    def arrived(data: bytes) -> None:
+        target = canvas.document(key)
+        if target is None:
+            log.info("document closed before its control map arrived; dropped")
+            return
+        try:
+            image = decode_image(data)
+            if (image.width(), image.height()) != (region.width, region.height):
+                image = image.scaled(
+                    region.width,
+                    region.height,
+                    Qt.AspectRatioMode.IgnoreAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            layer_id = target.add_layer(
+                NewLayer(f"[Control] {control_type}: {layer}", qimage_to_bgra(image), region)
+            )
+        except ValueError as exc:
+            on_error(PluginError(f"The control map could not be read: {exc}"))
+            return
+        on_done(layer_id)
+
+    client.preprocess(build_preprocess(control_type, region, pixels), arrived, on_error)

@@ -1,0 +1,295 @@
+"""Standard-library mirror of backend/protocol.py (the v1 HTTP contract).
+
+Every class has ``to_dict``/``to_json`` and ``from_dict``/``from_json``. Field names, defaults
+and order follow the pydantic models exactly, so ``to_dict`` of a parsed fixture equals the
+backend's ``model_dump``. Unknown keys in server responses are ignored (forward compatible).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Type, TypeVar
+
+PROTOCOL_VERSION = 1
+RAW_BGRA = "image/x-raw-bgra8"
+RAW_GRAY = "image/x-raw-gray8"
+PNG = "image/png"
+
+MODES = ("txt2img", "img2img", "inpaint", "outpaint")
+CONTROL_TYPES = ("scribble", "lineart", "softedge", "canny", "depth", "normal", "pose", "tile")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+MAX_BATCH = 8
+MAX_CONTROLS = 8
+MAX_LORAS = 8
+MAX_SIDE = 8192
+MAX_SEED = 2**32 - 1
+
+T = TypeVar("T", bound="Message")
+
+
+class ProtocolError(ValueError):
+    """A server message that does not fit the v1 contract."""
+
+
+class Message:
+    """Base of every protocol dataclass: JSON conversion driven by the type hints."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls: Type[T], data: Any) -> T:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+        kwargs: Dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in data:
+                kwargs[f.name] = _load(hints[f.name], data[f.name], f"{cls.__name__}.{f.name}")
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ProtocolError(f"{cls.__name__}: {exc}") from exc
+
+    @classmethod
+    def from_json(cls: Type[T], text: typing.Union[str, bytes]) -> T:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ProtocolError(f"{cls.__name__}: invalid JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Message):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def _load(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint) if hasattr(typing, "get_origin") else None
+    args = typing.get_args(hint) if hasattr(typing, "get_args") else ()
+    if origin is typing.Union:
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _load(inner[0] if inner else Any, value, where)
+    if origin in (list, List):
+        if not isinstance(value, list):
+            raise ProtocolError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        return [_load(item, v, where) for v in value]
+    if isinstance(hint, type) and issubclass(hint, Message):
+        return hint.from_dict(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ProtocolError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if hint is int and isinstance(value, bool):
+        raise ProtocolError(f"{where}: expected int, got {value!r}")
+    return value
+
+
+@dataclass
+class ControlParams(Message):
+    type: str
+    image: str
+    model: Optional[str] = None
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocess: bool = True
+
+
+@dataclass
+class LoraParams(Message):
+    name: str
+    weight: float = 1.0
+
+
+@dataclass
+class InpaintOptions(Message):
+    context: Optional[float] = None
+    grow: Optional[int] = None
+    blur: Optional[int] = None
+    feather: Optional[int] = None
+    color_match: bool = True
+    fill: str = "auto"
+
+
+@dataclass
+class JobParams(Message):
+    mode: str
+    width: int
+    height: int
+    protocol: int = PROTOCOL_VERSION
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: Optional[str] = None
+    x: int = 0
+    y: int = 0
+    strength: float = 1.0
+    steps: int = 20
+    cfg_scale: float = 7.0
+    sampler: str = "dpmpp_2m_karras"
+    seed: int = -1
+    batch: int = 1
+    clip_skip: int = 1
+    controls: List[ControlParams] = field(default_factory=list)
+    loras: List[LoraParams] = field(default_factory=list)
+    inpaint: InpaintOptions = field(default_factory=InpaintOptions)
+
+
+@dataclass
+class ErrorInfo(Message):
+    code: str
+    message: str
+    field: Optional[str] = None
+
+
+@dataclass
+class ErrorResponse(Message):
+    error: ErrorInfo
+
+
+@dataclass
+class JobCreated(Message):
+    id: str
+    state: str = "queued"
+    queue_position: int = 0
+
+
+@dataclass
+class ResultInfo(Message):
+    index: int
+    seed: int
+    x: int
+    y: int
+    width: int
+    height: int
+    url: str
+    raw_url: str
+    file: Optional[str] = None
+
+
+@dataclass
+class JobInfo(Message):
+    id: str
+    state: str
+    mode: str
+    created_at: float
+    step: int = 0
+    total_steps: int = 0
+    queue_position: Optional[int] = None
+    error: Optional[ErrorInfo] = None
+    results: List[ResultInfo] = field(default_factory=list)
+    preview_url: Optional[str] = None
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+
+
+@dataclass
+class Health(Message):
+    status: str
+    ready: bool
+    version: str
+    device: str
+    dtype: str
+    protocol: int = PROTOCOL_VERSION
+    model: Optional[str] = None
+    queue_length: int = 0
+    capabilities: List[str] = field(default_factory=list)
+    error: Optional[str] = None
+
+
+@dataclass
+class CheckpointInfo(Message):
+    name: str
+    family: str
+    inpaint: bool
+
+
+@dataclass
+class ControlNetInfo(Message):
+    name: str
+    family: str
+    type: str
+
+
+@dataclass
+class LoraInfo(Message):
+    name: str
+    family: Optional[str] = None
+
+
+@dataclass
+class ModelsInfo(Message):
+    default: Optional[str] = None
+    checkpoints: List[CheckpointInfo] = field(default_factory=list)
+    controlnets: List[ControlNetInfo] = field(default_factory=list)
+    loras: List[LoraInfo] = field(default_factory=list)
+    samplers: List[str] = field(default_factory=list)
+    control_types: List[str] = field(default_factory=lambda: list(CONTROL_TYPES))
+    preprocessors: List[str] = field(default_factory=list)
+
+
+@dataclass
+class PreprocessParams(Message):
+    type: str
+    width: int
+    height: int
+
+
+@dataclass
+class ProgressEvent(Message):
+    id: str
+    step: int
+    total_steps: int
+    preview_url: Optional[str] = None
+
+
+# --- Live painting (additive mirror of backend/protocol.py) ---------------------------------
+
+LIVE_SESSION_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@dataclass
+class LiveParams(Message):
+    width: int
+    height: int
+    protocol: int = PROTOCOL_VERSION
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: Optional[str] = None
+    x: int = 0
+    y: int = 0
+    strength: float = 0.6
+    steps: Optional[int] = None
+    cfg_scale: Optional[float] = None
+    sampler: Optional[str] = None
+    seed: int = -1
+    clip_skip: int = 1
+    controls: List[ControlParams] = field(default_factory=list)
+    loras: List[LoraParams] = field(default_factory=list)
+    record: bool = False
+
+
+@dataclass
+class LiveSessionInfo(Message):
+    session: str
+    seed: Optional[int] = None
+    frames: int = 0
+    superseded: int = 0
+    failed: int = 0
+    last_ms: Optional[float] = None
+    record_dir: Optional[str] = None

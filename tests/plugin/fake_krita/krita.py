@@ -1,0 +1,420 @@
+"""A small in-memory stand-in for Krita's ``krita`` module (libkis), for the plugin's tests.
+
+It implements the calls the plugin makes with Krita's observable behaviour as recorded in
+/work/shared/notes/krita-facts.md: BGRA pixel data (8 bytes/pixel for U16), ``doc.selection()``
+is None without a selection, ``addChildNode``/``remove`` on an attached node are one undo step
+each (``Document.undo_steps``), annotations are stored per type. Helpers for tests are
+``Krita.reset()``, ``Krita.close_document(doc)``, ``Krita.set_active(doc)`` and ``FakeWindow``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PyQt5.QtCore import QByteArray, QObject, QRect, QUuid
+from PyQt5.QtGui import QImage, QPainter
+from PyQt5.QtWidgets import QAction, QDockWidget
+
+BPP = {"U8": 4, "U16": 8, "F16": 8, "F32": 16}
+
+
+def _copy_rect(src: bytes, sw: int, sh: int, bpp: int, x: int, y: int, w: int, h: int) -> bytes:
+    """Read rect (x, y, w, h) out of a sw x sh buffer; outside reads as zeros."""
+    out = bytearray(w * h * bpp)
+    for row in range(h):
+        sy = y + row
+        if not 0 <= sy < sh:
+            continue
+        x0, x1 = max(x, 0), min(x + w, sw)
+        if x0 >= x1:
+            continue
+        out[(row * w + x0 - x) * bpp : (row * w + x1 - x) * bpp] = src[
+            (sy * sw + x0) * bpp : (sy * sw + x1) * bpp
+        ]
+    return bytes(out)
+
+
+def _paste_rect(
+    dst: bytearray, dw: int, dh: int, bpp: int, data: bytes, x: int, y: int, w: int, h: int
+) -> None:
+    for row in range(h):
+        dy = y + row
+        if not 0 <= dy < dh:
+            continue
+        x0, x1 = max(x, 0), min(x + w, dw)
+        if x0 >= x1:
+            continue
+        dst[(dy * dw + x0) * bpp : (dy * dw + x1) * bpp] = data[
+            (row * w + x0 - x) * bpp : (row * w + x1 - x) * bpp
+        ]
+
+
+class Selection:
+    def __init__(self, parent: Any = None) -> None:
+        self._rect = (0, 0, 0, 0)
+        self._data = b""
+
+    def setPixelData(self, value: Any, x: int, y: int, w: int, h: int) -> None:
+        self._rect, self._data = (x, y, w, h), bytes(value)
+
+    def _bounds(self) -> tuple[int, int, int, int]:
+        x, y, w, h = self._rect
+        xs = [i % w for i, v in enumerate(self._data) if v]
+        ys = [i // w for i, v in enumerate(self._data) if v]
+        if not xs:
+            return (0, 0, 0, 0)
+        return (x + min(xs), y + min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1)
+
+    def x(self) -> int:
+        return self._bounds()[0]
+
+    def y(self) -> int:
+        return self._bounds()[1]
+
+    def width(self) -> int:
+        return self._bounds()[2]
+
+    def height(self) -> int:
+        return self._bounds()[3]
+
+    def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
+        sx, sy, sw, sh = self._rect
+        return QByteArray(_copy_rect(self._data, sw, sh, 1, x - sx, y - sy, w, h))
+
+
+class Node(QObject):
+    def __init__(self, doc: Document, name: str, node_type: str) -> None:
+        super().__init__()
+        self._doc, self._name, self._type = doc, name, node_type
+        self._uuid = QUuid.createUuid()
+        self._parent: Node | None = None
+        self._children: list[Node] = []
+        self._locked = False
+        self._visible = True
+        self.pixels = bytearray(doc.width() * doc.height() * doc.bpp)
+
+    def name(self) -> str:
+        return self._name
+
+    def setName(self, name: str) -> None:
+        self._name = name
+
+    def type(self) -> str:
+        return self._type
+
+    def uniqueId(self) -> QUuid:
+        return self._uuid
+
+    def parentNode(self) -> Node | None:
+        return self._parent
+
+    def childNodes(self) -> list[Node]:
+        return list(self._children)
+
+    def locked(self) -> bool:
+        return self._locked
+
+    def setLocked(self, value: bool) -> None:
+        self._locked = value
+
+    def visible(self) -> bool:
+        return self._visible
+
+    def setVisible(self, value: bool) -> None:
+        self._visible = value
+
+    def opacity(self) -> int:
+        return 255
+
+    def blendingMode(self) -> str:
+        return "normal"
+
+    def bounds(self) -> QRect:
+        """Extent of the non-transparent pixels (Krita: exact bounds of the paint device)."""
+        d = self._doc
+        alpha = bytes(self.pixels)[d.bpp - 1 :: d.bpp]
+        rows = [
+            y
+            for y in range(d.height())
+            if alpha[y * d.width() : (y + 1) * d.width()].strip(b"\x00")
+        ]
+        if not rows:
+            return QRect()
+        cols = [
+            x
+            for x in range(d.width())
+            if any(alpha[y * d.width() + x] for y in range(rows[0], rows[-1] + 1))
+        ]
+        return QRect(cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
+
+    def attached(self) -> bool:
+        node: Node | None = self
+        while node is not None:
+            if node is self._doc._root:
+                return True
+            node = node._parent
+        return False
+
+    def addChildNode(self, child: Node, above: Node | None) -> bool:
+        # Children are ordered bottom to top; above=None puts the child on top (libkis uses
+        # childCount() as the index then).
+        index = self._children.index(above) + 1 if above in self._children else len(self._children)
+        self._children.insert(index, child)
+        child._parent = self
+        if self.attached():
+            self._doc.undo_steps.append(("add", child.name()))
+            self._doc._active = child  # Krita activates the node it just added
+        return True
+
+    def remove(self) -> bool:
+        if self._parent is None:
+            return False
+        was_attached = self.attached()
+        self._parent._children.remove(self)
+        self._parent = None
+        if was_attached:
+            self._doc.undo_steps.append(("remove", self._name))
+        return True
+
+    def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
+        d = self._doc
+        return QByteArray(_copy_rect(bytes(self.pixels), d.width(), d.height(), d.bpp, x, y, w, h))
+
+    def setPixelData(self, value: Any, x: int, y: int, w: int, h: int) -> bool:
+        d = self._doc
+        data = bytes(value)
+        if len(data) != w * h * d.bpp:
+            raise ValueError(f"setPixelData: {len(data)} bytes for {w}x{h} at {d.bpp} bytes/pixel")
+        _paste_rect(self.pixels, d.width(), d.height(), d.bpp, data, x, y, w, h)
+        return True
+
+
+class Document(QObject):
+    def __init__(self, width: int, height: int, name: str, model: str, depth: str) -> None:
+        super().__init__()
+        self._w, self._h, self._name, self._model, self._depth = width, height, name, model, depth
+        self.bpp = BPP.get(depth, 4)
+        self._root = Node(self, "root", "grouplayer")
+        self._selection: Selection | None = None
+        self._active: Node | None = None
+        self._annotations: dict[str, tuple[str, bytes]] = {}
+        self.undo_steps: list[tuple[str, str]] = []
+        self.modified = False
+        background = Node(self, "Background", "paintlayer")
+        self._root._children.append(background)
+        background._parent = self._root
+        self._active = background
+
+    def width(self) -> int:
+        return self._w
+
+    def height(self) -> int:
+        return self._h
+
+    def name(self) -> str:
+        return self._name
+
+    def fileName(self) -> str:
+        return ""
+
+    def colorModel(self) -> str:
+        return self._model
+
+    def colorDepth(self) -> str:
+        return self._depth
+
+    def rootNode(self) -> Node:
+        return self._root
+
+    def activeNode(self) -> Node | None:
+        return self._active if self._active is not None and self._active.attached() else None
+
+    def setActiveNode(self, node: Node) -> None:
+        self._active = node
+
+    def createNode(self, name: str, node_type: str) -> Node:
+        return Node(self, name, node_type)
+
+    def createGroupLayer(self, name: str) -> Node:
+        return Node(self, name, "grouplayer")
+
+    def all_nodes(self) -> list[Node]:
+        out: list[Node] = []
+
+        def walk(node: Node) -> None:
+            for child in node._children:
+                out.append(child)
+                walk(child)
+
+        walk(self._root)
+        return out
+
+    def nodeByName(self, name: str) -> Node | None:
+        return next((n for n in self.all_nodes() if n.name() == name), None)
+
+    def selection(self) -> Selection | None:
+        return self._selection
+
+    def setSelection(self, selection: Selection | None) -> None:
+        self._selection = selection
+
+    def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
+        """The projection: visible paint layers composited source-over, bottom to top."""
+        fmt = QImage.Format_ARGB32 if self.bpp == 4 else QImage.Format_RGBA64
+        image = QImage(self._w, self._h, fmt)
+        image.fill(0)
+        painter = QPainter(image)
+
+        def paint(node: Node) -> None:
+            for child in node._children:
+                if not child.visible():
+                    continue
+                if child.type() == "paintlayer":
+                    data = bytes(child.pixels)
+                    layer = QImage(data, self._w, self._h, self._w * self.bpp, fmt)
+                    painter.drawImage(0, 0, layer)
+                paint(child)
+
+        paint(self._root)
+        painter.end()
+        ptr = image.constBits()
+        full = ptr.asstring(image.sizeInBytes())  # type: ignore[union-attr]
+        return QByteArray(_copy_rect(full, self._w, self._h, self.bpp, x, y, w, h))
+
+    def refreshProjection(self) -> None:
+        pass
+
+    def waitForDone(self) -> None:
+        pass
+
+    def annotation(self, kind: str) -> QByteArray:
+        return QByteArray(self._annotations.get(kind, ("", b""))[1])
+
+    def annotationTypes(self) -> list[str]:
+        return list(self._annotations)
+
+    def setAnnotation(self, kind: str, description: str, data: Any) -> None:
+        self._annotations[kind] = (description, bytes(data))
+
+    def setModified(self, value: bool) -> None:
+        self.modified = value
+
+    def close(self) -> bool:
+        Krita.instance().close_document(self)
+        return True
+
+
+class Extension(QObject):
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+
+    def setup(self) -> None:
+        pass
+
+    def createActions(self, window: Any) -> None:
+        pass
+
+
+class DockWidget(QDockWidget):
+    def __init__(self) -> None:
+        super().__init__()
+
+    def canvasChanged(self, canvas: Any) -> None:
+        pass
+
+
+class DockWidgetFactoryBase:
+    DockRight = 1
+    DockLeft = 2
+
+
+class DockWidgetFactory(DockWidgetFactoryBase):
+    def __init__(self, id: str, position: int, klass: type) -> None:  # noqa: A002
+        self.id, self.position, self.klass = id, position, klass
+
+
+class FakeWindow(QObject):
+    def createAction(self, id: str, text: str = "", menu: str = "") -> QAction:  # noqa: A002
+        action = QAction(text, self)
+        action.setObjectName(id)
+        Krita.instance().actions[id] = action
+        return action
+
+
+class Krita(QObject):
+    _instance: Krita | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._documents: list[Document] = []
+        self._active: Document | None = None
+        self.settings: dict[tuple[str, str], str] = {}
+        self._extensions: list[Extension] = []
+        self.dock_factories: list[DockWidgetFactory] = []
+        self.actions: dict[str, QAction] = {}
+
+    @staticmethod
+    def instance() -> Krita:
+        if Krita._instance is None:
+            Krita._instance = Krita()
+        return Krita._instance
+
+    @staticmethod
+    def reset() -> Krita:
+        """Tests: forget documents and settings, keep registered extensions and factories."""
+        old = Krita.instance()
+        new = Krita()
+        new._extensions, new.dock_factories, new.actions = (
+            old._extensions,
+            old.dock_factories,
+            old.actions,
+        )
+        Krita._instance = new
+        return new
+
+    def activeDocument(self) -> Document | None:
+        return self._active
+
+    def documents(self) -> list[Document]:
+        return list(self._documents)
+
+    def createDocument(
+        self,
+        w: int,
+        h: int,
+        name: str,
+        model: str,
+        depth: str,
+        profile: str = "",
+        res: float = 72.0,
+    ) -> Document:
+        doc = Document(w, h, name, model, depth)
+        self._documents.append(doc)
+        self._active = doc
+        return doc
+
+    def set_active(self, doc: Document | None) -> None:
+        self._active = doc
+
+    def close_document(self, doc: Document) -> None:
+        self._documents.remove(doc)
+        if self._active is doc:
+            self._active = self._documents[-1] if self._documents else None
+
+    def readSetting(self, group: str, name: str, default: str) -> str:
+        return self.settings.get((group, name), default)
+
+    def writeSetting(self, group: str, name: str, value: str) -> None:
+        self.settings[(group, name)] = value
+
+    def addExtension(self, extension: Extension) -> None:
+        self._extensions.append(extension)
+
+    def extensions(self) -> list[Extension]:
+        return list(self._extensions)
+
+    def addDockWidgetFactory(self, factory: DockWidgetFactory) -> None:
+        self.dock_factories.append(factory)
+
+    def action(self, name: str) -> QAction | None:
+        return self.actions.get(name)

@@ -1,0 +1,109 @@
+"""Pure logic: region geometry, mode choice, result placement and layer names."""
+
+from __future__ import annotations
+
+import pytest
+from diffusion_layers.geometry import (
+    GeometryError,
+    Rect,
+    align,
+    canvas_region,
+    context_margin,
+    reaches_off_canvas,
+    selection_region,
+)
+from diffusion_layers.mode import CanvasFacts, choose_mode
+from diffusion_layers.placement import layer_name, mask_window, preview_name, result_rect
+
+CANVAS = Rect(0, 0, 1000, 800)
+
+
+def test_context_margin_scales_with_selection_and_has_a_floor() -> None:
+    assert context_margin(Rect(0, 0, 400, 100)) == 100
+    assert context_margin(Rect(0, 0, 10, 10)) == 16
+    assert context_margin(Rect(0, 0, 400, 100), 0.5) == 200
+    with pytest.raises(GeometryError, match="context"):
+        context_margin(Rect(0, 0, 4, 4), 5.0)
+
+
+def test_selection_region_is_bounds_plus_context_inside_the_canvas() -> None:
+    region = selection_region(Rect(400, 300, 200, 100), CANVAS)
+    assert region == Rect(350, 250, 304, 200)  # 50 px context, width aligned to 8
+    assert CANVAS.contains_rect(region)
+    assert region.width % 8 == 0 and region.height % 8 == 0
+
+
+def test_selection_region_is_clipped_at_the_canvas_edge() -> None:
+    region = selection_region(Rect(0, 0, 100, 100), CANVAS)
+    assert region.x == 0 and region.y == 0
+    assert region == Rect(0, 0, 128, 128)
+
+
+def test_outpaint_region_leaves_the_canvas_only_where_the_selection_does() -> None:
+    selection = Rect(900, 100, 300, 200)  # reaches 200 px past the right edge
+    assert reaches_off_canvas(selection, CANVAS)
+    region = selection_region(selection, CANVAS, outpaint=True)
+    assert region.right == 1200  # not past the selection
+    assert region.x < 900 and region.y < 100
+    assert not reaches_off_canvas(Rect(10, 10, 10, 10), CANVAS)
+
+
+def test_whole_canvas_and_size_limits() -> None:
+    assert canvas_region(CANVAS) == CANVAS
+    with pytest.raises(GeometryError, match="smaller"):
+        canvas_region(Rect(0, 0, 4, 100))
+    with pytest.raises(GeometryError, match="larger"):
+        canvas_region(Rect(0, 0, 9000, 100))
+    with pytest.raises(GeometryError, match="empty"):
+        selection_region(Rect(5, 5, 0, 0), CANVAS)
+
+
+def test_align_never_grows_past_the_bound() -> None:
+    assert align(Rect(0, 0, 13, 13), Rect(0, 0, 13, 13)) == Rect(0, 0, 13, 13)
+    assert align(Rect(5, 5, 13, 13), Rect(0, 0, 20, 20)) == Rect(4, 4, 16, 16)
+    assert align(Rect(0, 0, 13, 13), Rect(0, 0, 14, 14)) == Rect(0, 0, 14, 14)
+
+
+@pytest.mark.parametrize(
+    ("facts", "strength", "mode"),
+    [
+        (CanvasFacts(False, canvas_empty=True), 1.0, "txt2img"),
+        (CanvasFacts(False, canvas_empty=True), 0.5, "txt2img"),
+        (CanvasFacts(False), 1.0, "txt2img"),
+        (CanvasFacts(False), 0.6, "img2img"),
+        (CanvasFacts(True), 1.0, "inpaint"),
+        (CanvasFacts(True), 0.4, "inpaint"),
+        (CanvasFacts(True, selection_off_canvas=True), 1.0, "outpaint"),
+        (CanvasFacts(True, transparent_under_selection=True), 0.5, "outpaint"),
+    ],
+)
+def test_mode_follows_the_canvas(facts: CanvasFacts, strength: float, mode: str) -> None:
+    choice = choose_mode(facts, strength)
+    assert choice.mode == mode
+    assert choice.uses_selection == facts.has_selection
+    assert choice.sends_image == (mode != "txt2img")
+
+
+def test_mode_labels_say_refine_below_full_strength() -> None:
+    assert "Refine the selection (40%)" in choose_mode(CanvasFacts(True), 0.4).label
+    assert "Refine the whole image (60%)" in choose_mode(CanvasFacts(False), 0.6).label
+    with pytest.raises(ValueError, match="strength"):
+        choose_mode(CanvasFacts(False), 1.5)
+
+
+def test_result_offsets_map_to_canvas_positions() -> None:
+    region = Rect(-64, 128, 512, 512)
+    assert result_rect(region, 0, 0, 512, 512) == region
+    placed = result_rect(region, 16, 8, 64, 32)
+    assert placed == Rect(-48, 136, 64, 32)
+    assert mask_window(region, placed) == Rect(16, 8, 64, 32)
+    with pytest.raises(ValueError, match="positive"):
+        result_rect(region, 0, 0, 0, 10)
+
+
+def test_layer_names_come_from_prompt_and_seed() -> None:
+    assert layer_name("a red fox, in   the snow", 42) == "a red fox in the snow #42"
+    assert layer_name("", 7) == "Generated #7"
+    long = layer_name("word " * 40, 1)
+    assert len(long) < 60 and long.endswith("#1")
+    assert preview_name("cat", 3) == "[Preview] cat #3"

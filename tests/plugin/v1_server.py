@@ -1,0 +1,323 @@
+"""A tiny v1 server on loopback (http.server in a thread) for the plugin's client/controller tests.
+
+It speaks the protocol honestly enough to exercise every client path: multipart job upload
+(parsed and kept for assertions), SSE events, polling, raw results, cancel, preprocess, Bearer
+token, and JSON error answers. Results are solid colours so pixels can be asserted.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+FINAL = ("done", "failed", "cancelled")
+
+
+def result_color(index: int) -> bytes:
+    """BGRA of result ``index``: blue varies with the index, always opaque."""
+    return bytes([(40 * index) % 256, 100, 200, 255])
+
+
+@dataclass
+class Job:
+    id: str
+    params: dict[str, Any]
+    parts: dict[str, tuple[str, bytes]]
+    state: str = "queued"
+    step: int = 0
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    cancelled: bool = False
+
+    def info(self) -> dict[str, Any]:
+        p = self.params
+        results = []
+        if self.state == "done":
+            seed = p["seed"] if p.get("seed", -1) >= 0 else 1000
+            for i in range(p.get("batch", 1)):
+                results.append(
+                    {
+                        "index": i,
+                        "seed": seed + i,
+                        "x": 0,
+                        "y": 0,
+                        "width": p["width"],
+                        "height": p["height"],
+                        "url": f"/v1/jobs/{self.id}/results/{i}.png",
+                        "raw_url": f"/v1/jobs/{self.id}/results/{i}.raw",
+                        "file": None,
+                    }
+                )
+        return {
+            "id": self.id,
+            "state": self.state,
+            "mode": p["mode"],
+            "step": self.step,
+            "total_steps": p.get("steps", 20),
+            "queue_position": None,
+            "error": self.error,
+            "results": results,
+            "preview_url": f"/v1/jobs/{self.id}/preview.png" if self.step else None,
+            "created_at": 1.0,
+            "started_at": None,
+            "finished_at": None,
+        }
+
+
+class V1Server:
+    def __init__(self) -> None:
+        self.token = ""
+        self.step_delay = 0.0
+        self.sse = True
+        self.submit_error: tuple[int, dict[str, Any]] | None = None
+        self.fail_job: dict[str, Any] | None = None
+        self.jobs: dict[str, Job] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.deleted: list[str] = []
+        self.cond = threading.Condition()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def start(self) -> V1Server:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self.cond:
+            for job in self.jobs.values():
+                job.cancelled = True
+            self.cond.notify_all()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def last_job(self) -> Job:
+        return list(self.jobs.values())[-1]
+
+    def _event(self, job: Job, name: str, data: dict[str, Any]) -> None:
+        with self.cond:
+            job.events.append((name, data))
+            self.cond.notify_all()
+
+    def run_job(self, job: Job) -> None:
+        total = job.params.get("steps", 20)
+        self._event(job, "started", {"id": job.id})
+        job.state = "running"
+        for step in range(1, total + 1):
+            time.sleep(self.step_delay)
+            if job.cancelled:
+                job.state = "cancelled"
+                self._event(job, "cancelled", {"id": job.id})
+                return
+            job.step = step
+            self._event(
+                job,
+                "progress",
+                {
+                    "id": job.id,
+                    "step": step,
+                    "total_steps": total,
+                    "preview_url": f"/v1/jobs/{job.id}/preview.png",
+                },
+            )
+        if self.fail_job is not None:
+            job.state, job.error = "failed", self.fail_job
+            self._event(job, "failed", {"id": job.id, "error": self.fail_job})
+            return
+        job.state = "done"
+        self._event(job, "done", job.info())
+
+
+def _handler(server: V1Server) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str = "application/json",
+            headers: dict[str, str] | None = None,
+        ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, data: Any) -> None:
+            self._send(status, json.dumps(data).encode())
+
+        def _error(self, status: int, code: str, message: str, field: str | None = None) -> None:
+            self._json(status, {"error": {"code": code, "message": message, "field": field}})
+
+        def _authorized(self) -> bool:
+            server.requests.append((self.command, self.path))
+            if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
+                self._error(401, "unauthorized", "missing or wrong token")
+                return False
+            return True
+
+        def _job(self) -> Job | None:
+            job = server.jobs.get(self.path.split("/")[3])
+            if job is None:
+                self._error(404, "job_not_found", "no such job")
+            return job
+
+        def do_GET(self) -> None:  # noqa: N802
+            if not self._authorized():
+                return
+            path = self.path
+            if path == "/v1/health":
+                self._json(
+                    200,
+                    {
+                        "status": "ok",
+                        "ready": True,
+                        "version": "test",
+                        "protocol": 1,
+                        "device": "cpu",
+                        "dtype": "float32",
+                        "model": "tiny",
+                        "queue_length": 0,
+                        "capabilities": ["txt2img", "sse", "raw-images"],
+                        "error": None,
+                    },
+                )
+            elif path == "/v1/models":
+                self._json(
+                    200,
+                    {
+                        "default": "tiny",
+                        "checkpoints": [{"name": "tiny", "family": "sd15", "inpaint": False}],
+                        "controlnets": [],
+                        "loras": [{"name": "film", "family": "sd15"}],
+                        "samplers": ["euler_a", "dpmpp_2m_karras"],
+                    },
+                )
+            elif path.startswith("/v1/jobs/"):
+                job = self._job()
+                if job is None:
+                    return
+                if path.endswith("/events"):
+                    self._events(job)
+                elif path.endswith(".raw"):
+                    index = int(path.rsplit("/", 1)[1].split(".")[0])
+                    w, h = job.params["width"], job.params["height"]
+                    self._send(
+                        200,
+                        result_color(index) * (w * h),
+                        "application/octet-stream",
+                        {"X-Width": str(w), "X-Height": str(h)},
+                    )
+                elif path.endswith("/preview.png"):
+                    buffer = io.BytesIO()
+                    Image.new("RGB", (8, 8), (200, 100, 0)).save(buffer, "PNG")
+                    self._send(200, buffer.getvalue(), "image/png")
+                else:
+                    self._json(200, job.info())
+            else:
+                self._error(404, "not_found", f"no route {path}")
+
+        def _events(self, job: Job) -> None:
+            if not server.sse:
+                self._error(404, "not_found", "no event stream here")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            sent = 0
+            self.wfile.write(b": ping\n\n")
+            while True:
+                with server.cond:
+                    while sent >= len(job.events) and not job.cancelled:
+                        server.cond.wait(0.5)
+                    pending = job.events[sent:]
+                sent += len(pending)
+                for name, data in pending:
+                    self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+                    self.wfile.flush()
+                    if name in FINAL:
+                        self.close_connection = True
+                        return
+                if job.cancelled and not pending:
+                    return
+
+        def _read_parts(self) -> dict[str, tuple[str, bytes]]:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body
+            )
+            return {
+                p.get_param("name", header="content-disposition"): (
+                    p.get_content_type(),
+                    p.get_payload(decode=True),
+                )
+                for p in message.iter_parts()
+            }
+
+        def do_POST(self) -> None:  # noqa: N802
+            if not self._authorized():
+                return
+            parts = self._read_parts()
+            params = json.loads(parts["params"][1])
+            if self.path == "/v1/preprocess":
+                w, h = params["width"], params["height"]
+                raw = parts["image"][1]
+                image = Image.frombytes("RGBA", (w, h), raw, "raw", "BGRA").convert("L")
+                image = Image.eval(image, lambda v: 255 - v)
+                buffer = io.BytesIO()
+                image.save(buffer, "PNG")
+                self._send(200, buffer.getvalue(), "image/png")
+                return
+            if server.submit_error is not None:
+                status, body = server.submit_error
+                self._json(status, body)
+                return
+            for name, (ctype, data) in parts.items():
+                if name == "params":
+                    continue
+                per_pixel = 1 if ctype == "image/x-raw-gray8" else 4
+                if len(data) != params["width"] * params["height"] * per_pixel:
+                    self._error(422, "invalid_image", f"part {name} has the wrong size", name)
+                    return
+            job = Job(uuid.uuid4().hex[:12], params, parts)
+            server.jobs[job.id] = job
+            server._event(job, "queued", {"id": job.id})
+            threading.Thread(target=server.run_job, args=(job,), daemon=True).start()
+            self._json(202, {"id": job.id, "state": "queued", "queue_position": 0})
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            if not self._authorized():
+                return
+            job = self._job()
+            if job is None:
+                return
+            server.deleted.append(job.id)
+            with server.cond:
+                job.cancelled = True
+                server.cond.notify_all()
+            self._json(200, job.info())
+
+    return Handler
