@@ -47,6 +47,11 @@ class Settings:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     log_progress: bool = True
+    # Per-client token bucket (backend/api/rate_limit.py); 0 turns it off. Loopback clients
+    # are exempt unless rate_limit_loopback is set.
+    rate_limit_per_s: float = 30.0
+    rate_limit_burst: float = 120.0
+    rate_limit_loopback: bool = False
 
     # --- checks --------------------------------------------------------------------------
 
@@ -68,6 +73,10 @@ class Settings:
             raise SettingsError(f"max_jobs_kept={self.max_jobs_kept!r}: must be >= 1")
         if self.keepalive_s <= 0:
             raise SettingsError(f"keepalive_s={self.keepalive_s!r}: must be > 0")
+        if not (0 <= self.rate_limit_per_s < float("inf")):
+            raise SettingsError(f"rate_limit_per_s={self.rate_limit_per_s!r}: must be >= 0")
+        if not (1 <= self.rate_limit_burst < float("inf")):
+            raise SettingsError(f"rate_limit_burst={self.rate_limit_burst!r}: must be >= 1")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise SettingsError("ssl_certfile/ssl_keyfile: give both or neither")
         if not self.is_loopback() and not self.token:
@@ -168,4 +177,10 @@ class Settings:
                     setattr(settings, mapping.get(name, name), value)
             if getattr(args, "preload", False):
                 settings.preload = True
+        if settings.models_dir is None:
+            # The same folder `diffusion-layers models download` fills: --models-dir, else
+            # $DIFFUSION_LAYERS_MODELS, else the per-user folder.
+            from backend.catalog import resolve_models_dir
+
+            settings.models_dir = str(resolve_models_dir(None, env))
         return settings

@@ -63,3 +63,11 @@ def test_engine_config():
 def test_check_names_the_bad_setting(field, value):
     with pytest.raises(SettingsError, match=field):
         Settings(**{field: value}).check()
+
+
+def test_serve_and_models_cli_share_one_models_folder(tmp_path):
+    env = {"DIFFUSION_LAYERS_MODELS": str(tmp_path / "m")}
+    settings = Settings.from_env_and_args(argparse.Namespace(config=None), env=env)
+    assert settings.models_dir == str(tmp_path / "m")
+    explicit = argparse.Namespace(config=None, models_dir=str(tmp_path / "x"))
+    assert Settings.from_env_and_args(explicit, env=env).models_dir == str(tmp_path / "x")
