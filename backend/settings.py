@@ -14,6 +14,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from backend.engine.acceleration import COMPILE_MODES
 from backend.engine.types import EngineConfig
 
 TOKEN_ENV = "DIFFUSION_LAYERS_TOKEN"
@@ -38,6 +39,7 @@ class Settings:
     allow_pickle: bool = False
     cache_models: int = 2
     tiny_dir: str | None = None  # where the built-in tiny test models are written
+    compile: str = "off"  # off | background | blocking: torch.compile the UNet (CUDA only)
     max_request_mb: float = 256.0
     max_image_pixels: int = 4096 * 4096
     max_queue: int = 64
@@ -61,6 +63,10 @@ class Settings:
             raise SettingsError(f"port={self.port!r}: must be 0..65535")
         if self.token is not None and len(self.token) < 8:
             raise SettingsError("token: must be at least 8 characters")
+        if self.compile not in COMPILE_MODES:
+            raise SettingsError(
+                f"compile={self.compile!r}: must be one of {', '.join(COMPILE_MODES)}"
+            )
         if self.max_request_mb <= 0:
             raise SettingsError(f"max_request_mb={self.max_request_mb!r}: must be > 0")
         if self.max_image_pixels < 64:
@@ -108,6 +114,7 @@ class Settings:
             allow_pickle=self.allow_pickle,
             cache_models=self.cache_models,
             tiny_dir=self.tiny_dir,
+            compile=self.compile,
         )
 
     def to_dict(self) -> dict:
@@ -167,6 +174,7 @@ class Settings:
                 "device",
                 "dtype",
                 "allow_pickle",
+                "compile",
                 "max_request_mb",
                 "keepalive_s",
                 "ssl_certfile",

@@ -18,6 +18,8 @@ from backend.api.auth import BodyLimitMiddleware, TokenMiddleware
 from backend.api.context import ApiContext
 from backend.api.errors import install_handlers
 from backend.api.openapi import install_openapi
+from backend.api.origin_guard import OriginGuardMiddleware
+from backend.api.rate_limit import RateLimitMiddleware, TokenBuckets
 from backend.engine.types import EngineProtocol
 from backend.jobs import JobQueue
 from backend.live import LiveSessions
@@ -76,4 +78,15 @@ def create_app(settings: Settings, engine: EngineProtocol) -> FastAPI:
     # Added last = runs first: refuse unauthenticated requests before counting their bodies.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(TokenMiddleware, token=settings.token)
+    # Web pages may not drive the server (CSRF, DNS rebinding): see origin_guard.py.
+    app.add_middleware(
+        OriginGuardMiddleware, check_host=not settings.token, bound_host=settings.host
+    )
+    # Outermost: every request counts against its client's bucket, unauthenticated ones too.
+    buckets = None
+    if settings.rate_limit_per_s > 0:
+        buckets = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.add_middleware(
+        RateLimitMiddleware, buckets=buckets, limit_loopback=settings.rate_limit_loopback
+    )
     return app

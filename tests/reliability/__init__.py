@@ -1,0 +1,3 @@
+"""Reliability and security tests (docs/reliability.md, docs/security.md)."""
+
+from __future__ import annotations
