@@ -21,7 +21,7 @@ from typing import Protocol
 from backend.engine import errors as engine_errors
 from backend.engine.types import CancelToken, EngineProtocol, GenerationRequest, Progress
 from backend.events import EventLog
-from backend.outputs import OutputError, OutputWriter, encode_png, rgba_to_bgra_bytes
+from backend.outputs import OutputError, OutputWriter, encode_png, rgba_to_bgra_view
 from backend.protocol import ErrorInfo
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class JobResult:
     y: int
     width: int
     height: int
-    raw: bytes  # BGRA8, width*height*4
+    raw: bytes | memoryview  # BGRA8, width*height*4 (a view: sent as it is, no copy)
     path: Path
 
 
@@ -146,6 +146,7 @@ class JobQueue:
             running.cancel.cancel()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.writer.close(timeout)  # finish compacting the result files written so far
 
     # --- public queries ------------------------------------------------------------------
 
@@ -316,7 +317,7 @@ class JobQueue:
                     y=layer.y,
                     width=layer.width,
                     height=layer.height,
-                    raw=rgba_to_bgra_bytes(layer.image),
+                    raw=rgba_to_bgra_view(layer.image),
                     path=path,
                 )
                 job.results.append(result)

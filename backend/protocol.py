@@ -212,3 +212,51 @@ class ProgressEvent(_Model):
     step: int
     total_steps: int
     preview_url: str | None = None
+
+
+# --- Live painting (additive) ---------------------------------------------------------------
+
+#: A live session id: the plugin sends its document id (letters, digits, ``-`` and ``_``).
+LIVE_SESSION_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class LiveParams(_Model):
+    """The ``params`` part of ``POST /v1/live/{session}/frames``: one img2img frame.
+
+    ``sampler``/``steps``/``cfg_scale`` left out (null) are chosen from the model and its LoRAs
+    (LCM/TCD/Turbo/Lightning/Hyper presets, see docs/live.md). ``seed`` -1 means the session's
+    seed: picked once when the session starts and kept for every frame, so the picture stays
+    stable while the artist paints.
+    """
+
+    protocol: int = Field(default=PROTOCOL_VERSION, ge=1, le=PROTOCOL_VERSION)
+    prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    model: str | None = Field(default=None, max_length=200)
+    width: int = Field(ge=8, le=MAX_SIDE, description="size of the region (and every image part)")
+    height: int = Field(ge=8, le=MAX_SIDE)
+    x: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="region's canvas offset")
+    y: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    strength: float = Field(default=0.6, gt=0.0, le=1.0)
+    steps: int | None = Field(default=None, ge=1, le=50, description="null = the preset's")
+    cfg_scale: float | None = Field(default=None, ge=0.0, le=30.0, description="null = preset")
+    sampler: str | None = Field(default=None, max_length=40, description="null = preset")
+    seed: int = Field(default=-1, ge=-1, le=MAX_SEED, description="-1 = the session's seed")
+    clip_skip: int = Field(default=1, ge=1, le=4)
+    controls: list[ControlParams] = Field(default_factory=list, max_length=MAX_CONTROLS)
+    loras: list[LoraParams] = Field(default_factory=list, max_length=MAX_LORAS)
+    record: bool = Field(
+        default=False, description="also save the frame as PNG under <output_dir>/live/<session>/"
+    )
+
+
+class LiveSessionInfo(_Model):
+    """``GET``/``DELETE /v1/live/{session}``: what a live session did."""
+
+    session: str
+    seed: int | None = None
+    frames: int = Field(default=0, description="frames rendered")
+    superseded: int = Field(default=0, description="frames dropped for a newer one")
+    failed: int = 0
+    last_ms: float | None = Field(default=None, description="render time of the last frame")
+    record_dir: str | None = None

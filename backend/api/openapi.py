@@ -28,7 +28,9 @@ def install_openapi(app) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = generate()
-        models = [(m, "validation") for m in (JobParams, PreprocessParams, ProgressEvent, LiveParams)]
+        models = [
+            (m, "validation") for m in (JobParams, PreprocessParams, ProgressEvent, LiveParams)
+        ]
         _, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for name, definition in defs.get("$defs", {}).items():

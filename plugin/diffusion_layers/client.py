@@ -34,7 +34,7 @@ from .protocol import (
 from .request import Part
 
 if TYPE_CHECKING:
-    from .job_watch import JobWatch
+    from .job_watch import JobWatch, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class Client(QObject):
         # Per-request deadlines (a QTimer aborts the reply; nothing ever blocks the UI thread).
         self.timeout_ms = DEFAULT_TIMEOUT_MS
         self.upload_timeout_ms = UPLOAD_TIMEOUT_MS
+        # How a job watch rides out dropped connections (None: job_watch.RetryPolicy()).
+        self.retry_policy: Optional["RetryPolicy"] = None
 
     def configure(self, base_url: str, token: str) -> None:
         self.base_url = base_url.rstrip("/")
@@ -153,12 +155,15 @@ class Client(QObject):
         if status is None:
             if reply.error() == QNetworkReply.NetworkError.NoError:  # pyright: ignore[reportCallIssue]
                 return None
-            detail = reply.property("timed_out") or reply.errorString()
-            return server_down(self.base_url, str(detail))
+            timed_out = reply.property("timed_out")
+            detail = timed_out or reply.errorString()
+            return server_down(self.base_url, str(detail), network_reason(reply, bool(timed_out)))
         status = int(status)
         if status < 400:
             return None
-        return decode_error(status, data)
+        error = decode_error(status, data)
+        error.retry_after = retry_after_s(reply)
+        return error
 
     def _get_json(
         self,
@@ -270,9 +275,10 @@ class Client(QObject):
         on_finished: Callable[[JobInfo], None],
         on_error: OnError,
     ) -> "JobWatch":
-        from .job_watch import JobWatch
+        from .job_watch import JobWatch, RetryPolicy
 
-        watch = JobWatch(self, job_id, on_progress, on_finished, on_error)
+        policy = self.retry_policy or RetryPolicy()
+        watch = JobWatch(self, job_id, on_progress, on_finished, on_error, policy)
         watch.start()
         return watch
 
@@ -289,6 +295,24 @@ def multipart(parts: List[Part]) -> QHttpMultiPart:
         item.setBody(QByteArray(part.data))
         body.append(item)
     return body
+
+
+def network_reason(reply: QNetworkReply, timed_out: bool) -> str:
+    """``refused`` (nothing listens), ``timeout`` or ``network`` (reset, dropped, other)."""
+    if timed_out:
+        return "timeout"
+    if reply.error() == QNetworkReply.NetworkError.ConnectionRefusedError:  # pyright: ignore[reportCallIssue]
+        return "refused"
+    return "network"
+
+
+def retry_after_s(reply: QNetworkReply) -> float:
+    """The Retry-After header in seconds (0 when absent or not a number of seconds)."""
+    text = bytes(reply.rawHeader(b"Retry-After").data()).decode("latin-1").strip()
+    try:
+        return max(0.0, float(text)) if text else 0.0
+    except ValueError:
+        return 0.0
 
 
 def decode_error(status: int, data: bytes) -> BackendError:

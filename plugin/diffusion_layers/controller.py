@@ -17,8 +17,9 @@ from . import results as results_mod
 from .canvas import Canvas, CanvasDocument
 from .client import Client
 from .connection import Connection
-from .errors import NoDocument, PluginError
+from .errors import ConnectionFailed, NoDocument, PluginError
 from .geometry import GeometryError
+from .job_watch import submit_job
 from .live import LiveCanvas, LiveLoop
 from .pixels import decode_image
 from .planning import plan_job
@@ -51,6 +52,7 @@ class Controller(QObject):
         self._error = ""  # errors with no document to attach them to
         self.live = LiveLoop(cast(LiveCanvas, canvas), client, lambda: self.settings, self)
         self.live.changed.connect(self.changed)
+        self.changed.connect(self._track_jobs)  # a pending job keeps reconnects going
 
     # -- status API (docker and tests) ----------------------------------------------------
 
@@ -153,7 +155,8 @@ class Controller(QObject):
             params.x,
             params.y,
         )
-        self.client.submit_job(
+        submit_job(
+            self.client,
             parts,
             lambda created: self._created(session, created),
             lambda error: self._job_failed(session, error),
@@ -187,6 +190,16 @@ class Controller(QObject):
             lambda info: self._finished(session, info),
             lambda error: self._job_failed(session, error),
         )
+        session.watch.on_retry = self._server_trouble
+
+    def _server_trouble(self, error: PluginError) -> None:
+        """A job request failed and will be retried; the docker shows the server as lost."""
+        if isinstance(error, ConnectionFailed):
+            self.connection.lost(error)
+
+    def _track_jobs(self) -> None:
+        pending = any(s.state == GENERATING for s in self.sessions.values())
+        self.connection.want("job", pending)
 
     def _progress(self, session: Session, event: ProgressEvent) -> None:
         if session.state != GENERATING or self._alive(session) is None:
@@ -241,6 +254,7 @@ class Controller(QObject):
 
     def _job_failed(self, session: Session, error: PluginError) -> None:
         session.watch = None
+        self._server_trouble(error)
         if session.state == GENERATING and self._alive(session) is not None:
             self._fail(session, error)
 
@@ -285,10 +299,8 @@ class Controller(QObject):
         return True
 
     def apply(self) -> Optional[str]:
-        """Turn the previewed result into a layer above the active one; returns its uniqueId.
-
-        In live mode: the current live frame (the live layer stays)."""
-        if self.live_frame_ready:
+        """The previewed result (live mode: the live frame) as a layer; returns its uniqueId."""
+        if self.live.frame_ready:
             return self.live.apply()
         s, doc = self.session(), self.canvas.active_document()
         if s is None or doc is None or s.state != PREVIEW or s.params is None:
@@ -376,24 +388,12 @@ class Controller(QObject):
         self.update_settings(controls=self.settings.controls + [ControlLayer(name, control_type)])
         return True
 
-    @property
-    def live_frame_ready(self) -> bool:
-        """Live mode runs on the active document and has a frame to apply."""
-        doc = self.canvas.active_document()
-        live = self.live
-        return live.frame is not None and doc is not None and doc.key == live.doc_key
-
     def toggle_live(self) -> bool:
         """Live painting on/off for the active document; True when it is now on."""
-        if self.live.running:
-            self.live.stop()
-        else:
-            try:
-                doc = self._document()
-            except PluginError as exc:
-                self._set_error(exc)
-                return False
-            self._error = ""
-            self.live.start(doc.key)
+        self._error = ""
+        try:
+            self.live.toggle()
+        except PluginError as exc:
+            self._set_error(exc)
         self.update_settings(live=self.live.running)
         return self.live.running

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
-from PyQt5.QtCore import QByteArray
+from PyQt5.QtCore import QByteArray, QTimer
 from PyQt5.QtGui import QImage, QPainter
 
 from .canvas import NewLayer
@@ -142,6 +142,8 @@ class KritaDocument:
         return qimage_to_bgra(image)
 
     def read_pixels(self, rect: Rect) -> bytes:
+        if self._live_nodes():  # the live preview is not the artist's canvas
+            return self.read_pixels_without_live(rect)
         return self._read(self._doc, rect)
 
     def read_selection(self, rect: Rect) -> bytes:
@@ -258,29 +260,35 @@ class KritaDocument:
             n for n in self._doc.rootNode().childNodes() if str(n.name()).startswith(LIVE_PREFIX)
         ]
 
-    def live_signature(self, rect: Rect) -> int:
-        """CRC of every visible layer's own pixels in rect (live/preview layers excluded)."""
+    def live_signature(self, rect: Rect, layers: Sequence[str] = ()) -> int:
+        """CRC of the layer stack's state (names, visibility, opacity, blending) and of the
+        pixels in rect of the active layer and of ``layers`` (control layers). Strokes land on
+        the active layer, so the other layers' pixels are not read every tick."""
         value = 0
-
-        def walk(node: Any) -> None:
-            nonlocal value
-            for child in node.childNodes():
-                name = str(child.name())
-                skip = name.startswith((LIVE_PREFIX, PREVIEW_PREFIX))
-                if skip or child.type() == "selectionmask":
-                    continue
-                state = f"{name}|{child.visible()}|{child.opacity()}|{child.blendingMode()}"
-                value = zlib.crc32(state.encode("utf-8"), value)
-                if not child.visible():
-                    continue
-                if child.type() == "grouplayer":
-                    walk(child)
-                else:
-                    data = child.pixelData(rect.x, rect.y, rect.width, rect.height)
-                    value = zlib.crc32(bytes(data), value)
-
-        walk(self._doc.rootNode())
+        stack = []
+        for node, depth in self._walk(self._doc.rootNode(), 0):
+            name = str(node.name())
+            if name.startswith((LIVE_PREFIX, PREVIEW_PREFIX)) or node.type() == "selectionmask":
+                continue
+            stack.append(node)
+            state = f"{depth}|{name}|{node.visible()}|{node.opacity()}|{node.blendingMode()}"
+            value = zlib.crc32(state.encode("utf-8"), value)
+        active = self._doc.activeNode()
+        if active is None or str(active.name()).startswith((LIVE_PREFIX, PREVIEW_PREFIX)):
+            # No artist layer is active: read every visible layer instead.
+            watched = [n for n in stack if n.visible() and n.type() != "grouplayer"]
+        else:
+            watched = [active] + [self._doc.nodeByName(name) for name in layers]
+        for node in watched:
+            if node is not None:
+                data = node.pixelData(rect.x, rect.y, rect.width, rect.height)
+                value = zlib.crc32(bytes(data), value)
         return value
+
+    def _walk(self, node: Any, depth: int) -> Iterator[Tuple[Any, int]]:
+        for child in node.childNodes():
+            yield child, depth
+            yield from self._walk(child, depth + 1)
 
     def read_pixels_without_live(self, rect: Rect) -> bytes:
         """The projection over rect with the live layer hidden for the read (no undo step)."""
@@ -291,7 +299,7 @@ class KritaDocument:
             self._doc.refreshProjection()
             self._doc.waitForDone()
         try:
-            return self.read_pixels(rect)
+            return self._read(self._doc, rect)
         finally:
             for node in hidden:
                 node.setVisible(True)
@@ -319,9 +327,22 @@ class KritaDocument:
             parent.addChildNode(node, above)
             node.setLocked(True)
             if active is not None:
-                self._doc.setActiveNode(active)
+                self._keep_active(active, node)
         self._set_pixels(node, layer)
         self._doc.refreshProjection()
+
+    def _keep_active(self, active: Any, added: Any) -> None:
+        """Krita makes a new layer active, sometimes after the call returns: put the artist's
+        layer back now and once more on the next event-loop turn (unless they chose another)."""
+        self._doc.setActiveNode(active)
+        added_id = added.uniqueId()
+
+        def restore() -> None:
+            now = self._doc.activeNode()
+            if now is not None and now.uniqueId() == added_id:
+                self._doc.setActiveNode(active)
+
+        QTimer.singleShot(0, restore)
 
     def remove_live(self) -> None:
         nodes = self._live_nodes()

@@ -1,8 +1,8 @@
 """Live painting, the core: watch a document, send a frame when it changed, show the rendering.
 
 A QTimer polls the document every ``poll_ms``: it reads a cheap signature of the region (the
-paint layers' own pixels, never the live layer's, so a shown frame cannot trigger the next),
-the selection and the settings that shape a frame. When the signature differs from the last
+layer stack's state and the active and control layers' own pixels, never the live layer's, so
+a shown frame cannot trigger the next), the selection and the settings that shape a frame. When the signature differs from the last
 frame sent, and has held still for ``debounce_ms`` (or ``max_wait_ms`` passed during a long
 stroke), the region is read without the live layer and sent to ``/v1/live/{session}/frames``.
 Never more than one frame is in flight; the latest canvas always wins because the next frame
@@ -20,17 +20,18 @@ import re
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Protocol, Tuple
+from typing import Callable, List, Optional, Protocol, Sequence, Tuple, cast
 
 from PyQt5.QtCore import QObject, QRect, QTimer, pyqtSignal
 
-from .canvas import NewLayer
+from . import layer_params
+from .canvas import CanvasDocument, NewLayer
 from .client import Client
-from .errors import BackendError, ControlLayerMissing, PluginError
+from .errors import BackendError, ControlLayerMissing, NoDocument, PluginError
 from .geometry import GeometryError, Rect, canvas_region, selection_region
 from .pixels import apply_mask, crop_gray
 from .placement import layer_name, mask_window
-from .protocol import RAW_BGRA, ControlParams, LiveParams, LoraParams
+from .protocol import RAW_BGRA, ControlParams, JobParams, LiveParams, LoraParams
 from .request import Part
 from .settings import PluginSettings
 
@@ -52,14 +53,17 @@ class LiveDocument(Protocol):
 
     def bounds(self) -> Rect: ...
 
+    def check_supported(self) -> None: ...
+
     def selection_bounds(self) -> Optional[Rect]: ...
 
     def read_selection(self, rect: Rect) -> bytes: ...
 
     def read_layer(self, name: str, rect: Rect) -> Optional[bytes]: ...
 
-    def live_signature(self, rect: Rect) -> int:
-        """Changes whenever a visible layer other than the live layer changes inside rect."""
+    def live_signature(self, rect: Rect, layers: Sequence[str] = ()) -> int:
+        """Changes when the layer stack changes, or the pixels in rect of the active layer or
+        of ``layers`` (the control layers) change; never because of the live layer."""
         ...
 
     def read_pixels_without_live(self, rect: Rect) -> bytes:
@@ -74,8 +78,14 @@ class LiveDocument(Protocol):
 
     def add_layer(self, layer: NewLayer) -> str: ...
 
+    def read_annotation(self, kind: str) -> bytes: ...
+
+    def write_annotation(self, kind: str, description: str, data: bytes) -> None: ...
+
 
 class LiveCanvas(Protocol):
+    def active_document(self) -> Optional[LiveDocument]: ...
+
     def document(self, key: str) -> Optional[LiveDocument]: ...
 
 
@@ -86,7 +96,7 @@ class LiveFrame:
     seed: int
     number: int
     render_ms: float
-    prompt: str
+    params: JobParams  # what made it, as the job that would (stored with an applied layer)
 
 
 def session_id(doc_key: str) -> str:
@@ -184,24 +194,53 @@ class LiveLoop(QObject):
         log.info("live mode off for %s%s", key, f": {error}" if error else "")
         self.changed.emit()
 
+    def toggle(self) -> bool:
+        """Off when running, else on for the active document; True when it is now on.
+        Raises NoDocument / UnsupportedDocument when it cannot run there."""
+        if self.running:
+            self.stop()
+            return False
+        doc = self.canvas.active_document()
+        if doc is None:
+            raise NoDocument("Open or create a document first.")
+        doc.check_supported()
+        self.start(doc.key)
+        return True
+
+    @property
+    def frame_ready(self) -> bool:
+        """There is a frame to apply and its document is the active one."""
+        doc = self.canvas.active_document()
+        return self.frame is not None and doc is not None and doc.key == self.doc_key
+
     def apply(self) -> Optional[str]:
-        """Copy the current frame into a new layer above the active one; its uniqueId."""
+        """Copy the current frame into a new layer above the active one (one undo step), with
+        what made it stored like a generated layer's; returns its uniqueId."""
         doc = self.canvas.document(self.doc_key) if self.doc_key else None
         if doc is None or self.frame is None:
             return None
         frame = self.frame
-        name = layer_name(frame.prompt, frame.seed)
-        return doc.add_layer(NewLayer(name, frame.pixels, frame.rect))
+        name = layer_name(frame.params.prompt, frame.seed)
+        layer_id = doc.add_layer(NewLayer(name, frame.pixels, frame.rect))
+        layer_params.remember(cast(CanvasDocument, doc), layer_id, frame.params, frame.seed, 0)
+        return layer_id
+
+    def frame_strength(self) -> float:
+        """The docker's strength when it is below 100 % (refine), else ``self.strength``."""
+        chosen = self.settings().strength
+        return chosen if 0.0 < chosen < 1.0 else self.strength
 
     # -- the loop -------------------------------------------------------------------------
 
     def _signature(self, doc: LiveDocument, region: Rect, mask: Optional[bytes]) -> int:
         s = self.settings()
-        shape = (region, s.prompt, s.negative_prompt, s.model, s.seed, self.strength, self.record)
+        strength = self.frame_strength()
+        shape = (region, s.prompt, s.negative_prompt, s.model, s.seed, strength, self.record)
         loras = [(lo.name, lo.weight) for lo in s.loras]
         controls = [(c.layer, c.type, c.strength, c.start, c.end) for c in s.controls]
         text = repr((shape, loras, controls)).encode("utf-8")
-        value = zlib.crc32(text, doc.live_signature(region) & 0xFFFFFFFF)
+        pixels = doc.live_signature(region, [c.layer for c in s.controls])
+        value = zlib.crc32(text, pixels & 0xFFFFFFFF)
         return zlib.crc32(mask, value) if mask is not None else value
 
     def _tick(self) -> None:
@@ -257,7 +296,7 @@ class LiveLoop(QObject):
             prompt=s.prompt,
             negative_prompt=s.negative_prompt,
             model=s.model or None,
-            strength=self.strength,
+            strength=self.frame_strength(),
             seed=s.seed,
             loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in s.loras],
             record=self.record,
@@ -316,13 +355,32 @@ class LiveLoop(QObject):
             pixels = apply_mask(
                 data, crop_gray(mask, region.width, region.height, qrect), width, height
             )
+        seed = int(headers.get("x-seed", 0))
+        made_by = JobParams(
+            mode="img2img",
+            width=params.width,
+            height=params.height,
+            x=params.x,
+            y=params.y,
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt,
+            model=params.model,
+            strength=params.strength,
+            steps=int(headers.get("x-steps", 0) or 1),
+            cfg_scale=float(headers.get("x-cfg-scale", 0.0)),
+            sampler=headers.get("x-sampler", ""),
+            seed=seed,
+            clip_skip=params.clip_skip,
+            controls=params.controls,
+            loras=params.loras,
+        )
         self.frame = LiveFrame(
             pixels,
             rect,
-            int(headers.get("x-seed", 0)),
+            seed,
             int(headers.get("x-frame", 0)),
             float(headers.get("x-render-ms", 0.0)),
-            params.prompt,
+            made_by,
         )
         doc.show_live(NewLayer(LIVE_LAYER_NAME, pixels, rect))
         self.frames_shown += 1

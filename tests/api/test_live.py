@@ -129,22 +129,34 @@ def _in_thread(fn, results: list, key: str) -> threading.Thread:
     return thread
 
 
+class OrderedEngine(FakeEngine):
+    """FakeEngine that records the order in which generations start (mode, prompt)."""
+
+    def __init__(self, step_delay: float) -> None:
+        super().__init__(step_delay=step_delay)
+        self.order: list[tuple[str, str]] = []
+
+    def generate(self, request, on_progress=None, cancel=None):
+        self.order.append((request.mode, request.prompt))
+        return super().generate(request, on_progress, cancel)
+
+
 def test_stale_frame_is_superseded_and_live_jumps_the_job_queue(tmp_path):
-    engine = FakeEngine(step_delay=0.05)
+    engine = OrderedEngine(step_delay=0.05)
     with serve_app(make_settings(tmp_path), engine) as server, server.client() as http:
-        # 1. Occupy the worker with a job, queue another one behind it.
-        running = http.post("/v1/jobs", files=job_files(job_params(steps=8))).json()["id"]
+        # 1. Occupy the worker with a job (30 x 50 ms), queue another one behind it.
+        running = http.post("/v1/jobs", files=job_files(job_params(prompt="running", steps=30)))
         assert engine.started.wait(10)
-        queued = http.post("/v1/jobs", files=job_files(job_params(steps=2))).json()["id"]
+        queued = http.post("/v1/jobs", files=job_files(job_params(prompt="queued", steps=2)))
         # 2. Two frames of one session while the worker is busy: the first must lose.
         results: list = []
         with server.client() as a, server.client() as b:
-            first = _in_thread(lambda: post_frame(a, "doc", steps=2), results, "first")
+            first = _in_thread(lambda: post_frame(a, "doc", prompt="first"), results, "first")
             deadline = time.monotonic() + 10
             while http.get("/v1/live/doc").status_code == 404:
                 assert time.monotonic() < deadline
                 time.sleep(0.005)
-            second = _in_thread(lambda: post_frame(b, "doc", steps=2), results, "second")
+            second = _in_thread(lambda: post_frame(b, "doc", prompt="second"), results, "second")
             first.join(10)
             assert [key for key, _ in results] == ["first"], "the stale frame was not answered"
             second.join(10)
@@ -152,16 +164,22 @@ def test_stale_frame_is_superseded_and_live_jumps_the_job_queue(tmp_path):
         assert answers["first"].status_code == 409
         assert answers["first"].json()["error"]["code"] == "superseded"
         assert answers["second"].status_code == 200
-        rendered_at = time.time()
-        # 3. The live frame ran before the queued job started.
-        info = http.get(f"/v1/jobs/{queued}").json()
-        assert info["started_at"] is None or info["started_at"] >= rendered_at - 0.05
+        # 3. The stale frame never ran; the live frame ran before the queued job.
+        queued_id = queued.json()["id"]
+        deadline = time.monotonic() + 10
+        while http.get(f"/v1/jobs/{queued_id}").json()["state"] != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert engine.order == [
+            ("txt2img", "running"),
+            ("img2img", "second"),
+            ("txt2img", "queued"),
+        ]
         assert http.get("/v1/live/doc").json()["superseded"] == 1
-        for job_id in (running, queued):
-            http.delete(f"/v1/jobs/{job_id}")
+        assert running.status_code == 202
 
 
-def test_session_limit_and_shutdown_answer_everyone(tmp_path):
+def test_session_limit_refuses_one_more_until_one_closes(tmp_path):
     engine = FakeEngine(step_delay=0.05)
     with serve_app(make_settings(tmp_path), engine) as server, server.client() as http:
         live = server.app.state.live

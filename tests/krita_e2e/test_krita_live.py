@@ -19,6 +19,9 @@ def run(launch_krita, e2e_backend):
 def test_frames_follow_strokes_in_the_live_layer(run):
     data = run.scenario("live_paint")
     assert data["sha1_first"] and data["live_locked"]
+    assert data["active_after_live_on"] == "Sketch", "the live layer took the artist's layer"
+    assert data["read_without_live_is_canvas"], "a frame would be made from the live layer"
+    assert data["projection_shows_live"] and data["live_visible_after_read"]
     first, *after = [data["sha1_first"], *data["sha1_after_strokes"]]
     assert len(set([first, *after])) == 3, "the live layer did not change with each stroke"
     assert data["frames_shown"] >= 3

@@ -103,7 +103,7 @@ def test_package_registers_extension_actions_and_docker(fake_krita: krita.Krita)
     assert [f.id for f in app.dock_factories] == [DOCKER_ID]
     ctl = controller()
     assert ctl is not None and ctl.state == "idle"
-    # Live mode needs a document (tests/plugin/test_live.py drives it with one).
+    # Live mode needs a document (tests/plugin/test_live_plugin.py drives it with one).
     app.action("diffusion_layers_toggle_live").trigger()
     assert not ctl.live.running and "Open or create a document" in ctl.last_error
     # Generate without a document: an honest error, no crash.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, List
 
 from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtGui import QImage, QPixmap
+from PyQt5.QtGui import QHideEvent, QImage, QPixmap, QShowEvent
 from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -186,7 +186,12 @@ class DockerPanel(QScrollArea):
         self.live_toggle.clicked.connect(_slot(self.controller.toggle_live))
         row.addWidget(self.generate, 2)
         row.addWidget(self.cancel, 1)
+        self.live_record = QPushButton("Rec")
+        self.live_record.setCheckable(True)
+        self.live_record.setToolTip("Record live frames to the server's output folder (live/)")
+        self.live_record.toggled.connect(self._record_live)
         row.addWidget(self.live_toggle, 1)
+        row.addWidget(self.live_record)
         self.layout_.addLayout(row)
         self.progress = QProgressBar()
         self.live = QLabel()
@@ -215,6 +220,14 @@ class DockerPanel(QScrollArea):
 
     # -- reacting ------------------------------------------------------------------------
 
+    def showEvent(self, a0: "QShowEvent | None") -> None:
+        super().showEvent(a0)
+        self.controller.connection.want("docker", True)  # reconnect while it is visible
+
+    def hideEvent(self, a0: "QHideEvent | None") -> None:
+        super().hideEvent(a0)
+        self.controller.connection.want("docker", False)
+
     def _set(self, **values: Any) -> None:
         self.controller.update_settings(**values)
 
@@ -224,6 +237,9 @@ class DockerPanel(QScrollArea):
     def _connect(self) -> None:
         self.controller.update_settings(server_url=self.url.text().strip(), token=self.token.text())
         self.controller.connect_server()
+
+    def _record_live(self, on: bool) -> None:
+        self.controller.live.record = on
 
     def _save_prompts(self) -> None:
         self.controller.update_settings(
@@ -291,7 +307,7 @@ class DockerPanel(QScrollArea):
         state = c.state
         self.generate.setEnabled(state != GENERATING)
         self.cancel.setEnabled(state == GENERATING)
-        self.apply.setEnabled(state == PREVIEW or c.live_frame_ready)
+        self.apply.setEnabled(state == PREVIEW or c.live.frame_ready)
         self.live_toggle.setChecked(c.live.running)
         self.apply_all.setEnabled(bool(c.results) and state != GENERATING)
         self.discard.setEnabled(bool(c.results) and state != GENERATING)

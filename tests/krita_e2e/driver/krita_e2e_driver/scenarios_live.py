@@ -70,6 +70,8 @@ def live_paint(ctx: Context):
     yield sleep(0.3)
     data["undo_start"] = undo_count(ctx)
     before = probes.snapshot(doc)
+    full = [0, 0, doc.width(), doc.height()]
+    canvas_sha1 = probes.pixel_stats(probes.node_pixels(doc, full), full[2], full[3])["sha1"]
     # 1. Live on: the first frame appears in the [Live] layer.
     ctx.trigger(TOGGLE)
     yield wait_frame(ctx, doc, 0)
@@ -77,6 +79,17 @@ def live_paint(ctx: Context):
     data["undo_live_on"] = undo_count(ctx)
     data["sha1_first"] = live_sha1(doc)
     data["live_locked"] = bool(live_layer(doc).locked())
+    # What a frame is made from: the canvas as if the live layer were not there.
+    from diffusion_layers.geometry import Rect
+    from diffusion_layers.krita_adapter import KritaDocument
+
+    sent = KritaDocument(doc).read_pixels_without_live(Rect(*full))
+    shown = probes.node_pixels(doc, full)
+    data["read_without_live_is_canvas"] = probes.pixel_stats(sent, *full[2:])["sha1"] == canvas_sha1
+    data["projection_shows_live"] = probes.pixel_stats(shown, *full[2:])["sha1"] != canvas_sha1
+    data["live_visible_after_read"] = bool(live_layer(doc).visible())
+    active = doc.activeNode()
+    data["active_after_live_on"] = None if active is None else active.name()
     # 2. Strokes through the API: a new frame follows each one.
     shas = []
     for rect in ([60, 100, 120, 10], [100, 60, 10, 120]):

@@ -125,6 +125,10 @@ def test_toggle_paint_apply_undo_and_stop(ctl: Controller, fake_krita: krita.Kri
     assert doc.undo_steps[len(undo_after_first_frame) :] == [("add", f"a red fox #{seed}")]
     applied = doc.nodeByName(f"a red fox #{seed}")
     assert np.array_equal(bgra_array(applied.pixelData(0, 0, SIZE, SIZE)), shown)
+    # ... with what made it, so 'Reuse settings' works as for a generated layer.
+    assert ctl.reuse_settings(layer_id)
+    assert ctl.settings.seed == seed and ctl.settings.sampler == "dpmpp_2m_karras"
+    assert ctl.settings.strength == ctl.live.strength and ctl.settings.steps == 8
     # 4. Off: the live layer goes, the server's session ends.
     assert ctl.toggle_live() is False
     assert live_node(doc) is None
@@ -163,6 +167,9 @@ def test_selection_limits_the_frame_to_the_selection(
     settle(ctl)
     frame = ctl.live.frame
     assert frame is not None and frame.rect.width < SIZE  # the region, not the canvas
+    assert frame.params.strength == ctl.live.strength  # the docker's 100 %: live's own
+    ctl.update_settings(strength=0.3)  # below 100 %: the docker's strength drives live too
+    wait_until(lambda: ctl.live.frame.params.strength == 0.3, what="a frame at strength 0.3")
     alpha = bgra_array(live_node(doc).pixelData(0, 0, SIZE, SIZE))[..., 3]
     assert (alpha[24:40, 24:40] == 255).all()
     assert alpha[:20].max() == 0 and alpha[44:].max() == 0
@@ -183,3 +190,18 @@ def test_live_stops_with_a_clear_error(ctl: Controller, fake_krita: krita.Krita)
     fake_krita.close_document(doc)
     wait_until(lambda: not ctl.live.running, what="live mode to stop with its document")
     assert "closed" in ctl.live.last_error
+
+
+def test_live_protocol_mirror_matches_the_backend() -> None:
+    from diffusion_layers import protocol as plugin_protocol
+
+    from backend import protocol as backend_protocol
+
+    minimal = {"width": 64, "height": 48}
+    for name, data in (("LiveParams", minimal), ("LiveSessionInfo", {"session": "doc"})):
+        plugin_dump = getattr(plugin_protocol, name).from_dict(data).to_dict()
+        backend_model = getattr(backend_protocol, name)
+        assert plugin_dump == backend_model.model_validate(data).model_dump(mode="json")
+        assert backend_model.model_validate_json(getattr(plugin_protocol, name)
+                                                 .from_dict(data).to_json()).model_dump() == plugin_dump  # fmt: skip
+    assert plugin_protocol.LIVE_SESSION_PATTERN == backend_protocol.LIVE_SESSION_PATTERN
