@@ -1,8 +1,10 @@
 """The reference an artist would otherwise run: a plain diffusers pipeline, default everything.
 
-fp16 (the benchmark dtype), default attention, ``DPMSolverMultistepScheduler``, CFG, a seeded
+fp16 (the benchmark dtype), default attention, the scenario's scheduler
+(``DPMSolverMultistepScheduler``; ``LCMScheduler`` for the live scenario), its CFG, a seeded
 generator, ``output_type="pil"``. ``first_s`` is load + first image; then one warm-up and
-``repeats`` timed runs.
+``repeats`` timed runs. A live scenario sends a fresh canvas every call (``inputs(frame)``, the
+same frames in the same order as our side) and times ``frames`` calls; it reports ``fps``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ from backend.bench.weights import BenchModels
 
 log = logging.getLogger(__name__)
 
+#: Our sampler name -> the diffusers scheduler an artist would set on a plain pipeline.
+PLAIN_SCHEDULERS = {"dpmpp_2m": "DPMSolverMultistepScheduler", "lcm": "LCMScheduler"}
+
 
 def load_plain(scenario: Scenario, models: BenchModels, device: str, dtype: Any) -> Any:
     import diffusers
-    from diffusers import ControlNetModel, DPMSolverMultistepScheduler
+    from diffusers import ControlNetModel
 
+    if scenario.sampler not in PLAIN_SCHEDULERS:
+        raise ValueError(f"sampler={scenario.sampler!r}: expected one of {list(PLAIN_SCHEDULERS)}")
+    scheduler = getattr(diffusers, PLAIN_SCHEDULERS[scenario.sampler])
     cls = getattr(diffusers, scenario.plain_class())
     extra: dict[str, Any] = {}
     if scenario.controlnet:
@@ -30,21 +38,32 @@ def load_plain(scenario: Scenario, models: BenchModels, device: str, dtype: Any)
             models.controlnet(), torch_dtype=dtype
         )
     pipe = cls.from_pretrained(models.checkpoint(scenario.model), torch_dtype=dtype, **extra)
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
 
 def run_plain(
-    scenario: Scenario, models: BenchModels, device: str, dtype: Any, repeats: int
+    scenario: Scenario,
+    models: BenchModels,
+    device: str,
+    dtype: Any,
+    repeats: int,
+    frames: int | None = None,
 ) -> Timing:
-    """Time the scenario in plain diffusers (load + first image, warm-up, ``repeats`` runs)."""
+    """Time the scenario in plain diffusers (load + first image, warm-up, ``repeats`` runs;
+    ``frames`` runs for a live scenario, each on the next frame's canvas)."""
     import torch
 
-    inputs = scenario.inputs()
-    kwargs = scenario.plain_kwargs(inputs)
+    fixed = scenario.plain_kwargs(scenario.inputs())
+    frame = 0
 
     def once(pipe: Any) -> float:
+        nonlocal frame
+        kwargs = fixed
+        if scenario.live:  # a fresh canvas per call, built before the clock starts
+            kwargs = scenario.plain_kwargs(scenario.inputs(frame))
+            frame += 1
         generator = torch.Generator(device="cpu").manual_seed(SEED)
         start = time.perf_counter()
         image = pipe(**kwargs, generator=generator).images[0]
@@ -62,8 +81,17 @@ def run_plain(
     first = time.perf_counter() - start
     # 2. One warm-up, then the timed runs.
     once(pipe)
-    runs = [once(pipe) for _ in range(repeats)]
+    count = frames if scenario.live and frames is not None else repeats
+    runs = [once(pipe) for _ in range(count)]
     timing = Timing(runs=runs, first_s=first, peak_gb=peak_gb(device))
+    if scenario.live:
+        timing.extra.update(
+            fps=round(1.0 / timing.median, 2),
+            frames=len(runs),
+            sampler=PLAIN_SCHEDULERS[scenario.sampler],
+            steps=scenario.steps,  # denoising steps run: int(num_inference_steps * strength)
+            num_inference_steps=fixed["num_inference_steps"],
+        )
     # 3. Free everything before the next side runs.
     del pipe
     gc.collect()

@@ -2,7 +2,8 @@
 
 Order: 1. write (or reuse) the models; 2. every scenario in plain diffusers, each pipeline
 freed before the next; 3. our server started once (its first image is timed from the start),
-every scenario through HTTP; 4. the transfer scenario; 5. the report (JSON + table).
+every scenario through HTTP (the live scenario through the live route, backend/bench/live.py);
+4. the transfer scenario; 5. the report (JSON + table).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.bench.baseline import run_plain
+from backend.bench.live import run_live_ours
 from backend.bench.report import Timing, build_report, peak_gb, reset_peak, scenario_entry
 from backend.bench.scenarios import TRANSFER, Scenario, select
 from backend.bench.weights import CONTROLNET, SD15, BenchModels, ensure_models
@@ -29,6 +31,7 @@ class BenchOptions:
     device: str = "auto"
     dtype: str = "auto"  # auto = float16 on CUDA, float32 elsewhere
     repeats: int = 3
+    live_frames: int = 20  # timed frames of the live scenario (instead of repeats)
     scenarios: list[str] | None = None  # None = all
     models_dir: str | None = None  # keep/reuse the models here (None = a temp dir)
     transfer_size: int = 2048
@@ -41,6 +44,8 @@ class BenchOptions:
 def check_options(options: BenchOptions) -> None:
     if options.repeats < 1:
         raise ValueError(f"repeats={options.repeats!r}: must be at least 1")
+    if options.live_frames < 1:
+        raise ValueError(f"live_frames={options.live_frames!r}: must be at least 1")
     if options.transfer_size < 64 or options.transfer_size % 8:
         raise ValueError(f"transfer_size={options.transfer_size!r}: a multiple of 8, >= 64")
     if options.budget_s is not None and options.budget_s <= 0:
@@ -99,6 +104,16 @@ def _run_ours(
     budget_deadline: float | None = None,
 ) -> Timing:
     """Time one scenario through HTTP: first request, warm-ups, then the timed runs."""
+    if scenario.live:
+        return run_live_ours(
+            scenario,
+            client,
+            device,
+            options.live_frames,
+            options.warmup_s,
+            first_from,
+            budget_deadline,
+        )
     params, inputs = scenario.job_params(), scenario.inputs()
     reset_peak(device)
     # 1. First request (from server start for the very first scenario).
@@ -116,13 +131,10 @@ def _run_ours(
         best = min(best, client.run_job(params, inputs)[0])
     # 3. Timed runs.
     runs = [client.run_job(params, inputs)[0] for _ in range(options.repeats)]
-    extra: dict[str, Any] = {}
-    if scenario.name.endswith("_live_512"):
-        extra["fps"] = round(1.0 / min(runs), 2)
     log.info(
         "ours %s: median %.3f s (first %.2f s)", scenario.name, sorted(runs)[len(runs) // 2], first
     )
-    return Timing(runs=runs, first_s=first, peak_gb=peak_gb(device), extra=extra)
+    return Timing(runs=runs, first_s=first, peak_gb=peak_gb(device))
 
 
 class OutOfBudget(RuntimeError):
@@ -170,7 +182,9 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         for scenario in scenarios if not options.skip_plain else ():
             try:
                 _check_budget(deadline)
-                plain[scenario.name] = run_plain(scenario, models, device, dtype, options.repeats)
+                plain[scenario.name] = run_plain(
+                    scenario, models, device, dtype, options.repeats, options.live_frames
+                )
             except Exception as exc:  # report it and go on with the other scenarios
                 _record(errors, f"{scenario.name}:plain", exc)
         # 3. Our server: started once; its first image counts from here.

@@ -157,6 +157,12 @@ def format_table(report: dict[str, Any]) -> str:
         )
     for name, message in report["errors"].items():
         lines.append(f"| {name} | error: {message[:80]} | | | | |")
+    for name, e in report["scenarios"].items():
+        if "plain_fps" in e or "ours_fps" in e:
+            lines.append(
+                f"\n{name}: plain {f(e.get('plain_fps'), 2)} fps, ours {f(e.get('ours_fps'), 2)}"
+                f" fps (1 / median round trip; ours renders in {f(e.get('ours_render_s'))} s)"
+            )
     return "\n".join(lines)
 
 

@@ -4,6 +4,13 @@
 generation as a ``POST /v1/jobs`` params part (plus ``inputs()`` for its image parts), so the
 baseline and our server always run the same work: same model folder, sampler (DPM++ 2M),
 steps, CFG, size and seed.
+
+A ``live`` scenario goes through ``POST /v1/live/{session}/frames`` instead
+(``Scenario.live_params()``), frame after frame, each frame a fresh canvas (``inputs(frame)``
+adds one more brush dab per frame, as a painting artist sends). ``steps`` is the number of
+denoising steps that actually run on both sides: our engine turns it into
+``inference_steps(steps, strength)`` scheduler steps; ``plain_kwargs`` asks plain diffusers
+for the same count, since its img2img runs ``int(num_inference_steps * strength)`` of them.
 """
 
 from __future__ import annotations
@@ -33,13 +40,17 @@ class Scenario:
     cfg_scale: float = 7.0
     strength: float = 1.0
     controlnet: bool = False
+    sampler: str = "dpmpp_2m"  # our sampler name; the plain side uses the same scheduler
+    live: bool = False  # through the live route, a fresh canvas per frame
 
     @property
     def family(self) -> str:
         return "sdxl" if self.model == SDXL else "sd15"
 
-    def inputs(self) -> dict[str, np.ndarray]:
-        """Deterministic RGBA image / gray mask / control map for the modes that need them."""
+    def inputs(self, frame: int = 0) -> dict[str, np.ndarray]:
+        """Deterministic RGBA image / gray mask / control map for the modes that need them;
+        ``frame`` > 0 paints that many brush dabs on the image (live: one stroke more per frame).
+        """
         rng = np.random.default_rng(7)
         h, w = self.height, self.width
         out: dict[str, np.ndarray] = {}
@@ -49,6 +60,8 @@ class Scenario:
             noise = rng.integers(0, 24, (h, w, 3))
             rgba = np.concatenate([rgb + noise, np.full((h, w, 1), 255)], -1)
             out["image"] = rgba.clip(0, 255).astype(np.uint8)
+            if frame > 0:
+                paint_stroke(out["image"], frame)
         if self.mode == "inpaint":
             mask = np.zeros((h, w), np.uint8)
             mask[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 255
@@ -71,7 +84,7 @@ class Scenario:
             "height": self.height,
             "steps": self.steps,
             "cfg_scale": self.cfg_scale,
-            "sampler": "dpmpp_2m",
+            "sampler": self.sampler,
             "seed": SEED,
             "strength": self.strength,
         }
@@ -81,13 +94,37 @@ class Scenario:
             ]
         return params
 
+    def live_params(self) -> dict[str, Any]:
+        """The ``params`` part of ``POST /v1/live/{session}/frames`` (LiveParams)."""
+        return {
+            "model": self.model,
+            "prompt": PROMPT,
+            "negative_prompt": NEGATIVE,
+            "width": self.width,
+            "height": self.height,
+            "strength": self.strength,
+            "steps": self.steps,
+            "sampler": self.sampler,
+            "cfg_scale": self.cfg_scale,
+            "seed": SEED,
+        }
+
+    def plain_inference_steps(self) -> int:
+        """``num_inference_steps`` for plain diffusers so that ``steps`` denoising steps run
+        (img2img runs ``int(num_inference_steps * strength)``; our engine uses the same rule)."""
+        if self.mode != "img2img" or self.strength >= 1.0:
+            return self.steps
+        from backend.engine.pipelines import inference_steps
+
+        return inference_steps(self.steps, self.strength)
+
     def plain_kwargs(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         from PIL import Image
 
         kwargs: dict[str, Any] = {
             "prompt": PROMPT,
             "negative_prompt": NEGATIVE,
-            "num_inference_steps": self.steps,
+            "num_inference_steps": self.plain_inference_steps(),
             "guidance_scale": self.cfg_scale,
             "width": self.width,
             "height": self.height,
@@ -121,17 +158,48 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("sd15_inpaint_512", SD15_INPAINT, "inpaint", 512, 512),
     Scenario("sd15_controlnet_512", SD15, "txt2img", 512, 512, controlnet=True),
     Scenario("sdxl_txt2img_1024", SDXL, "txt2img", 1024, 1024),
-    # Live painting: img2img, 4 denoising steps (8 x strength 0.5), no CFG.
-    Scenario("sd15_live_512", SD15, "img2img", 512, 512, steps=8, cfg_scale=1.0, strength=0.5),
+    # Live painting: img2img 512², LCM, 4 denoising steps actually run on both sides (plain:
+    # num_inference_steps 8 x strength 0.5), CFG 1 (no negative pass), a new stroke per frame.
+    Scenario(
+        "sd15_live_512",
+        SD15,
+        "img2img",
+        512,
+        512,
+        steps=4,
+        cfg_scale=1.0,
+        strength=0.5,
+        sampler="lcm",
+        live=True,
+    ),
 )
 NAMES = tuple(s.name for s in SCENARIOS) + (TRANSFER,)
 
 
+def paint_stroke(image: np.ndarray, frame: int) -> None:
+    """Paint ``frame`` dabs of one brush stroke into RGBA ``image`` (in place): every frame
+    adds one dab, so consecutive frames differ the way a canvas does while the artist paints."""
+    h, w = image.shape[:2]
+    radius = max(2, min(h, w) // 24)
+    for dab in range(1, frame + 1):
+        # A slow diagonal zig-zag across the canvas; colour drifts along the stroke.
+        t = dab * 0.37
+        cx = int((0.5 + 0.4 * np.sin(t)) * (w - 1))
+        cy = int((0.5 + 0.4 * np.sin(0.61 * t + 1.0)) * (h - 1))
+        colour = (dab * 53 % 256, 255 - dab * 29 % 256, dab * 97 % 256, 255)
+        y0, y1 = max(0, cy - radius), min(h, cy + radius + 1)
+        x0, x1 = max(0, cx - radius), min(w, cx + radius + 1)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius * radius
+        image[y0:y1, x0:x1][inside] = colour
+
+
 def tiny_scenarios() -> tuple[Scenario, ...]:
-    """The same scenarios on the tiny models: 64 px, 2 denoising steps (CI, CPU)."""
+    """The same scenarios on the tiny models: 64 px, 2 denoising steps (CI, CPU); the live and
+    other img2img scenarios keep their few steps (4)."""
     out = []
     for s in SCENARIOS:
-        steps = 4 if s.strength < 1.0 else 2
+        steps = s.steps if s.strength < 1.0 else 2
         out.append(replace(s, width=64, height=64, steps=steps))
     return tuple(out)
 

@@ -5,7 +5,8 @@ socket on 127.0.0.1, a free port), with the real ``Engine`` loading the benchmar
 through its normal loader. ``TimedEngine`` wraps that engine only to record how long each
 ``generate``/``preprocess`` call took inside the engine (the transfer scenario subtracts it).
 ``BenchClient.run_job`` times one job end to end: POST /v1/jobs -> SSE until done -> GET the
-result (raw BGRA or PNG) -> decoded pixels.
+result (raw BGRA or PNG) -> decoded pixels. ``BenchClient.live_frame`` times one live frame:
+POST /v1/live/{session}/frames with a raw BGRA canvas -> the frame itself in the answer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -162,6 +164,34 @@ class BenchClient:
             raise BenchError(f"GET {url} answered {answer.status_code}")
         pixels = decode_result(answer.content, codec, result["width"], result["height"])
         return time.perf_counter() - start, pixels, moved + len(answer.content)
+
+    def live_frame(
+        self, session: str, params: dict[str, Any], image: np.ndarray
+    ) -> tuple[float, np.ndarray, Mapping[str, str]]:
+        """(seconds round trip, frame RGBA pixels, the answer's headers) for one live frame,
+        sent as the plugin sends it: params + the region's BGRA bytes, raw frame back."""
+        start = time.perf_counter()
+        files: list[tuple[str, tuple[Any, ...]]] = [
+            ("params", (None, json.dumps(params).encode(), "application/json")),
+            ("image", encode_part("image", image, "raw")),
+        ]
+        answer = self.http.post(
+            f"/v1/live/{session}/frames", files=files, headers={"Accept": RAW_BGRA}
+        )
+        if answer.status_code != 200:
+            raise BenchError(
+                f"POST /v1/live/{session}/frames answered {answer.status_code}: {answer.text[:300]}"
+            )
+        width, height = int(answer.headers["X-Width"]), int(answer.headers["X-Height"])
+        pixels = decode_result(answer.content, "raw", width, height)
+        return time.perf_counter() - start, pixels, answer.headers  # case-insensitive
+
+    def close_live(self, session: str) -> dict[str, Any]:
+        """End a live session; its info (frames rendered, superseded, failed)."""
+        answer = self.http.delete(f"/v1/live/{session}")
+        if answer.status_code != 200:
+            raise BenchError(f"DELETE /v1/live/{session} answered {answer.status_code}")
+        return answer.json()
 
     def _wait(self, job_id: str) -> dict[str, Any]:
         event = ""

@@ -14,7 +14,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="benchmark our HTTP path against a plain diffusers pipeline",
         description="Builds full-size SD1.5/SDXL architectures with random weights (or uses "
         "real ones placed under --models-dir), times the plain diffusers baseline and our "
-        "server (POST /v1/jobs -> layer) in one run, prints a table and writes JSON.",
+        "server (POST /v1/jobs -> layer; the live scenario frame by frame through "
+        "POST /v1/live/{session}/frames) in one run, prints a table and writes JSON.",
     )
     parser.add_argument("--tiny", action="store_true", help="tiny models, 64 px (CPU, CI)")
     parser.add_argument("--out", default="bench.json", help="JSON report path")
@@ -22,6 +23,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--dtype", default="auto", help="auto | float16 | bfloat16 | float32")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
+    parser.add_argument(
+        "--live-frames",
+        type=int,
+        default=20,
+        help="timed frames of the live scenario, each a fresh canvas (median -> fps)",
+    )
     parser.add_argument(
         "--scenario",
         action="append",
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         repeats=args.repeats,
+        live_frames=args.live_frames,
         scenarios=args.scenarios,
         models_dir=args.models_dir,
         transfer_size=args.transfer_size,

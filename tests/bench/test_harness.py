@@ -77,7 +77,9 @@ def test_scenarios_describe_the_same_work_on_both_sides() -> None:
     for scenario in SCENARIOS + tiny_scenarios():
         params, inputs = scenario.job_params(), scenario.inputs()
         kwargs = scenario.plain_kwargs(inputs)
-        assert kwargs["num_inference_steps"] == params["steps"]
+        # The same denoising steps actually run: plain img2img runs int(steps * strength).
+        assert int(kwargs["num_inference_steps"] * kwargs.get("strength", 1.0)) == params["steps"]
+        assert params["sampler"] == scenario.sampler
         assert kwargs["guidance_scale"] == params["cfg_scale"]
         for array in inputs.values():
             assert array.shape[:2] == (scenario.height, scenario.width)
