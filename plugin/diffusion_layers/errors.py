@@ -26,7 +26,13 @@ class ControlLayerMissing(PluginError):
 
 
 class ConnectionFailed(PluginError):
-    """The server did not answer (not running, wrong URL, timeout)."""
+    """The server did not answer (not running, wrong URL, timeout).
+
+    ``reason``: ``refused`` (nothing listens), ``timeout`` or ``network`` (reset, dropped)."""
+
+    def __init__(self, message: str, reason: str = "network") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class BackendError(PluginError):
@@ -39,6 +45,7 @@ class BackendError(PluginError):
         self.code = code
         self.status = status
         self.field = field
+        self.retry_after = 0.0  # seconds, from a 429/503 answer's Retry-After header
 
 
 class ModelMissing(BackendError):
@@ -48,5 +55,5 @@ class ModelMissing(BackendError):
 SERVE_HINT = "Start it with: diffusion-layers serve"
 
 
-def server_down(url: str, detail: str) -> ConnectionFailed:
-    return ConnectionFailed(f"Server not running at {url} ({detail}). {SERVE_HINT}")
+def server_down(url: str, detail: str, reason: str = "network") -> ConnectionFailed:
+    return ConnectionFailed(f"Server not running at {url} ({detail}). {SERVE_HINT}", reason)

@@ -1,8 +1,11 @@
 """A tiny v1 server on loopback (http.server in a thread) for the plugin's client/controller tests.
 
 It speaks the protocol honestly enough to exercise every client path: multipart job upload
-(parsed and kept for assertions), SSE events, polling, raw results, cancel, preprocess, Bearer
-token, and JSON error answers. Results are solid colours so pixels can be asserted.
+(parsed and kept for assertions), SSE events (with ids and ``Last-Event-ID``), polling, raw
+results, cancel, preprocess, Bearer token, and JSON error answers. Results are solid colours so
+pixels can be asserted. Faults for the resilience tests: failing the next polls (an HTTP status,
+429 with Retry-After, or a reset connection), dropping event streams mid-way, going away and
+coming back on the same port (``pause``/``resume``), forgetting its jobs (a restart).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import email.parser
 import email.policy
 import io
 import json
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -75,7 +80,7 @@ class Job:
 
 
 class V1Server:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.token = ""
         self.step_delay = 0.0
         self.sse = True
@@ -84,9 +89,16 @@ class V1Server:
         self.jobs: dict[str, Job] = {}
         self.requests: list[tuple[str, str]] = []
         self.deleted: list[str] = []
+        # Faults: the next polls answer these (status, headers); status 0 resets the connection.
+        self.poll_faults: list[tuple[int, dict[str, str]]] = []
+        # The next event streams each drop (connection closed) after this many events.
+        self.stream_drops: list[int] = []
+        self.submit_faults: list[tuple[int, dict[str, str]]] = []  # next POST /v1/jobs answers
+        self.last_event_ids: list[str] = []  # Last-Event-ID header of every stream request
+        self.paused = False
         self.cond = threading.Condition()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.httpd.daemon_threads = True
+        self.request_times: list[float] = []  # time.monotonic() of each entry in requests
+        self.httpd = self._listen(port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
@@ -97,13 +109,42 @@ class V1Server:
         self.thread.start()
         return self
 
+    def _listen(self, port: int) -> ThreadingHTTPServer:
+        httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        httpd.daemon_threads = True
+        return httpd
+
     def stop(self) -> None:
         with self.cond:
             for job in self.jobs.values():
                 job.cancelled = True
             self.cond.notify_all()
+        if not self.paused:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+    def pause(self) -> None:
+        """Go away: the port refuses connections and open event streams drop (jobs go on)."""
+        with self.cond:
+            self.paused = True
+            self.cond.notify_all()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def resume(self) -> None:
+        """Come back on the same port, with the same jobs."""
+        self.httpd = self._listen(self.httpd.server_address[1])
+        self.paused = False
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def forget_jobs(self) -> None:
+        """As after a restart: every job id is unknown from now on."""
+        with self.cond:
+            for job in self.jobs.values():
+                job.cancelled = True
+            self.jobs = {}
+            self.cond.notify_all()
 
     def last_job(self) -> Job:
         return list(self.jobs.values())[-1]
@@ -171,7 +212,11 @@ def _handler(server: V1Server) -> type:
             self._json(status, {"error": {"code": code, "message": message, "field": field}})
 
         def _authorized(self) -> bool:
+            if server.paused:  # a keep-alive connection that outlived pause(): reset it
+                self._fault(0, {})
+                return False
             server.requests.append((self.command, self.path))
+            server.request_times.append(time.monotonic())
             if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
                 self._error(401, "unauthorized", "missing or wrong token")
                 return False
@@ -233,30 +278,55 @@ def _handler(server: V1Server) -> type:
                     buffer = io.BytesIO()
                     Image.new("RGB", (8, 8), (200, 100, 0)).save(buffer, "PNG")
                     self._send(200, buffer.getvalue(), "image/png")
+                elif server.poll_faults:
+                    self._fault(*server.poll_faults.pop(0))
                 else:
                     self._json(200, job.info())
             else:
                 self._error(404, "not_found", f"no route {path}")
 
+        def _fault(self, status: int, headers: dict[str, str]) -> None:
+            if status == 0:  # connection reset: RST instead of an answer
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
+            codes = {429: "rate_limited", 503: "queue_full"}
+            body = {"error": {"code": codes.get(status, "internal"), "message": "injected"}}
+            self._send(status, json.dumps(body).encode(), headers=headers)
+
         def _events(self, job: Job) -> None:
             if not server.sse:
                 self._error(404, "not_found", "no event stream here")
                 return
+            last = self.headers.get("Last-Event-ID", "")
+            server.last_event_ids.append(last)
+            drop_after = server.stream_drops.pop(0) if server.stream_drops else -1
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Connection", "close")
             self.end_headers()
-            sent = 0
+            sent = int(last) if last.isdigit() else 0  # event ids are 1-based positions
             self.wfile.write(b": ping\n\n")
+            self.wfile.flush()
             while True:
                 with server.cond:
-                    while sent >= len(job.events) and not job.cancelled:
+                    while sent >= len(job.events) and not job.cancelled and not server.paused:
                         server.cond.wait(0.5)
                     pending = job.events[sent:]
-                sent += len(pending)
+                    if server.paused:
+                        self.close_connection = True
+                        return
                 for name, data in pending:
-                    self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+                    if drop_after == 0:
+                        self.close_connection = True  # dropped mid-way, no final event
+                        return
+                    drop_after -= 1
+                    sent += 1
+                    text = f"id: {sent}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
+                    self.wfile.write(text.encode())
                     self.wfile.flush()
                     if name in FINAL:
                         self.close_connection = True
@@ -290,6 +360,9 @@ def _handler(server: V1Server) -> type:
                 buffer = io.BytesIO()
                 image.save(buffer, "PNG")
                 self._send(200, buffer.getvalue(), "image/png")
+                return
+            if server.submit_faults:
+                self._fault(*server.submit_faults.pop(0))
                 return
             if server.submit_error is not None:
                 status, body = server.submit_error
