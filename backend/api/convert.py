@@ -92,14 +92,14 @@ def build_request(
     image = mask = None
     if "image" in parts:
         part = parts["image"]
-        image = decode_image(part.data, part.content_type, "image", size, max_pixels)
+        image = decode_image(part.view, part.content_type, "image", size, max_pixels)
     if "mask" in parts:
         part = parts["mask"]
-        mask = decode_mask(part.data, part.content_type, "mask", size, max_pixels)
+        mask = decode_mask(part.view, part.content_type, "mask", size, max_pixels)
     controls = []
     for control in params.controls:
         part = parts[control.image]
-        pixels = decode_image(part.data, part.content_type, control.image, size, max_pixels)
+        pixels = decode_image(part.view, part.content_type, control.image, size, max_pixels)
         controls.append(
             ControlInput(
                 type=control.type,

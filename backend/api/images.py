@@ -4,25 +4,36 @@ Codecs by Content-Type: ``image/png`` (any PNG; its declared size is checked in 
 before a single pixel is decoded, so a PNG bomb costs nothing) or the raw formats of
 ``backend.protocol`` (``RAW_BGRA``: width*height*4 bytes, ``RAW_GRAY``: width*height bytes).
 Images come out as the engine wants them: RGBA (H, W, 4) uint8 or a mask (H, W) uint8.
+Parts may be any bytes-like object (the multipart reader hands out ``memoryview`` slices of the
+request buffer); raw BGRA becomes RGBA in one ``cv2.cvtColor`` pass, the only copy made.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+from typing import TypeAlias
 
+import cv2
 import numpy as np
 from PIL import Image
+from starlette.responses import StreamingResponse
 
 from backend.api.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from backend.protocol import PNG, RAW_BGRA, RAW_GRAY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CODECS = (PNG, RAW_BGRA, RAW_GRAY)
+#: Slice size of raw responses. One 16 MiB write makes asyncio's transport (Python 3.11)
+#: buffer the rest and memmove it on every partial send: ~50 ms on loopback for 2048² where
+#: 256 KiB slices take ~15 ms (measured; docs/benchmarks/README.md, "Transfer").
+RAW_SLICE = 256 * 1024
+Bytes: TypeAlias = "bytes | bytearray | memoryview"
 
 
-def png_declared_size(data: bytes, field: str) -> tuple[int, int]:
+def png_declared_size(data: Bytes, field: str) -> tuple[int, int]:
     """(width, height) from the IHDR chunk, without decoding anything."""
+    data = bytes(data[:24])
     if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
         raise Unprocessable(f"{field}: not a PNG file (bad signature or header)", field=field)
     width, height = struct.unpack(">II", data[16:24])
@@ -37,7 +48,7 @@ def _check_size(field: str, width: int, height: int, expected: tuple[int, int]) 
         )
 
 
-def decode_png(data: bytes, field: str, expected: tuple[int, int], max_pixels: int, mode: str):
+def decode_png(data: Bytes, field: str, expected: tuple[int, int], max_pixels: int, mode: str):
     """Decode a PNG part into a uint8 array of ``mode`` ("RGBA" or "L")."""
     width, height = png_declared_size(data, field)
     if width * height > max_pixels:
@@ -61,22 +72,30 @@ def decode_png(data: bytes, field: str, expected: tuple[int, int], max_pixels: i
     return np.asarray(converted, dtype=np.uint8).copy()
 
 
-def decode_raw(data: bytes, field: str, expected: tuple[int, int], channels: int) -> np.ndarray:
+def decode_raw_view(data: Bytes, field: str, expected: tuple[int, int], channels: int):
+    """The raw part as a flat read-only uint8 view after checking its length (no copy)."""
     width, height = expected
     need = width * height * channels
-    if len(data) != need:
+    have = memoryview(data).nbytes
+    if have != need:
         raise Unprocessable(
-            f"{field}: raw part has {len(data)} bytes; {width}x{height}x{channels} needs {need}",
+            f"{field}: raw part has {have} bytes; {width}x{height}x{channels} needs {need}",
             field=field,
         )
-    array = np.frombuffer(data, dtype=np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def decode_raw(data: Bytes, field: str, expected: tuple[int, int], channels: int) -> np.ndarray:
+    """A raw part as a new array: (H, W) gray, or RGBA (H, W, 4) from BGRA."""
+    width, height = expected
+    array = decode_raw_view(data, field, expected, channels)
     if channels == 1:
         return array.reshape(height, width).copy()
     return bgra_to_rgba(array.reshape(height, width, 4))
 
 
 def decode_image(
-    data: bytes, content_type: str, field: str, expected: tuple[int, int], max_pixels: int
+    data: Bytes, content_type: str, field: str, expected: tuple[int, int], max_pixels: int
 ) -> np.ndarray:
     """An image part as RGBA (H, W, 4) uint8. Gray raw parts become opaque gray RGBA."""
     ctype = _base_type(content_type)
@@ -85,15 +104,15 @@ def decode_image(
     if ctype == RAW_BGRA:
         return decode_raw(data, field, expected, 4)
     if ctype == RAW_GRAY:
-        gray = decode_raw(data, field, expected, 1)
-        return np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+        gray = decode_raw_view(data, field, expected, 1).reshape(expected[1], expected[0])
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGBA)
     raise UnsupportedMediaType(
         f"{field}: Content-Type {content_type!r} is not one of {', '.join(CODECS)}", field=field
     )
 
 
 def decode_mask(
-    data: bytes, content_type: str, field: str, expected: tuple[int, int], max_pixels: int
+    data: Bytes, content_type: str, field: str, expected: tuple[int, int], max_pixels: int
 ) -> np.ndarray:
     """A mask part as (H, W) uint8, 255 = selected. PNG: grayscale; raw BGRA: its alpha."""
     ctype = _base_type(content_type)
@@ -102,7 +121,9 @@ def decode_mask(
     if ctype == RAW_GRAY:
         return decode_raw(data, field, expected, 1)
     if ctype == RAW_BGRA:
-        return decode_raw(data, field, expected, 4)[:, :, 3].copy()
+        width, height = expected
+        raw = decode_raw_view(data, field, expected, 4)
+        return np.ascontiguousarray(raw.reshape(height, width, 4)[:, :, 3])
     raise UnsupportedMediaType(
         f"{field}: Content-Type {content_type!r} is not one of {', '.join(CODECS)}", field=field
     )
@@ -113,4 +134,21 @@ def _base_type(content_type: str) -> str:
 
 
 def bgra_to_rgba(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array[:, :, [2, 1, 0, 3]])
+    """A new contiguous RGBA array from BGRA (H, W, 4) uint8 (one pass, any strides)."""
+    return cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
+
+
+def raw_response(data: Bytes, width: int, height: int) -> StreamingResponse:
+    """A raw BGRA8 body with its size headers, sent as zero-copy slices (see RAW_SLICE)."""
+    view = memoryview(data).cast("B")
+
+    async def slices():
+        for start in range(0, view.nbytes, RAW_SLICE):
+            yield view[start : start + RAW_SLICE]
+
+    headers = {
+        "Content-Length": str(view.nbytes),
+        "X-Width": str(width),
+        "X-Height": str(height),
+    }
+    return StreamingResponse(slices(), media_type=RAW_BGRA, headers=headers)

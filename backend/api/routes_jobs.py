@@ -17,6 +17,7 @@ from backend.api.errors import (
     from_engine_error,
     validation_error,
 )
+from backend.api.images import raw_response
 from backend.api.multipart import Part, read_parts
 from backend.api.sse import event_stream
 from backend.engine.errors import EngineError
@@ -199,9 +200,20 @@ def _result(ctx: ApiContext, job_id: str, index: int):
 )
 async def result_png(job_id: str, index: int, ctx: ApiContext = Depends(get_context)):
     result = _result(ctx, job_id, index)
-    if not result.path.is_file():
-        raise NotFound(f"result file {result.path.name} is no longer on disk", field="index")
-    return FileResponse(result.path, media_type=PNG)
+
+    # The file's final bytes: after the output writer's compaction of it (see outputs.py),
+    # read in one go (a FileResponse's stat and open could straddle a replacement).
+    def read_final() -> bytes:
+        ctx.queue.writer.wait_compacted(30.0, result.path)
+        return result.path.read_bytes()
+
+    try:
+        data = await asyncio.to_thread(read_final)
+    except OSError:
+        raise NotFound(
+            f"result file {result.path.name} is no longer on disk", field="index"
+        ) from None
+    return Response(data, media_type=PNG)
 
 
 @router.get(
@@ -210,8 +222,7 @@ async def result_png(job_id: str, index: int, ctx: ApiContext = Depends(get_cont
 )
 async def result_raw(job_id: str, index: int, ctx: ApiContext = Depends(get_context)) -> Response:
     result = _result(ctx, job_id, index)
-    headers = {"X-Width": str(result.width), "X-Height": str(result.height)}
-    return Response(result.raw, media_type=RAW_BGRA, headers=headers)
+    return raw_response(result.raw, result.width, result.height)
 
 
 @router.get("/jobs/{job_id}/preview.png", responses={200: {"content": {PNG: {}}}, **ERRORS})

@@ -16,10 +16,11 @@ import io
 import json
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from backend.engine.errors import InvalidRequest
 from backend.engine.image_checks import check_image
+from backend.engine.png_fast import encode_png_fast
 from backend.engine.types import ResultMetadata
 
 PARAMETERS_KEY = "parameters"
@@ -103,6 +104,27 @@ def parameters_text(meta: ResultMetadata) -> str:
     return "\n".join(lines)
 
 
+def png_text(
+    meta: ResultMetadata | None,
+    extra: dict[str, str] | None = None,
+    offset: tuple[int, int] | None = None,
+) -> list[tuple[str, str]]:
+    """The text chunks of a result PNG: ``parameters`` and ``diffusion_layers`` when ``meta``
+    is given (``offset`` = the layer's x, y in the region, in the JSON), then ``extra``."""
+    text: list[tuple[str, str]] = []
+    if meta is not None:
+        text.append((PARAMETERS_KEY, parameters_text(meta)))
+        payload: dict[str, object] = {"version": JSON_VERSION, "metadata": meta.to_dict()}
+        if offset is not None:
+            payload["offset"] = {"x": int(offset[0]), "y": int(offset[1])}
+        text.append((JSON_KEY, json.dumps(payload, ensure_ascii=False)))
+    for key, value in (extra or {}).items():
+        if not key or len(key) > 79 or key in (PARAMETERS_KEY, JSON_KEY):
+            raise InvalidRequest("extra", key, "expected a PNG text key of 1..79 chars, not ours")
+        text.append((key, str(value)))
+    return text
+
+
 def encode_png(
     image: np.ndarray,
     meta: ResultMetadata | None,
@@ -112,27 +134,12 @@ def encode_png(
 ) -> bytes:
     """PNG bytes of an RGBA or RGB uint8 image, with the ``parameters`` and
     ``diffusion_layers`` text chunks when ``meta`` is given, ``offset`` (the layer's x, y in
-    the region) in the JSON, and ``extra`` as further text chunks. Level 1 compresses fast."""
+    the region) in the JSON, and ``extra`` as further text chunks. Level 1 compresses fast,
+    0 stores (see ``backend.engine.png_fast``: parallel deflate, tEXt/iTXt as PIL writes)."""
     check_image("image", image)
     if not 0 <= compress_level <= 9:
         raise InvalidRequest("compress_level", compress_level, "expected 0..9")
-    info = PngImagePlugin.PngInfo()
-    if meta is not None:
-        info.add_text(PARAMETERS_KEY, parameters_text(meta))
-        payload: dict[str, object] = {"version": JSON_VERSION, "metadata": meta.to_dict()}
-        if offset is not None:
-            payload["offset"] = {"x": int(offset[0]), "y": int(offset[1])}
-        info.add_text(JSON_KEY, json.dumps(payload, ensure_ascii=False))
-    for key, value in (extra or {}).items():
-        if not key or len(key) > 79 or key in (PARAMETERS_KEY, JSON_KEY):
-            raise InvalidRequest("extra", key, "expected a PNG text key of 1..79 chars, not ours")
-        info.add_text(key, str(value))
-    mode = "RGBA" if image.shape[2] == 4 else "RGB"
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image), mode).save(
-        buffer, format="PNG", pnginfo=info, compress_level=compress_level
-    )
-    return buffer.getvalue()
+    return encode_png_fast(image, png_text(meta, extra, offset), level=compress_level)
 
 
 def read_png_metadata(data: bytes) -> dict[str, str]:
