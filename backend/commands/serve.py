@@ -27,6 +27,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dtype", help="auto | float16 | bfloat16 | float32")
     parser.add_argument("--config", help="settings JSON file (flags override it)")
     parser.add_argument(
+        "--compile",
+        choices=("off", "background", "blocking"),
+        help="torch.compile the UNet per size bucket on CUDA: background (first images eager, "
+        "compiled ones swapped in when ready), blocking (wait for the compile) or off (default)",
+    )
+    parser.add_argument(
         "--allow-pickle", action="store_true", default=None, help="allow .ckpt/.pt checkpoints"
     )
     parser.add_argument("--max-request-mb", type=float, help="request body limit (MiB)")

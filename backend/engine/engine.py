@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,15 @@ from backend.engine.controlnet import control_map, prepare_controls
 from backend.engine.errors import Cancelled, InvalidRequest, OutOfMemory
 from backend.engine.geometry import native_size
 from backend.engine.inpaint import crop_like_plan, finish_inpaint, plan_inpaint
-from backend.engine.pipelines import DenoiseTask, PipelineCache, StepCallback, run_denoise
-from backend.engine.preprocess import PREPROCESSORS
+from backend.engine.pipelines import (
+    DenoiseTask,
+    PipelineCache,
+    StepCallback,
+    acceleration_options,
+    run_denoise,
+    unet_for_loras,
+)
+from backend.engine.preprocess import NO_DEPTH, PREPROCESSORS
 from backend.engine.previews import latents_to_preview
 from backend.engine.prompts import PromptEncoder
 from backend.engine.request_checks import DEFAULT_MAX_PIXELS, check_request
@@ -70,7 +78,8 @@ class Engine:
         self.device = str(models.device)
         self.dtype = str(models.dtype).replace("torch.", "")
         self.prompts = PromptEncoder(prompt_cache_size)
-        self._pipelines = PipelineCache()
+        self.acceleration = acceleration_options(config, self.device)
+        self._pipelines = PipelineCache(self.acceleration)
         self._loaded: Any | None = None
 
     # -- cheap queries (any thread) ---------------------------------------------------------
@@ -86,7 +95,9 @@ class Engine:
         return sampler_names()
 
     def preprocessors(self) -> list[str]:
-        return list(PREPROCESSORS)
+        """Every preprocessor; "depth" only while a depth model is installed."""
+        depth = self._depth_available()
+        return [name for name in PREPROCESSORS if name != "depth" or depth]
 
     def default_model(self) -> str | None:
         if self.config.default_model:
@@ -104,6 +115,9 @@ class Engine:
             PREPROCESSORS,
             self.max_pixels,
         )
+        for index, control in enumerate(request.controls):
+            if control.type == "depth" and control.preprocess and not self._depth_available():
+                raise InvalidRequest(f"controls[{index}].preprocess", True, NO_DEPTH)
 
     # -- work (the worker thread) ------------------------------------------------------------
 
@@ -132,8 +146,8 @@ class Engine:
         loaded = self._load(request.model)
         on_step = self._step_callback(loaded.family, on_progress, cancel)
         try:
-            # 2. LoRAs stay applied only for this job.
-            with self.models.loras_applied(loaded, request.loras):
+            # 2. LoRAs stay applied only for this job (on the plain UNet, see unet_for_loras).
+            with self._lora_unet(loaded, request), self.models.loras_applied(loaded, request.loras):
                 return self._generate(request, loaded, on_step)
         except Cancelled:
             raise
@@ -222,7 +236,14 @@ class Engine:
         if self._loaded is not None and loaded.pipe is not self._loaded.pipe:
             self.prompts.clear(loaded.name)  # same name, new weights
         self._loaded = loaded
+        # The speed-ups, once per loaded model (before any job's LoRAs are attached).
+        self._pipelines.adopt(loaded)
         return loaded
+
+    def _lora_unet(self, loaded: Any, request: GenerationRequest) -> AbstractContextManager:
+        if any(lora.weight != 0 for lora in request.loras):
+            return unet_for_loras(loaded.pipe)
+        return nullcontext()
 
     def _controls(self, request: GenerationRequest, family: str, fit: Any) -> list:
         if not request.controls:
@@ -236,6 +257,11 @@ class Engine:
             return None
         getter = getattr(self.models, "depth_estimator", None)
         return getter() if callable(getter) else None
+
+    def _depth_available(self) -> bool:
+        """Cheap: is a depth model installed (the manager loads it on first use)?"""
+        finder = getattr(self.models, "depth_model_path", None)
+        return callable(finder) and finder() is not None
 
     def _step_callback(
         self, family: str, on_progress: ProgressCallback | None, cancel: CancelToken

@@ -1,9 +1,9 @@
 """Which models are installed, which are loaded, and on what device.
 
 ``ModelManager`` keeps an LRU of loaded checkpoints (``cache_models`` entries within a memory
-budget), a small cache of ControlNets, resolves ControlNets by control type for a model family
-and applies LoRAs for one job only. The tiny built-ins are always in the inventory; their files
-are written on first use.
+budget), a small cache of ControlNets, resolves ControlNets by control type for a model's
+architecture, applies LoRAs for one job only and loads the depth model (models_dir/depth/).
+The tiny built-ins are always in the inventory; their files are written on first use.
 """
 
 from __future__ import annotations
@@ -19,14 +19,23 @@ from typing import Any
 
 import torch
 
+from backend.engine.architecture import (
+    Signature,
+    controlnet_signature,
+    signature_of_config,
+    unet_signature,
+)
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.inventory import check_model_name, scan_models
 from backend.engine.loader import LoadedModel, load_checkpoint, load_controlnet
 from backend.engine.lora import loras_applied as apply_loras
+from backend.engine.pipelines import release_model
+from backend.engine.preprocess import DepthEstimator, load_depth_estimator
 from backend.engine.tiny import (
     TINY_CHECKPOINTS,
     TINY_CONTROLNETS,
     TINY_LORAS,
+    controlnet_config,
     ensure_tiny_models,
 )
 from backend.engine.tokenizer import default_cache_dir
@@ -45,6 +54,7 @@ BUILTIN = "builtin:"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 CONTROLNET_CACHE = 4
+DEPTH_FOLDER = "depth"  # models_dir/depth/<folder>: a transformers depth model (DPT, ...)
 #: what to suggest when no ControlNet of a type is installed
 INSTALL_HINTS = {
     "sd15": "e.g. control_v11p_sd15_{type}.safetensors",
@@ -122,6 +132,8 @@ class ModelManager:
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._controlnets: OrderedDict[str, Any] = OrderedDict()
         self._current: str | None = None
+        self._signatures: dict[tuple[str, int], Signature | None] = {}
+        self._depth: tuple[str, DepthEstimator] | None = None
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -232,6 +244,7 @@ class ModelManager:
             if self._current == name:
                 self._current = None
             self._loaded_snapshot = tuple(self._models)
+            release_model(model.pipe)
             del model
             self._free_memory()
             log.info("unloaded %s", name)
@@ -267,32 +280,96 @@ class ModelManager:
     def resolve_controlnet(
         self, family: str, control_type: str, name: str | None = None
     ) -> ControlNetEntry:
-        """The ControlNet to use: ``name`` if given (must fit ``family``), else one of the
-        family's with exactly ``control_type``, else one of type "any". Tiny built-ins only
-        pair with tiny checkpoints, and real ones only with real checkpoints."""
+        """The ControlNet to use: ``name`` if given (must fit the model), else one of the
+        family's with exactly ``control_type``, else one of type "any". A ControlNet fits when
+        its architecture signature (first block channels, text width) matches the current
+        model's UNet, wherever either file came from (built-in or models folder)."""
+        wanted = self._current_signature(family)
         if name:
             entry = self._find("controlnets", name)
             if entry.family != family:
                 raise InvalidRequest(
                     "control.model", name, f"is a {entry.family} ControlNet; the model is {family}"
                 )
+            found = self._controlnet_signature(entry)
+            if wanted is not None and found is not None and found != wanted:
+                raise InvalidRequest(
+                    "control.model",
+                    name,
+                    f"does not fit the model: the ControlNet has {found.describe()}, "
+                    f"the model {wanted.describe()}",
+                )
             return entry
-        tiny = self._current in TINY_CHECKPOINTS
         candidates = [
             entry
             for entry in self.inventory().controlnets
-            if entry.family == family and entry.path.startswith(BUILTIN) == tiny
+            if entry.family == family and self._fits(entry, wanted)
         ]
-        for wanted in (control_type, "any"):
+        for kind in (control_type, "any"):
             for entry in candidates:
-                if entry.type == wanted:
+                if entry.type == kind:
                     return entry
         hint = INSTALL_HINTS.get(family, "").format(type=control_type)
         raise ModelNotFound(
-            f"No {control_type} ControlNet for {family} is installed: put one in the "
-            f"controlnet/ folder ({hint}).",
+            f"No {control_type} ControlNet for {family} that fits the model is installed: put "
+            f"one in the controlnet/ folder ({hint}).",
             field="control.type",
         )
+
+    def _current_signature(self, family: str) -> Signature | None:
+        """The loaded model's UNet signature, when it is of ``family`` (else unknown)."""
+        with self._lock:
+            model = self._models.get(self._current) if self._current else None
+            if model is None or model.family != family:
+                return None
+            return unet_signature(model.pipe.unet)
+
+    def _controlnet_signature(self, entry: ControlNetEntry) -> Signature | None:
+        """From the tiny config for a built-in; else from the file, cached by path and mtime."""
+        if entry.path.startswith(BUILTIN):
+            return signature_of_config(controlnet_config(entry.family))
+        try:
+            stamp = Path(entry.path).stat().st_mtime_ns
+        except OSError:
+            return None
+        key = (entry.path, stamp)
+        if key not in self._signatures:
+            self._signatures[key] = controlnet_signature(entry.path)
+        return self._signatures[key]
+
+    def _fits(self, entry: ControlNetEntry, wanted: Signature | None) -> bool:
+        """Unknown signatures (no model loaded, an unreadable file) fit on family alone."""
+        found = self._controlnet_signature(entry)
+        return wanted is None or found is None or found == wanted
+
+    # -- depth estimation ----------------------------------------------------------------
+
+    def depth_model_path(self) -> str | None:
+        """The depth model folder in use: the first (by name) ``models_dir/depth/<folder>``
+        holding a config.json, or None. Cheap (one folder listing): safe on any thread."""
+        if not self.config.models_dir:
+            return None
+        root = Path(self.config.models_dir) / DEPTH_FOLDER
+        try:
+            folders = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+        except OSError:
+            return None
+        found = [p for p in folders if (p / "config.json").is_file()]
+        return str(found[0]) if found else None
+
+    def depth_estimator(self) -> DepthEstimator | None:
+        """The depth estimator of ``depth_model_path()`` (loaded once, local files only), or
+        None when no depth model is installed. Raises ModelLoadError for a broken folder."""
+        path = self.depth_model_path()
+        if path is None:
+            return None
+        with self._lock:
+            if self._depth is None or self._depth[0] != path:
+                self._depth = None  # free the old one first
+                estimator = load_depth_estimator(path, self._device)
+                self._depth = (path, estimator)
+                log.info("loaded the depth model %s", path)
+            return self._depth[1]
 
     # -- LoRAs ---------------------------------------------------------------------------
 

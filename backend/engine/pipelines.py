@@ -6,8 +6,11 @@ encoders: no weights are copied and nothing moves between devices per request. T
 are cached per model (ControlNet ones per set of ControlNets).
 
 ``run_denoise`` is the single call site of a diffusers pipeline: per-device speed-ups
-(torch.compile, CUDA-graph size buckets, VAE tiling) belong in ``prepare_pipeline`` and
-``run_denoise`` only.
+belong here only. ``PipelineCache.adopt`` applies the acceleration layer (acceleration.py)
+once per loaded model: eager speed-ups (SDPA, fused QKV, channels_last, TF32) and, when
+compiling is on, the per-bucket compiled UNet that every task pipeline shares;
+``prepare_pipeline`` covers each task pipeline's ControlNets. ``unet_for_loras`` keeps LoRA
+jobs correct on a fused/compiled UNet.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +30,10 @@ from PIL import Image
 from backend.engine.errors import InvalidRequest
 from backend.engine.prompts import PromptEmbeds
 from backend.engine.schedulers import make_scheduler
+
+if TYPE_CHECKING:
+    from backend.engine.acceleration import AccelerationOptions
+    from backend.engine.types import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +108,76 @@ def inference_steps(steps: int, strength: float) -> int:
     return min(1000, total)
 
 
-class PipelineCache:
-    """Task pipelines per loaded model, sharing its components (see the module doc)."""
+def acceleration_options(config: EngineConfig, device: str) -> AccelerationOptions:
+    """The speed-ups for ``device``: ``config.acceleration`` when given, else the device's
+    recommended eager ones (none on the CPU) with ``config.compile``. Checked here, so a bad
+    value stops the server at start-up with the option's name."""
+    from backend.engine.acceleration import AccelerationOptions, check_options
 
-    def __init__(self) -> None:
+    options = config.acceleration
+    if options is None:
+        options = AccelerationOptions.recommended(device)
+        options.compile = config.compile
+    check_options(options)
+    return options
+
+
+def accelerate_model(pipe: Any, options: AccelerationOptions, device: str) -> Any:
+    """Eager speed-ups on the model's shared modules, and its compiled UNet when compiling is
+    on and can work on ``device`` (else None). Idempotent: done once per loaded model."""
+    from backend.engine.acceleration import apply_eager_optimizations, compile_pipeline
+
+    apply_eager_optimizations(pipe, options, device)
+    return compile_pipeline(pipe, options, device)
+
+
+def release_model(pipe: Any) -> None:
+    """Before a model is dropped: stop its compiled UNet's background compiler, whose thread
+    would otherwise keep the weights alive. Off the caller's thread (a compile in progress
+    may take minutes to finish)."""
+    import threading
+
+    compiled: Any = getattr(pipe.unet, "__dict__", {}).get("forward")
+    if compiled is not None and hasattr(compiled, "uninstall"):
+        threading.Thread(target=compiled.uninstall, name="unet-compile-stop", daemon=True).start()
+
+
+@contextmanager
+def unet_for_loras(pipe: Any) -> Iterator[None]:
+    """The UNet as LoRAs need it, for one job: plain attention (fused q/k/v projections would
+    bypass the LoRA layers on to_q/to_k/to_v) and the eager forward (LoRA layers change the
+    modules a compiled graph was traced for: it would recompile on the artist's time)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0, FusedAttnProcessor2_0
+
+    unet = pipe.unet
+    fused = "fuse_qkv" in getattr(unet, "_dl_acceleration", ())
+    compiled = unet.__dict__.get("forward")
+    compiled = compiled if hasattr(compiled, "eager_forward") else None
+    # 1. Plain attention and the eager forward for this job.
+    if fused:
+        unet.set_attn_processor(AttnProcessor2_0())
+    if compiled is not None:
+        unet.forward = compiled.eager_forward
+    try:
+        yield
+    finally:
+        # 2. Back to the fast path.
+        if compiled is not None:
+            unet.forward = compiled
+        if fused:
+            unet.set_attn_processor(FusedAttnProcessor2_0())
+
+
+class PipelineCache:
+    """Task pipelines per loaded model, sharing its components (see the module doc).
+
+    ``acceleration``: the speed-ups applied to each adopted model (None = none but
+    channels_last on CUDA, e.g. in tests that build a cache by hand).
+    """
+
+    def __init__(self, acceleration: AccelerationOptions | None = None) -> None:
+        self.acceleration = acceleration
+        self.compiled: Any | None = None  # the current model's CompiledUNet, if compiling
         self._owner: Any | None = None  # the base pipeline the cache was built from
         self._scheduler_config: dict[str, Any] = {}
         self._pipes: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -112,13 +186,23 @@ class PipelineCache:
         self._owner = None
         self._pipes.clear()
 
-    def get(self, model: Any, kind: str, controls: list[ControlTask]) -> Any:
+    def adopt(self, model: Any) -> None:
+        """Make ``model`` the current one: forget the old model's task pipelines (they hold
+        its weights) and apply the speed-ups to the new one (once per loaded model)."""
         base = model.pipe
-        if self._owner is not base:
-            # 1. A different model is loaded: forget the old pipelines (they hold its weights).
-            self.clear()
-            self._owner = base
-            self._scheduler_config = dict(base.scheduler.config)
+        if self._owner is base:
+            return
+        self.clear()
+        self._owner = base
+        self._scheduler_config = dict(base.scheduler.config)
+        self.compiled = None
+        if self.acceleration is not None:
+            device = str(getattr(model, "device", base.device))
+            self.compiled = accelerate_model(base, self.acceleration, device)
+
+    def get(self, model: Any, kind: str, controls: list[ControlTask]) -> Any:
+        # 1. A different model is loaded: adopt it (normally done already when loading).
+        self.adopt(model)
         key = (kind, tuple(control.name for control in controls))
         pipe = self._pipes.get(key)
         if pipe is None:
@@ -145,16 +229,21 @@ class PipelineCache:
             )
         # torch_dtype=None: from_pipe would otherwise cast the SHARED modules to float32.
         pipe = getattr(diffusers, class_name).from_pipe(model.pipe, torch_dtype=None, **extra)
-        prepare_pipeline(pipe)
+        prepare_pipeline(pipe, self.acceleration)
         log.debug("built %s for %s", class_name, model.name)
         return pipe
 
 
-def prepare_pipeline(pipe: Any) -> None:
-    """Per-pipeline settings made once when it is built (the hook for device speed-ups:
-    torch.compile / CUDA-graph buckets go here). SDPA attention is diffusers' default."""
+def prepare_pipeline(pipe: Any, acceleration: AccelerationOptions | None = None) -> None:
+    """Per-pipeline settings made once when it is built: the eager speed-ups for its modules
+    (idempotent: the shared UNet/VAE were done when the model was adopted, so this covers its
+    ControlNets). Without options: channels_last on CUDA only."""
     pipe.set_progress_bar_config(disable=True)
-    if pipe.device.type == "cuda":
+    if acceleration is not None:
+        from backend.engine.acceleration import apply_eager_optimizations
+
+        apply_eager_optimizations(pipe, acceleration, str(pipe.device))
+    elif pipe.device.type == "cuda":
         # In place and idempotent: the modules are shared by every task pipeline.
         for name in ("unet", "controlnet"):
             module = getattr(pipe, name, None)

@@ -211,12 +211,57 @@ def build_tiny_pipeline(
     return pipe
 
 
+#: The spread of the random weights the tiny builder gives a ControlNet's zero-initialised
+#: output convolutions (controlnet_down_blocks, controlnet_mid_block).
+ZERO_CONV_STD = 0.2
+#: The gain of the condition embedding's last convolution: its output is about this many
+#: times the control image's level, comparable to the latent features it is added to.
+COND_OUT_GAIN = 4.0
+
+
+def _wake_controlnet(model: Any, seed: int) -> None:
+    """Seeded random weights where a fresh ControlNet is silent.
+
+    A new ControlNet starts as a no-op: its output convolutions and the condition embedding's
+    last convolution are zero (training grows them), and default-initialised embedding convs
+    shrink the control image to almost nothing. Tiny models are random-weight wiring tests, so
+    they get signal-preserving weights: the control image then visibly steers the UNet, and
+    different control images give different results.
+    """
+    import math
+
+    import torch
+
+    generator = torch.Generator().manual_seed(seed * 1000 + 11)
+
+    def normal(parameter: torch.Tensor, std: float) -> None:
+        noise = torch.randn(parameter.shape, generator=generator) * std
+        parameter.copy_(noise.to(parameter.dtype))
+
+    embedding = model.controlnet_cond_embedding
+    with torch.no_grad():
+        # 1. The condition embedding: He-initialised convs, then a gain on the last one.
+        for conv in [embedding.conv_in, *embedding.blocks]:
+            normal(conv.weight, math.sqrt(2.0 / conv.weight[0].numel()))
+            conv.bias.zero_()
+        out = embedding.conv_out
+        normal(out.weight, COND_OUT_GAIN / math.sqrt(out.weight[0].numel()))
+        out.bias.zero_()
+        # 2. The zero convolutions that hand the residuals to the UNet.
+        for conv in [*model.controlnet_down_blocks, model.controlnet_mid_block]:
+            normal(conv.weight, ZERO_CONV_STD)
+            conv.bias.zero_()
+
+
 def build_tiny_controlnet(family: str = "sd15", seed: int = 0) -> ControlNetModel:
-    """A seeded ControlNet matching ``build_tiny_pipeline(family)``'s UNet."""
+    """A seeded ControlNet matching ``build_tiny_pipeline(family)``'s UNet, with weights that
+    let the control image through (see ``_wake_controlnet``)."""
     from diffusers import ControlNetModel
 
     _seeded(seed, 10)
-    return ControlNetModel(**controlnet_config(family))
+    model = ControlNetModel(**controlnet_config(family))
+    _wake_controlnet(model, seed)
+    return model
 
 
 TINY_CHECKPOINTS = {
@@ -227,7 +272,10 @@ TINY_CHECKPOINTS = {
 }
 TINY_CONTROLNETS = {"tiny-controlnet": "sd15", "tiny-sdxl-controlnet": "sdxl"}
 TINY_LORAS = {"tiny-lora": "sd15"}
-TINY_FORMAT_VERSION = "1"
+#: Stamped into every tiny checkpoint and ControlNet file; bump it whenever the builders change
+#: so ``ensure_tiny_models`` rewrites stale cached files (2: ControlNet zero convs woken).
+TINY_FORMAT_VERSION = "2"
+TINY_VERSION_KEY = "diffusion_layers.tiny"
 
 
 def _save_atomic(state: dict, metadata: dict[str, str], target: Any) -> None:
@@ -258,7 +306,7 @@ def tiny_checkpoint_file(family: str, inpaint: bool, target: Any, seed: int = 0)
     pipe = build_tiny_pipeline(family, inpaint, seed)
     metadata = {
         CONFIG_KEY: embedded_config(family, pipeline_configs(family, inpaint)),
-        "diffusion_layers.tiny": TINY_FORMAT_VERSION,
+        TINY_VERSION_KEY: TINY_FORMAT_VERSION,
     }
     _save_atomic(pipeline_to_ldm_state_dict(pipe), metadata, target)
 
@@ -276,7 +324,7 @@ def tiny_controlnet_file(family: str, target: Any, seed: int = 0) -> None:
         state = {key: value.contiguous() for key, value in model.state_dict().items()}
     metadata = {
         CONFIG_KEY: embedded_config(family, {"controlnet": controlnet_config(family)}),
-        "diffusion_layers.tiny": TINY_FORMAT_VERSION,
+        TINY_VERSION_KEY: TINY_FORMAT_VERSION,
     }
     _save_atomic(state, metadata, target)
 
@@ -303,11 +351,32 @@ def tiny_model_path(directory: Any, name: str) -> Any:
     return Path(directory) / kind / f"{name}.safetensors"
 
 
-def ensure_tiny_models(directory: Any, names: Iterable[str] | None = None) -> dict[str, str]:
-    """Write the tiny built-ins once into ``directory`` (checkpoints/, controlnet/, lora/).
+def is_current_tiny_file(name: str, path: Any) -> bool:
+    """Whether the built-in ``name`` at ``path`` exists and was written by these builders
+    (checkpoints and ControlNets carry TINY_FORMAT_VERSION; the LoRA file has no stamp)."""
+    from pathlib import Path
 
-    ``names`` limits the work to some built-ins (default: all). Existing files are kept, new
-    ones appear atomically. Returns ``{name: path}`` for the requested built-ins.
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if name in TINY_LORAS:
+        return True
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (OSError, SafetensorError):
+        return False  # unreadable (e.g. cut short): write it again
+    return metadata.get(TINY_VERSION_KEY) == TINY_FORMAT_VERSION
+
+
+def ensure_tiny_models(directory: Any, names: Iterable[str] | None = None) -> dict[str, str]:
+    """Write the tiny built-ins into ``directory`` (checkpoints/, controlnet/, lora/).
+
+    ``names`` limits the work to some built-ins (default: all). Current files are kept; missing
+    ones and ones from older builders (another TINY_FORMAT_VERSION) are written atomically.
+    Returns ``{name: path}`` for the requested built-ins.
     """
     from backend.engine.lora import tiny_lora_file
 
@@ -315,7 +384,7 @@ def ensure_tiny_models(directory: Any, names: Iterable[str] | None = None) -> di
     paths: dict[str, str] = {}
     for name in wanted:
         target = tiny_model_path(directory, name)
-        if not target.is_file():
+        if not is_current_tiny_file(name, target):
             if name in TINY_CHECKPOINTS:
                 family, inpaint = TINY_CHECKPOINTS[name]
                 tiny_checkpoint_file(family, inpaint, target)

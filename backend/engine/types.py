@@ -9,11 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from backend.engine.errors import Cancelled
+
+if TYPE_CHECKING:  # torch-free at run time: the options class is only named here
+    from backend.engine.acceleration import AccelerationOptions
 
 
 @dataclass
@@ -185,6 +188,11 @@ class EngineConfig:
     cache_models: int = 2  # checkpoints kept loaded (LRU) ...
     cache_budget_gb: float | None = None  # ... within this memory budget (None = device-based)
     tiny_dir: str | None = None  # where the built-in tiny models are written (None = a cache dir)
+    # Speed-ups (backend/engine/acceleration.py). ``compile``: off | background | blocking, a
+    # torch.compile'd UNet per size bucket (CUDA). ``acceleration``: every option at once; it
+    # wins over ``compile``. None = the device's recommended eager speed-ups (none on the CPU).
+    compile: str = "off"
+    acceleration: AccelerationOptions | None = None
 
 
 class EngineProtocol(Protocol):

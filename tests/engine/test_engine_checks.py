@@ -189,7 +189,8 @@ def test_generate_refuses_before_loading_anything(tiny_models_dir: Path) -> None
 
 def test_queries(engine: Engine) -> None:
     assert "dpmpp_2m_karras" in engine.samplers() and "lcm" in engine.samplers()
-    assert {"canny", "depth", "scribble"} <= set(engine.preprocessors())
+    assert {"canny", "scribble", "lineart"} <= set(engine.preprocessors())
+    assert "depth" not in engine.preprocessors()  # no depth model installed
     assert "tiny" in [entry.name for entry in engine.inventory().checkpoints]
     assert engine.device == "cpu" and engine.dtype == "float32"
     sketch = np.full((H, W, 4), 255, np.uint8)

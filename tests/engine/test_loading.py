@@ -229,7 +229,14 @@ def test_manager_user_files_and_unknown_names(tmp_path, tiny_models_dir, tiny_mo
         models.checkpoint("../checkpoints/mine/dream")
 
 
-def test_manager_resolves_controlnets_by_type_and_family(
+def write_controlnet_folder(folder: Path, **config: object) -> None:
+    """A diffusers ControlNet folder with only its config.json: enough for the inventory and
+    for resolving by architecture (its weights are never loaded here)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel", **config}))
+
+
+def test_manager_resolves_controlnets_by_type_and_architecture(
     tmp_path, tiny_models_dir, tiny_model_paths
 ) -> None:
     root = tmp_path / "models"
@@ -237,21 +244,62 @@ def test_manager_resolves_controlnets_by_type_and_family(
     (root / "controlnet").mkdir()
     shutil.copy(tiny_model_paths["tiny"], root / "checkpoints" / "user.safetensors")
     shutil.copy(tiny_model_paths["tiny-controlnet"], root / "controlnet" / "sd15_canny.safetensors")
-    shutil.copy(tiny_model_paths["tiny-controlnet"], root / "controlnet" / "union.safetensors")
+    # A full-size SD1.5 depth ControlNet: same family, other architecture than the tiny models.
+    write_controlnet_folder(
+        root / "controlnet" / "control_sd15_depth",
+        block_out_channels=[320, 640, 1280, 1280],
+        cross_attention_dim=768,
+    )
     models = manager(tmp_path, tiny_models_dir)
-    models.checkpoint("tiny")  # tiny checkpoints pair with the tiny ControlNets only
-    assert models.resolve_controlnet("sd15", "depth").name == "tiny-controlnet"
+    models.checkpoint("tiny")
+    assert models.resolve_controlnet("sd15", "canny").name == "sd15_canny"  # a user copy fits
+    assert models.resolve_controlnet("sd15", "depth").name == "tiny-controlnet"  # not full-size
     assert models.resolve_controlnet("sdxl", "depth").name == "tiny-sdxl-controlnet"
-    models.checkpoint("user")
-    assert models.resolve_controlnet("sd15", "canny").name == "sd15_canny"
-    assert models.resolve_controlnet("sd15", "depth").name == "union"
-    with pytest.raises(ModelNotFound, match="depth ControlNet for sdxl"):
-        models.resolve_controlnet("sdxl", "depth")
+    with pytest.raises(InvalidRequest, match="does not fit the model: .*320 channels"):
+        models.resolve_controlnet("sd15", "depth", "control_sd15_depth")
     with pytest.raises(InvalidRequest, match="sd15 ControlNet"):
         models.resolve_controlnet("sdxl", "canny", "sd15_canny")
+    models.checkpoint("user")  # a copy of the tiny checkpoint: the same pairs
+    assert models.resolve_controlnet("sd15", "canny").name == "sd15_canny"
+    assert models.resolve_controlnet("sd15", "depth").name == "tiny-controlnet"
     controlnet = models.controlnet("sd15_canny")
     assert models.controlnet("sd15_canny") is controlnet
     assert_same_weights(build_tiny_controlnet("sd15"), controlnet)
+
+
+def test_manager_pairs_controlnets_when_the_tiny_files_are_the_models_dir(
+    tmp_path, tiny_models_dir
+) -> None:
+    """The tiny files as a models_dir hide the built-in entries (same names, real paths)."""
+    models = ModelManager(
+        EngineConfig(models_dir=str(tiny_models_dir), tiny_dir=str(tmp_path / "unused"))
+    )
+    entry = next(e for e in models.inventory().controlnets if e.name == "tiny-controlnet")
+    assert not entry.path.startswith("builtin:")
+    models.checkpoint("tiny")
+    found = models.resolve_controlnet("sd15", "depth")
+    assert (found.name, found.path) == ("tiny-controlnet", entry.path)
+    models.checkpoint("tiny-sdxl")
+    assert models.resolve_controlnet("sdxl", "canny").name == "tiny-sdxl-controlnet"
+    assert not (tmp_path / "unused").exists()  # nothing was written: the files were used
+
+
+def test_manager_finds_no_controlnet_of_another_architecture(tmp_path, tiny_models_dir) -> None:
+    sdxl_full = {
+        "block_out_channels": [320, 640, 1280],
+        "cross_attention_dim": 2048,
+        "addition_embed_type": "text_time",
+    }
+    root = tmp_path / "models"
+    write_controlnet_folder(root / "controlnet" / "sdxl_depth", **sdxl_full)
+    models = manager(tmp_path, tiny_models_dir)
+    models.checkpoint("tiny-sdxl")
+    assert models.resolve_controlnet("sdxl", "depth").name == "tiny-sdxl-controlnet"
+    # A full-size file under the built-in's name hides it: now nothing fits the tiny model.
+    write_controlnet_folder(root / "controlnet" / "tiny-sdxl-controlnet", **sdxl_full)
+    models.inventory(refresh=True)
+    with pytest.raises(ModelNotFound, match="depth ControlNet for sdxl that fits"):
+        models.resolve_controlnet("sdxl", "depth")
 
 
 def test_device_and_dtype_resolution() -> None:
