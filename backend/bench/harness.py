@@ -86,12 +86,7 @@ def _make_engine(models: BenchModels, device: str, dtype: Any, options: BenchOpt
         cache_models=4,
     )
     if options.compile is not None:
-        if hasattr(config, "acceleration"):
-            from backend.engine.acceleration import AccelerationOptions
-
-            config.acceleration = AccelerationOptions(compile=options.compile)  # type: ignore[attr-defined]
-        else:
-            log.warning("this engine takes no acceleration options: --compile ignored")
+        config.compile = options.compile
     return Engine(config)
 
 

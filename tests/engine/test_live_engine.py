@@ -43,20 +43,7 @@ def engine(tiny_models_dir) -> Engine:
     )
     built = Engine(config)
     built.preload("tiny")
-    wake_zero_convs(built.models.controlnet("tiny-controlnet"))
     return built
-
-
-def wake_zero_convs(controlnet: torch.nn.Module) -> None:
-    """A fresh ControlNet's output convolutions are zero (a no-op); give the tiny one seeded
-    non-zero ones, as a trained ControlNet has, so its effect is visible."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in controlnet.named_parameters():
-            zero_conv = name.startswith(("controlnet_down_blocks", "controlnet_mid_block"))
-            if (zero_conv or "conv_out" in name) and not parameter.any():
-                noise = torch.randn(parameter.shape, generator=generator) * 0.2
-                parameter.copy_(noise.to(parameter.dtype))
 
 
 @pytest.fixture
