@@ -25,68 +25,10 @@ SDXL = "bench-sdxl"
 CONTROLNET = "bench-sd15-canny"
 CHECKPOINTS = {SD15: ("sd15", False), SD15_INPAINT: ("sd15", True), SDXL: ("sdxl", False)}
 
-_SD15_UNET: dict[str, Any] = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-}
-_SDXL_UNET: dict[str, Any] = {
-    "sample_size": 128,
-    "in_channels": 4,
-    "out_channels": 4,
-    "block_out_channels": [320, 640, 1280],
-    "layers_per_block": 2,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    "transformer_layers_per_block": [1, 2, 10],
-    "attention_head_dim": [5, 10, 20],
-    "cross_attention_dim": 2048,
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 256,
-    "projection_class_embeddings_input_dim": 2816,
-}
-_VAE: dict[str, Any] = {
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
-}
-_CLIP_L: dict[str, Any] = {
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_attention_heads": 12,
-    "num_hidden_layers": 12,
-    "projection_dim": 768,
-    "hidden_act": "quick_gelu",
-}
-_CLIP_BIG_G: dict[str, Any] = {
-    "hidden_size": 1280,
-    "intermediate_size": 5120,
-    "num_attention_heads": 20,
-    "num_hidden_layers": 32,
-    "projection_dim": 1280,
-    "hidden_act": "gelu",
-    "pad_token_id": 0,
-}
-_SCHEDULER: dict[str, Any] = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "prediction_type": "epsilon",
-    "timestep_spacing": "leading",
-    "steps_offset": 1,
-}
+# The architectures come from the configs the engine ships for real single-file checkpoints
+# (backend/engine/configs/, whose parameter counts tests/engine/test_configs.py checks), so the
+# benchmark times exactly what an artist's checkpoint loads as.
+_CONFIGS = Path(__file__).resolve().parent.parent / "engine" / "configs"
 
 
 @dataclass
@@ -103,19 +45,8 @@ class BenchModels:
         return self.models_dir / "controlnet" / name
 
 
-def _full_configs(family: str, inpaint: bool) -> dict[str, Any]:
-    unet = dict(_SD15_UNET if family == "sd15" else _SDXL_UNET, in_channels=9 if inpaint else 4)
-    vae = dict(_VAE)
-    if family == "sdxl":
-        vae.update(sample_size=1024, scaling_factor=0.13025, force_upcast=False)
-    return {"unet": unet, "vae": vae, "text_encoder": dict(_CLIP_L), "scheduler": _SCHEDULER}
-
-
-def _text_config(extra: dict[str, Any]) -> Any:
-    from transformers import CLIPTextConfig
-
-    base = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 49406}
-    return CLIPTextConfig(**base, eos_token_id=49407, **{"pad_token_id": 1, **extra})
+def _config_folder(family: str, inpaint: bool) -> Path:
+    return _CONFIGS / (f"{family}-inpaint" if inpaint else family)
 
 
 def build_full_pipeline(family: str, inpaint: bool, device: str, dtype: Any) -> Any:
@@ -128,20 +59,25 @@ def build_full_pipeline(family: str, inpaint: bool, device: str, dtype: Any) -> 
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from backend.engine.tokenizer import load_clip_tokenizer
 
-    configs = _full_configs(family, inpaint)
+    folder = _config_folder(family, inpaint)
     torch.manual_seed(0)
     with torch.device(device):
-        unet = UNet2DConditionModel(**configs["unet"]).to(dtype)
-        vae = AutoencoderKL(**configs["vae"]).to(dtype)
-        text_encoder = CLIPTextModel(_text_config(_CLIP_L)).to(dtype)
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
+        # fp16 VAE decode on both sides (no fp32 upcast), so plain and ours do the same work.
+        vae_config = dict(AutoencoderKL.load_config(folder / "vae"), force_upcast=False)
+        vae = AutoencoderKL.from_config(vae_config)
+        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
         text_encoder_2 = None
         if family == "sdxl":
-            text_encoder_2 = CLIPTextModelWithProjection(_text_config(_CLIP_BIG_G)).to(dtype)
-    scheduler = DPMSolverMultistepScheduler(**configs["scheduler"])
+            config_2 = CLIPTextConfig.from_pretrained(folder / "text_encoder_2")
+            text_encoder_2 = CLIPTextModelWithProjection(config_2).to(dtype)
+        unet, vae, text_encoder = unet.to(dtype), vae.to(dtype), text_encoder.to(dtype)
+    scheduler_config = DPMSolverMultistepScheduler.load_config(folder / "scheduler")
+    scheduler = DPMSolverMultistepScheduler.from_config(scheduler_config)
     parts = dict(vae=vae, text_encoder=text_encoder, tokenizer=load_clip_tokenizer(), unet=unet)
     if family == "sd15":
         return StableDiffusionPipeline(
@@ -163,11 +99,10 @@ def build_full_controlnet(device: str, dtype: Any) -> Any:
     import torch
     from diffusers import ControlNetModel
 
-    dropped = ("out_channels", "up_block_types", "sample_size")
-    config = {k: v for k, v in _SD15_UNET.items() if k not in dropped}
+    config = ControlNetModel.load_config(_CONFIGS / "controlnet-sd15")
     torch.manual_seed(1)
     with torch.device(device):
-        return ControlNetModel(**config).to(dtype)
+        return ControlNetModel.from_config(config).to(dtype)
 
 
 def _build(name: str, tiny: bool, device: str, dtype: Any) -> Any:
