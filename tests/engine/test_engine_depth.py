@@ -11,41 +11,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from dpt_helpers import write_tiny_dpt  # noqa: E402
 
 from backend.engine.engine import Engine  # noqa: E402
 from backend.engine.errors import InvalidRequest, ModelLoadError  # noqa: E402
 from backend.engine.types import ControlInput, EngineConfig, GenerationRequest  # noqa: E402
 
 W = H = 64
-
-
-def write_tiny_dpt(folder: Path) -> None:
-    """A tiny random DPT depth model saved as a local transformers folder (a few seconds)."""
-    import torch
-    import transformers
-
-    config = transformers.DPTConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-        backbone_out_indices=[0, 1, 2, 3],
-        neck_hidden_sizes=[8, 8, 8, 8],
-        fusion_hidden_size=8,
-        reassemble_factors=[4, 2, 1, 0.5],
-        initializer_range=0.1,  # the default 0.02 leaves the random output flat (1e-7 spread)
-    )
-    torch.manual_seed(0)
-    model = transformers.DPTForDepthEstimation(config)
-    with torch.no_grad():  # random init often ends in ReLU(negative) = flat 0: lift the output
-        model.head.head[4].bias.fill_(1.0)  # type: ignore[union-attr]
-    model.save_pretrained(str(folder))
-    processor = transformers.DPTImageProcessor(
-        size={"height": 32, "width": 32}, keep_aspect_ratio=False
-    )
-    processor.save_pretrained(str(folder))
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from dpt_helpers import write_tiny_dpt
 
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.preprocess import PREPROCESSORS, load_depth_estimator, preprocess
@@ -154,29 +156,8 @@ def test_load_depth_estimator_tiny_local_dpt(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    transformers = pytest.importorskip("transformers")
-    config = transformers.DPTConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-        backbone_out_indices=[0, 1, 2, 3],
-        neck_hidden_sizes=[8, 8, 8, 8],
-        fusion_hidden_size=8,
-        reassemble_factors=[4, 2, 1, 0.5],
-    )
     folder = str(tmp_path)
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    model = transformers.DPTForDepthEstimation(config)
-    with torch.no_grad():  # random init often ends in ReLU(negative) = flat 0: lift the output
-        model.head.head[4].bias.fill_(1.0)
-    model.save_pretrained(folder)
-    transformers.DPTImageProcessor(
-        size={"height": 32, "width": 32}, keep_aspect_ratio=False
-    ).save_pretrained(folder)
+    write_tiny_dpt(Path(folder))
     estimator = load_depth_estimator(folder, "cpu")
     image = np.zeros((40, 48, 4), np.uint8)
     image[..., 3] = 255
