@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-from PyQt5.QtCore import QByteArray, QObject, QTimer, QUrl
-from PyQt5.QtNetwork import (
+from .qt import QByteArray, QObject, QTimer, QUrl
+from .qt import (
     QHttpMultiPart,
     QHttpPart,
     QNetworkAccessManager,

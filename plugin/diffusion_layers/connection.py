@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Optional, Set
 
-from PyQt5.QtCore import QObject, QTimer, pyqtSignal
+from .qt import QObject, QTimer, pyqtSignal
 
 from .client import Client
 from .errors import BackendError, PluginError

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional, cast
 
-from PyQt5.QtCore import QObject, pyqtSignal
+from .qt import QObject, pyqtSignal
 
 from . import results as results_mod
 from .canvas import Canvas, CanvasDocument

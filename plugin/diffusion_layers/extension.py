@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple
 
-from PyQt5.QtCore import QTimer
-from PyQt5.QtGui import QKeySequence
+from .qt import QTimer
+from .qt import QKeySequence
 
 from .client import Client
 from .controller import Controller

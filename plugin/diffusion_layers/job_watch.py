@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
-from PyQt5.QtCore import QObject, QTimer
-from PyQt5.QtNetwork import QNetworkReply, QNetworkRequest
+from .qt import QObject, QTimer
+from .qt import QNetworkReply, QNetworkRequest
 
 from .client import Client, OnError
 from .errors import BackendError, ConnectionFailed, PluginError

@@ -11,8 +11,8 @@ import zlib
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
-from PyQt5.QtCore import QByteArray, QTimer
-from PyQt5.QtGui import QImage, QPainter
+from .qt import QByteArray, QTimer
+from .qt import QImage, QPainter
 
 from .canvas import NewLayer
 from .errors import UnsupportedDocument

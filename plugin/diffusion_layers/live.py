@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Protocol, Sequence, Tuple, cast
 
-from PyQt5.QtCore import QObject, QRect, QTimer, pyqtSignal
+from .qt import QObject, QRect, QTimer, pyqtSignal
 
 from . import layer_params
 from .canvas import CanvasDocument, NewLayer

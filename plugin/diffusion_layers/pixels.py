@@ -7,8 +7,8 @@ little-endian). On little-endian machines QImage.Format_ARGB32 has exactly the 8
 
 from __future__ import annotations
 
-from PyQt5.QtCore import QBuffer, QByteArray, QIODevice, QRect
-from PyQt5.QtGui import QImage, QPainter
+from .qt import QBuffer, QByteArray, QIODevice, QRect
+from .qt import QImage, QPainter
 
 
 class PixelError(ValueError):

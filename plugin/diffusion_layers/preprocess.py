@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from PyQt5.QtCore import Qt
+from .qt import Qt
 
 from .canvas import Canvas, NewLayer
 from .client import Client

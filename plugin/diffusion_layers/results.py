@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from PyQt5.QtCore import QRect
+from .qt import QRect
 
 from . import layer_params
 from .canvas import CanvasDocument, NewLayer

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, List
 
-from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtGui import QHideEvent, QImage, QPixmap, QShowEvent
-from PyQt5.QtWidgets import (
+from ..qt import Qt, QTimer
+from ..qt import QHideEvent, QImage, QPixmap, QShowEvent
+from .qt_widgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import List
 
-from PyQt5.QtCore import pyqtSignal
-from PyQt5.QtWidgets import (
+from ..qt import pyqtSignal
+from .qt_widgets import (
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import List
 
-from PyQt5.QtCore import QSize, Qt, pyqtSignal
-from PyQt5.QtGui import QIcon, QPixmap
-from PyQt5.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
+from ..qt import QSize, Qt, pyqtSignal
+from ..qt import QIcon, QPixmap
+from .qt_widgets import QListView, QListWidget, QListWidgetItem, QWidget
 
 from ..pixels import bgra_to_qimage
 from ..results import Result
