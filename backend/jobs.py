@@ -21,6 +21,7 @@ from typing import Protocol
 from backend.engine import errors as engine_errors
 from backend.engine.types import CancelToken, EngineProtocol, GenerationRequest, Progress
 from backend.events import EventLog
+from backend.fields import canonical_field
 from backend.outputs import OutputError, OutputWriter, encode_png, rgba_to_bgra_view
 from backend.protocol import ErrorInfo
 
@@ -365,7 +366,7 @@ class JobQueue:
     # --- state changes -------------------------------------------------------------------
 
     def _fail(self, job: Job, code: str, message: str, field: str | None = None) -> None:
-        job.error = ErrorInfo(code=code, message=message, field=field)
+        job.error = ErrorInfo(code=code, message=message, field=canonical_field(field))
         self._finish(job, "failed")
 
     def _finish(self, job: Job, state: str) -> None:

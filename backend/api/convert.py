@@ -45,9 +45,9 @@ def check_name(field: str, name: str | None, known: set[str]) -> None:
 def check_names(params: JobParams, known: set[str]) -> None:
     check_name("model", params.model, known)
     for i, lora in enumerate(params.loras):
-        check_name(f"loras.{i}.name", lora.name, known)
+        check_name(f"loras[{i}].name", lora.name, known)
     for i, control in enumerate(params.controls):
-        check_name(f"controls.{i}.model", control.model, known)
+        check_name(f"controls[{i}].model", control.model, known)
 
 
 def check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -85,8 +85,8 @@ def build_request(
     for i, name in enumerate(control_parts):
         if name not in parts:
             raise Unprocessable(
-                f"controls.{i}.image={name!r}: no multipart part of that name",
-                field=f"controls.{i}.image",
+                f"controls[{i}].image={name!r}: no multipart part of that name",
+                field=f"controls[{i}].image",
             )
     # 3. Decode images into the engine's types.
     image = mask = None

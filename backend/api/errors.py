@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.engine import errors as engine_errors
+from backend.fields import canonical_field, field_path, problem
 from backend.protocol import ErrorInfo, ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class ApiError(Exception):
     def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
-        self.field = field
+        self.field = canonical_field(field)
         if code is not None:
             self.code = code
 
@@ -76,7 +77,8 @@ ENGINE_STATUS: dict[type[engine_errors.EngineError], int] = {
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict:
-    return ErrorResponse(error=ErrorInfo(code=code, message=message, field=field)).model_dump()
+    info = ErrorInfo(code=code, message=message, field=canonical_field(field))
+    return ErrorResponse(error=info).model_dump()
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None, **kw):
@@ -95,28 +97,30 @@ def from_engine_error(exc: engine_errors.EngineError) -> ApiError:
     return err
 
 
-def _field_from_loc(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or None
+#: pydantic error types whose message is one plain word after the field's path
+_SHORT_MESSAGES = {"missing": "required", "extra_forbidden": "not a known parameter"}
 
 
 def validation_error(exc: Exception, prefix: str = "") -> Unprocessable:
-    """A pydantic/FastAPI validation error as one readable Unprocessable (first problem)."""
+    """A pydantic/FastAPI validation error as one readable Unprocessable (first problem).
+
+    ``field`` is the canonical path (``loras[0].name``); a missing field reads
+    "width: required", never a dump of the object it is missing from."""
     errors = getattr(exc, "errors", lambda: [])()
     if not errors:
         return Unprocessable(f"{prefix}{exc}")
     first = errors[0]
-    field = _field_from_loc(tuple(first.get("loc", ())))
-    value = first.get("input")
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    message = first.get("msg", "invalid value")
-    if field:
-        message = f"{prefix}{field}={shown}: {message}"
+    field = field_path(first.get("loc", ()))
+    if field and prefix:
+        field = prefix + field
+    kind = first.get("type", "")
+    if kind in _SHORT_MESSAGES:
+        message = problem(field, _SHORT_MESSAGES[kind], show_value=False)
+    else:
+        message = problem(field, first.get("msg", "invalid value"), first.get("input"))
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s))"
-    return Unprocessable(message, field=(prefix + field) if field else None)
+    return Unprocessable(message, field=field)
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from backend.fields import canonical_field, problem
+
 
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -11,7 +13,7 @@ class EngineError(Exception):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.field = field
+        self.field = canonical_field(field)
 
 
 class InvalidRequest(EngineError):
@@ -20,10 +22,8 @@ class InvalidRequest(EngineError):
     code = "invalid_request"
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        super().__init__(f"{field}={shown}: {reason}", field=field)
+        field = canonical_field(field) or field
+        super().__init__(problem(field, reason, value), field=field)
         self.value = value
 
 

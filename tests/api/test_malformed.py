@@ -58,7 +58,7 @@ CASES = {
     "unknown control type": (
         job_files(job_params(controls=[{"type": "x", "image": "control_0"}])),
         422,
-        "controls.0.type",
+        "controls[0].type",
     ),
     "NaN strength": (
         job_files('{"mode":"txt2img","width":64,"height":64,"strength":NaN}'),
@@ -118,7 +118,7 @@ CASES = {
     "control part missing": (
         job_files(job_params(controls=[{"type": "canny", "image": "control_1"}])),
         422,
-        "controls.0.image",
+        "controls[0].image",
     ),
     "img2img without image": (job_files(job_params(mode="img2img")), 422, "image"),
     "inpaint without mask": (
@@ -133,17 +133,17 @@ CASES = {
     "model /etc/passwd": (job_files(job_params(model="/etc/passwd")), 422, "model"),
     "model NUL": (job_files(job_params(model="tiny\x00.safetensors")), 422, "model"),
     "model windows path": (job_files(job_params(model="C:\\models\\x")), 422, "model"),
-    "lora path": (job_files(job_params(loras=[{"name": "../../secret"}])), 422, "loras.0.name"),
+    "lora path": (job_files(job_params(loras=[{"name": "../../secret"}])), 422, "loras[0].name"),
     "controlnet path": (
         job_files(
             job_params(controls=[{"type": "canny", "image": "control_0", "model": "~/.ssh/id"}]),
             control_0=raw_bgra(RGBA),
         ),
         422,
-        "controls.0.model",
+        "controls[0].model",
     ),
     "unknown model": (job_files(job_params(model="nonexistent")), 404, "model"),
-    "unknown lora": (job_files(job_params(loras=[{"name": "nope"}])), 404, "loras.0.name"),
+    "unknown lora": (job_files(job_params(loras=[{"name": "nope"}])), 404, "loras[0].name"),
 }
 
 

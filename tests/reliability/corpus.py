@@ -66,7 +66,7 @@ def bad_job_cases() -> Iterator[tuple[str, dict, int | None, str | None]]:
             '{"mode":"txt2img","width":64,"height":64,"loras":[{"name":"film","weight":NaN}]}'
         ),
         422,
-        "loras.0.weight",
+        "loras[0].weight",
     )
     yield "inpaint grow -1", post_job(job_params(inpaint={"grow": -1})), 422, "inpaint.grow"
     # --- enums and shapes ----------------------------------------------------------------
@@ -80,13 +80,13 @@ def bad_job_cases() -> Iterator[tuple[str, dict, int | None, str | None]]:
             job_params(controls=[{"type": "xray", "image": "control_0"}]), control_0=raw_bgra(RGBA)
         ),
         422,
-        "controls.0.type",
+        "controls[0].type",
     )
     yield (
         "control part name injection",
         post_job(job_params(controls=[{"type": "canny", "image": "../params"}])),
         422,
-        "controls.0.image",
+        "controls[0].image",
     )
     yield "controls not a list", post_job(job_params(controls={"type": "canny"})), 422, "controls"
     yield (
@@ -137,7 +137,7 @@ def bad_job_cases() -> Iterator[tuple[str, dict, int | None, str | None]]:
         "file:///etc/passwd",
     ):
         yield f"model {name!r}", post_job(job_params(model=name)), None, "model"
-        yield f"lora {name!r}", post_job(job_params(loras=[{"name": name}])), None, "loras.0.name"
+        yield f"lora {name!r}", post_job(job_params(loras=[{"name": name}])), None, "loras[0].name"
     yield (
         "controlnet '../cn'",
         post_job(
@@ -145,7 +145,7 @@ def bad_job_cases() -> Iterator[tuple[str, dict, int | None, str | None]]:
             control_0=raw_bgra(RGBA),
         ),
         422,
-        "controls.0.model",
+        "controls[0].model",
     )
     yield "model name 10k chars", post_job(job_params(model="m" * 10_000)), 422, "model"
     yield from image_cases()
@@ -162,7 +162,7 @@ def bad_job_cases() -> Iterator[tuple[str, dict, int | None, str | None]]:
         "control part missing",
         post_job(job_params(controls=[{"type": "canny", "image": "control_3"}])),
         422,
-        "controls.0.image",
+        "controls[0].image",
     )
     yield "unexpected part", post_job(job_params(), secrets=raw_bgra(RGBA)), 422, "secrets"
     yield (
