@@ -15,6 +15,7 @@ from backend.protocol import (
     Health,
     LoraInfo,
     ModelsInfo,
+    VaeInfo,
 )
 
 CAPABILITIES = (
@@ -59,13 +60,17 @@ async def models(ctx: ApiContext = Depends(get_context)) -> ModelsInfo:
     return ModelsInfo(
         default=ctx.settings.default_model or engine.loaded_model,
         checkpoints=[
-            CheckpointInfo(name=c.name, family=c.family, inpaint=c.inpaint)
+            CheckpointInfo(name=c.name, family=c.family, inpaint=c.inpaint, has_vae=c.has_vae)
             for c in inventory.checkpoints
         ],
         controlnets=[
             ControlNetInfo(name=c.name, family=c.family, type=c.type) for c in inventory.controlnets
         ],
-        loras=[LoraInfo(name=lo.name, family=lo.family) for lo in inventory.loras],
+        loras=[
+            LoraInfo(name=lo.name, family=lo.family, format=lo.format, problem=lo.problem)
+            for lo in inventory.loras
+        ],
+        vaes=[VaeInfo(name=v.name, family=v.family, problem=v.problem) for v in inventory.vaes],
         samplers=list(engine.samplers()),
         preprocessors=list(engine.preprocessors()),
     )

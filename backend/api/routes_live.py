@@ -107,6 +107,7 @@ def job_params(params: LiveParams) -> tuple[JobParams, str]:
         prompt=params.prompt,
         negative_prompt=params.negative_prompt,
         model=params.model,
+        vae=params.vae,
         width=params.width,
         height=params.height,
         x=params.x,

@@ -87,3 +87,59 @@ def controlnet_signature(path: str | Path) -> Signature | None:
         log.warning("cannot read the architecture of %s: %s", path, exc)
         return None
     return _from_header(keys)
+
+
+UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+
+
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """What a checkpoint's header tells beyond its family: its UNet widths and whether its
+    VAE is inside."""
+
+    signature: Signature | None
+    has_vae: bool
+
+
+def checkpoint_facts(path: str | Path) -> CheckpointFacts:
+    """From a .safetensors header (embedded config or original layout) or a diffusers folder;
+    pickles cannot be read without loading them (unknown widths, VAE assumed inside)."""
+    from backend.engine.loader import CONFIG_KEY
+    from backend.engine.vae import checkpoint_has_vae
+
+    path = Path(path)
+    if path.is_dir():
+        config = path / "unet" / "config.json"
+        signature = None
+        if config.is_file():
+            signature = signature_of_config(json.loads(config.read_text("utf-8")))
+        return CheckpointFacts(signature, (path / "vae" / "config.json").is_file())
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return CheckpointFacts(None, True)
+    keys, metadata = read_header(path)
+    embedded = metadata.get(CONFIG_KEY)
+    if embedded:
+        unet = json.loads(embedded)["components"]["unet"]
+        return CheckpointFacts(signature_of_config(unet), checkpoint_has_vae(keys))
+    conv_in = keys.get(UNET_CONV_IN, ())
+    cross = next(
+        (
+            shape[1]
+            for key, shape in keys.items()
+            if key.startswith("model.diffusion_model.")
+            and key.endswith("attn2.to_k.weight")
+            and len(shape) == 2
+        ),
+        None,
+    )
+    signature = Signature(int(conv_in[0]), int(cross)) if len(conv_in) == 4 and cross else None
+    return CheckpointFacts(signature, checkpoint_has_vae(keys))
+
+
+def widths(signature: Signature | None) -> tuple[int, int] | None:
+    """A signature as the plain (channels, text width) pair the inventory keeps."""
+    return None if signature is None else (signature.channels, signature.cross_attention_dim)
+
+
+def describe_widths(pair: tuple[int, int]) -> str:
+    return Signature(*pair).describe()

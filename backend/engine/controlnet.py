@@ -42,8 +42,9 @@ def prepare_controls(
     """One ``ControlTask`` per control: its ControlNet (resolved by name or by type for the
     model's family), its fitted map and its strength and guidance window."""
     tasks: list[ControlTask] = []
-    for control in controls:
-        entry = models.resolve_controlnet(family, control.type, control.model)
+    for index, control in enumerate(controls):
+        field = f"controls[{index}]"
+        entry = models.resolve_controlnet(family, control.type, control.model, field)
         tasks.append(
             ControlTask(
                 name=entry.name,

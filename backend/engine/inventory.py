@@ -12,9 +12,12 @@ import logging
 import os
 from pathlib import Path, PurePosixPath
 
-from backend.engine.detect import PICKLE_SUFFIXES, detect_checkpoint, detect_controlnet, detect_lora
+from backend.engine.architecture import checkpoint_facts, controlnet_signature, widths
+from backend.engine.detect import PICKLE_SUFFIXES, detect_checkpoint, detect_controlnet, read_header
 from backend.engine.errors import EngineError, ModelNotFound
-from backend.engine.types import CheckpointEntry, ControlNetEntry, Inventory, LoraEntry
+from backend.engine.lora_formats import lora_facts
+from backend.engine.types import CheckpointEntry, ControlNetEntry, Inventory, LoraEntry, VaeEntry
+from backend.engine.vae import detect_vae
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,28 @@ def _checkpoint_entry(name: str, path: Path) -> CheckpointEntry:
         family, inpaint = _guess_from_name(name)  # a pickle cannot be inspected without loading
         return CheckpointEntry(name, family, inpaint, str(path))
     kind = detect_checkpoint(path)
-    return CheckpointEntry(name, kind.family, kind.inpaint, str(path))
+    facts = checkpoint_facts(path)
+    return CheckpointEntry(
+        name, kind.family, kind.inpaint, str(path), widths(facts.signature), facts.has_vae
+    )
+
+
+def lora_entry(name: str, path: Path) -> LoraEntry:
+    """A LoRA's entry: format, family, text width and (if it cannot be used) the reason."""
+    file = path
+    if path.is_dir():
+        file = path / "pytorch_lora_weights.safetensors"
+    if file.suffix.lower() in PICKLE_SUFFIXES:
+        return LoraEntry(name, None, str(path), "unknown", None, _PICKLE_LORA.format(name=name))
+    keys, metadata = read_header(file)
+    facts = lora_facts(keys, metadata, name)
+    return LoraEntry(name, facts.family, str(path), facts.format, facts.text_width, facts.problem)
+
+
+_PICKLE_LORA = (
+    "The LoRA {name!r} is a pickle file, whose contents cannot be checked before loading: "
+    "use its .safetensors version."
+)
 
 
 def _scan_kind(models_dir: Path, kind: str, allow_pickle: bool, inventory: Inventory) -> None:
@@ -108,12 +132,19 @@ def _scan_kind(models_dir: Path, kind: str, allow_pickle: bool, inventory: Inven
                 inventory.checkpoints.append(_checkpoint_entry(name, path))
             elif kind == "controlnet":
                 family = detect_controlnet(path)
-                entry = ControlNetEntry(name, family, control_type_from_name(name), str(path))
+                entry = ControlNetEntry(
+                    name,
+                    family,
+                    control_type_from_name(name),
+                    str(path),
+                    widths(controlnet_signature(path)),
+                )
                 inventory.controlnets.append(entry)
             elif kind == "lora":
-                inventory.loras.append(LoraEntry(name, detect_lora(path), str(path)))
+                inventory.loras.append(lora_entry(name, path))
             else:
-                inventory.vaes.append(name)
+                facts = detect_vae(path, name)
+                inventory.vaes.append(VaeEntry(name, facts.family, str(path), facts.problem))
         except (EngineError, OSError, ValueError) as exc:
             log.warning("skipping %s model %s: %s", kind, path, exc)
 
@@ -129,7 +160,8 @@ def merge_inventories(base: Inventory, extra: Inventory) -> Inventory:
     merged.controlnets += [e for e in extra.controlnets if e.name not in names]
     names = {entry.name for entry in merged.loras}
     merged.loras += [e for e in extra.loras if e.name not in names]
-    merged.vaes += [name for name in extra.vaes if name not in merged.vaes]
+    names = {entry.name for entry in merged.vaes}
+    merged.vaes += [e for e in extra.vaes if e.name not in names]
     return merged
 
 

@@ -60,6 +60,8 @@ class LoadedModel:
     device: str
     dtype: torch.dtype
     approx_bytes: int
+    own_vae: Any = None  # the VAE it was loaded with (its own, or its family's for no-VAE files)
+    vae_name: str | None = None  # the VAE from vae/ swapped in for the current job, if any
 
 
 def family_folder_name(family: str, inpaint: bool) -> str:
@@ -212,10 +214,15 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def _load_pipe(source: str, allow_pickle: bool, dtype: torch.dtype) -> tuple[Any, CheckpointKind]:
-    """Step 1-3 of loading: find the kind and config, then build the pipeline on the CPU."""
+def _load_pipe(
+    source: str, allow_pickle: bool, dtype: torch.dtype, vae: Any = None
+) -> tuple[Any, CheckpointKind]:
+    """Step 1-3 of loading: find the kind and config, then build the pipeline on the CPU.
+    ``vae``: a loaded VAE to use instead of the file's own (needed when it has none)."""
     path = Path(source).expanduser()
     extra: dict[str, Any] = {"torch_dtype": dtype}
+    if vae is not None:
+        extra["vae"] = vae
     if path.is_file() or path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors",):
         if not path.is_file():
             raise ModelNotFound(f"Model file not found: {path}")
@@ -295,12 +302,14 @@ def load_checkpoint(
     dtype: torch.dtype,
     allow_pickle: bool = False,
     name: str | None = None,
+    vae: Any = None,
 ) -> LoadedModel:
-    """Load a SD1.5/SDXL checkpoint (file, diffusers folder or cached Hub id) onto ``device``."""
+    """Load a SD1.5/SDXL checkpoint (file, diffusers folder or cached Hub id) onto ``device``
+    (``vae``: a loaded VAE to use instead of the file's own, for files without one)."""
     display = name or Path(source).stem or source
     # 1. Build on the CPU from the right config (errors name the file).
     try:
-        pipe, kind = _load_pipe(source, allow_pickle, dtype)
+        pipe, kind = _load_pipe(source, allow_pickle, dtype, vae)
         # 2. Every weight must have come from the file (a partial file leaves "meta" tensors).
         modules = [pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)]
         _check_complete(modules, display)
@@ -308,7 +317,10 @@ def load_checkpoint(
         raise
     except Exception as exc:  # diffusers/safetensors/torch raise many kinds on damaged files
         log.exception("loading %s failed", source)
-        raise ModelLoadError(f"Could not load {display} ({Path(source).name}): {exc}") from exc
+        raise ModelLoadError(
+            f"Could not load the model {display!r} ({Path(source).name}): the file is damaged "
+            "or not an SD1.5/SDXL checkpoint (details in the server log)."
+        ) from exc
     # 3. Quiet progress bars, then move to the device.
     pipe.set_progress_bar_config(disable=True)
     if device != "cpu":
@@ -324,6 +336,7 @@ def load_checkpoint(
         device=device,
         dtype=dtype,
         approx_bytes=approx_bytes(modules),
+        own_vae=pipe.vae,
     )
 
 
@@ -356,7 +369,10 @@ def load_controlnet(
         raise
     except Exception as exc:  # damaged files raise many kinds
         log.exception("loading ControlNet %s failed", source)
-        raise ModelLoadError(f"Could not load the ControlNet {path.name}: {exc}") from exc
+        raise ModelLoadError(
+            f"Could not load the ControlNet {path.name}: the file is damaged or not a "
+            "ControlNet for SD1.5/SDXL (details in the server log)."
+        ) from exc
     return model if device == "cpu" else model.to(device)
 
 

@@ -24,6 +24,7 @@ from backend.engine.architecture import (
     controlnet_signature,
     signature_of_config,
     unet_signature,
+    widths,
 )
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.inventory import check_model_name, scan_models
@@ -37,6 +38,7 @@ from backend.engine.tiny import (
     TINY_LORAS,
     controlnet_config,
     ensure_tiny_models,
+    unet_config,
 )
 from backend.engine.tokenizer import default_cache_dir
 from backend.engine.types import (
@@ -47,6 +49,7 @@ from backend.engine.types import (
     LoraEntry,
     LoraInput,
 )
+from backend.engine.vae import VaeCache, choose_vae, missing_vae_sentence
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +69,28 @@ def builtin_inventory() -> Inventory:
     """The tiny built-ins, always available (their files are written when first loaded)."""
     return Inventory(
         checkpoints=[
-            CheckpointEntry(name, family, inpaint, BUILTIN + name)
+            CheckpointEntry(
+                name, family, inpaint, BUILTIN + name, _tiny_widths(unet_config(family, inpaint))
+            )
             for name, (family, inpaint) in TINY_CHECKPOINTS.items()
         ],
         controlnets=[
-            ControlNetEntry(name, family, "any", BUILTIN + name)
+            ControlNetEntry(
+                name, family, "any", BUILTIN + name, _tiny_widths(controlnet_config(family))
+            )
             for name, family in TINY_CONTROLNETS.items()
         ],
-        loras=[LoraEntry(name, family, BUILTIN + name) for name, family in TINY_LORAS.items()],
+        loras=[
+            LoraEntry(
+                name, family, BUILTIN + name, "lora", unet_config(family)["cross_attention_dim"]
+            )
+            for name, family in TINY_LORAS.items()
+        ],
     )
+
+
+def _tiny_widths(config: dict) -> tuple[int, int] | None:
+    return widths(signature_of_config(config))
 
 
 def resolve_device(requested: str) -> str:
@@ -134,6 +150,7 @@ class ModelManager:
         self._current: str | None = None
         self._signatures: dict[tuple[str, int], Signature | None] = {}
         self._depth: tuple[str, DepthEstimator] | None = None
+        self._vaes = VaeCache(self._device, self._dtype)
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -163,7 +180,7 @@ class ModelManager:
                 )
             return self._inventory
 
-    def _find(self, kind: str, name: str) -> Any:
+    def _find(self, kind: str, name: str, field: str = "model") -> Any:
         """The inventory entry ``name`` of ``kind``; one rescan before giving up."""
         check_model_name(name)
         for refresh in (False, True):
@@ -171,10 +188,11 @@ class ModelManager:
             for entry in entries:
                 if entry.name == name:
                     return entry
-        label = {"checkpoints": "checkpoint", "controlnets": "ControlNet", "loras": "LoRA"}[kind]
+        label = {"checkpoints": "checkpoint", "controlnets": "ControlNet", "loras": "LoRA"}
         raise ModelNotFound(
-            f"No {label} named {name!r}. Put it in the models folder or pick one from the list.",
-            field="model",
+            f"No {label.get(kind, 'VAE')} named {name!r}. Put it in the models folder or pick "
+            "one from the list.",
+            field=field,
         )
 
     def _path(self, entry: Any) -> str:
@@ -206,13 +224,14 @@ class ModelManager:
             entry = self._find("checkpoints", name)
             path = self._path(entry)
             self._evict(keep=None, incoming=max(self.config.cache_models - 1, 0), extra=_size(path))
-            # 3. Load, then trim again with the real size.
+            # 3. Load (a file without a VAE gets its family's), then trim with the real size.
             loaded = load_checkpoint(
                 path,
                 device=self._device,
                 dtype=self._dtype,
                 allow_pickle=self.config.allow_pickle,
                 name=name,
+                vae=None if entry.has_vae else self._vae_for(entry, None),
             )
             self._models[name] = loaded
             self._current = name
@@ -220,6 +239,34 @@ class ModelManager:
             self._loaded_snapshot = tuple(self._models)
             log.info("loaded %s (%s, %.1f MB)", name, loaded.family, loaded.approx_bytes / 1e6)
             return loaded
+
+    def _vae_for(self, entry: CheckpointEntry, requested: str | None) -> Any:
+        """The loaded VAE a job on ``entry`` uses instead of its own; None = its own."""
+        inventory = self.inventory()
+        name = choose_vae(inventory, entry, requested, self.config.model_vaes)
+        if name is None:
+            if entry.has_vae:
+                return None
+            raise InvalidRequest("vae", None, missing_vae_sentence(entry.name, entry.family))
+        vae = self._find("vaes", name, field="vae")
+        if vae.problem is not None:
+            raise InvalidRequest("vae", name, vae.problem)
+        return self._vaes.get(name, self._path(vae), entry.family)
+
+    def use_vae(self, loaded: LoadedModel, requested: str | None) -> bool:
+        """Put the VAE a job asks for (or the model's default) into ``loaded``'s pipeline;
+        True when it changed (task pipelines built from the old one must be rebuilt)."""
+        with self._lock:
+            entry = self._find("checkpoints", loaded.name)
+            name = choose_vae(self.inventory(), entry, requested, self.config.model_vaes)
+            if not entry.has_vae and name == choose_vae(self.inventory(), entry, None, {}):
+                name = None  # the family VAE it was loaded with is its own
+            if name == loaded.vae_name:
+                return False
+            vae = loaded.own_vae if name is None else self._vae_for(entry, name)
+            loaded.pipe.register_modules(vae=vae)
+            loaded.vae_name = name
+            return True
 
     def _evict(self, keep: str | None, incoming: int, extra: int) -> None:
         """Drop least recently used models until at most ``incoming`` remain and the total
@@ -278,7 +325,7 @@ class ModelManager:
             return model
 
     def resolve_controlnet(
-        self, family: str, control_type: str, name: str | None = None
+        self, family: str, control_type: str, name: str | None = None, field: str = "controls[0]"
     ) -> ControlNetEntry:
         """The ControlNet to use: ``name`` if given (must fit the model), else one of the
         family's with exactly ``control_type``, else one of type "any". A ControlNet fits when
@@ -286,15 +333,15 @@ class ModelManager:
         model's UNet, wherever either file came from (built-in or models folder)."""
         wanted = self._current_signature(family)
         if name:
-            entry = self._find("controlnets", name)
+            entry = self._find("controlnets", name, field=f"{field}.model")
             if entry.family != family:
                 raise InvalidRequest(
-                    "control.model", name, f"is a {entry.family} ControlNet; the model is {family}"
+                    f"{field}.model", name, f"is a {entry.family} ControlNet; the model is {family}"
                 )
             found = self._controlnet_signature(entry)
             if wanted is not None and found is not None and found != wanted:
                 raise InvalidRequest(
-                    "control.model",
+                    f"{field}.model",
                     name,
                     f"does not fit the model: the ControlNet has {found.describe()}, "
                     f"the model {wanted.describe()}",
@@ -313,7 +360,7 @@ class ModelManager:
         raise ModelNotFound(
             f"No {control_type} ControlNet for {family} that fits the model is installed: put "
             f"one in the controlnet/ folder ({hint}).",
-            field="control.type",
+            field=f"{field}.type",
         )
 
     def _current_signature(self, family: str) -> Signature | None:
@@ -378,7 +425,9 @@ class ModelManager:
         """Apply ``loras`` to ``loaded`` for the block; afterwards the weights are as before."""
         files: list[tuple[str, str, float]] = []
         for index, lora in enumerate(loras):
-            entry = self._find("loras", lora.name)
+            entry = self._find("loras", lora.name, field=f"loras[{index}].name")
+            if entry.problem is not None:
+                raise InvalidRequest(f"loras[{index}].name", lora.name, entry.problem)
             if entry.family is not None and entry.family != loaded.family:
                 raise InvalidRequest(
                     f"loras[{index}].name",

@@ -56,6 +56,7 @@ class GenerationRequest:
     prompt: str = ""
     negative_prompt: str = ""
     model: str | None = None  # None = the engine's default model
+    vae: str | None = None  # None = the model's default VAE (its own, or model_vaes)
     image: np.ndarray | None = None  # (H, W, 4) uint8 RGBA
     mask: np.ndarray | None = None  # (H, W) uint8
     strength: float = 1.0
@@ -151,6 +152,8 @@ class CheckpointEntry:
     family: str  # "sd15" | "sdxl"
     inpaint: bool
     path: str  # file, diffusers folder, hub id or "builtin:tiny..."
+    widths: tuple[int, int] | None = None  # UNet (first block channels, text width), if read
+    has_vae: bool = True  # False: no VAE weights inside, a VAE from vae/ is needed
 
 
 @dataclass
@@ -159,6 +162,7 @@ class ControlNetEntry:
     family: str
     type: str  # a control type, or "any"
     path: str
+    widths: tuple[int, int] | None = None  # (first block channels, text width), if read
 
 
 @dataclass
@@ -166,6 +170,17 @@ class LoraEntry:
     name: str
     family: str | None
     path: str
+    format: str = "lora"  # lora | locon | diffusers | loha | lokr | ... (lora_formats.py)
+    text_width: int | None = None  # the UNet text width it was trained for, if read
+    problem: str | None = None  # why it cannot be used (a sentence); None = usable
+
+
+@dataclass
+class VaeEntry:
+    name: str
+    family: str | None  # "sd15" | "sdxl"
+    path: str
+    problem: str | None = None  # why it cannot be used (a sentence); None = usable
 
 
 @dataclass
@@ -173,7 +188,7 @@ class Inventory:
     checkpoints: list[CheckpointEntry] = field(default_factory=list)
     controlnets: list[ControlNetEntry] = field(default_factory=list)
     loras: list[LoraEntry] = field(default_factory=list)
-    vaes: list[str] = field(default_factory=list)
+    vaes: list[VaeEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -188,6 +203,7 @@ class EngineConfig:
     cache_models: int = 2  # checkpoints kept loaded (LRU) ...
     cache_budget_gb: float | None = None  # ... within this memory budget (None = device-based)
     tiny_dir: str | None = None  # where the built-in tiny models are written (None = a cache dir)
+    model_vaes: dict[str, str] = field(default_factory=dict)  # checkpoint -> its default VAE
     # Speed-ups (backend/engine/acceleration.py). ``compile``: off | background | blocking, a
     # torch.compile'd UNet per size bucket (CUDA). ``acceleration``: every option at once; it
     # wins over ``compile``. None = the device's recommended eager speed-ups (none on the CPU).

@@ -136,6 +136,7 @@ class JobParams(Message):
     prompt: str = ""
     negative_prompt: str = ""
     model: Optional[str] = None
+    vae: Optional[str] = None
     x: int = 0
     y: int = 0
     strength: float = 1.0
@@ -217,6 +218,7 @@ class CheckpointInfo(Message):
     name: str
     family: str
     inpaint: bool
+    has_vae: bool = True
 
 
 @dataclass
@@ -230,6 +232,15 @@ class ControlNetInfo(Message):
 class LoraInfo(Message):
     name: str
     family: Optional[str] = None
+    format: str = "lora"
+    problem: Optional[str] = None
+
+
+@dataclass
+class VaeInfo(Message):
+    name: str
+    family: Optional[str] = None
+    problem: Optional[str] = None
 
 
 @dataclass
@@ -238,6 +249,7 @@ class ModelsInfo(Message):
     checkpoints: List[CheckpointInfo] = field(default_factory=list)
     controlnets: List[ControlNetInfo] = field(default_factory=list)
     loras: List[LoraInfo] = field(default_factory=list)
+    vaes: List[VaeInfo] = field(default_factory=list)
     samplers: List[str] = field(default_factory=list)
     control_types: List[str] = field(default_factory=lambda: list(CONTROL_TYPES))
     preprocessors: List[str] = field(default_factory=list)
@@ -271,6 +283,7 @@ class LiveParams(Message):
     prompt: str = ""
     negative_prompt: str = ""
     model: Optional[str] = None
+    vae: Optional[str] = None
     x: int = 0
     y: int = 0
     strength: float = 0.6

@@ -59,7 +59,7 @@ def test_scan_lists_models_with_family_and_type(models_dir: Path, caplog) -> Non
         "union": ("sd15", "any"),
     }
     assert [(e.name, e.family) for e in inventory.loras] == [("style", "sd15")]
-    assert inventory.vaes == ["ft-mse"]
+    assert [vae.name for vae in inventory.vaes] == ["ft-mse"]
     assert "broken" in caplog.text  # skipped with a warning, not a crash
     base = next(e for e in inventory.checkpoints if e.name == "base")
     assert Path(base.path) == models_dir / "checkpoints" / "base.safetensors"

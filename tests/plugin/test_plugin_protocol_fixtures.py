@@ -58,6 +58,7 @@ def test_field_sets_match_for_every_model() -> None:
         "Health",
         "CheckpointInfo",
         "ControlNetInfo",
+        "VaeInfo",
         "LoraInfo",
         "ModelsInfo",
         "PreprocessParams",

@@ -1,0 +1,165 @@
+"""What a LoRA file is, from its safetensors header only: format, family and text width.
+
+Artists download LoRAs in several layouts. The ones diffusers loads (``load_lora_weights``)
+are run; the others are listed with a ``problem`` sentence and refused at submit, so a job
+never fails half-way on a file we could have read up front:
+
+* ``lora``: kohya/A1111 (``lora_unet_*``, ``lora_te_*``, SDXL ``lora_te1_``/``lora_te2_``,
+  ``.lora_down``/``.lora_up``/``.alpha``) -- loaded.
+* ``locon``: the same with convolution layers (LyCORIS LoCon, kohya "LoRA-C3Lier") -- loaded.
+* ``diffusers``: diffusers/PEFT keys (``unet.*.lora_A``/``lora_B``, ``lora.down``) -- loaded.
+* ``loha``, ``lokr``, ``ia3``, ``full``, ``glora`` (LyCORIS ``hada_*``, ``lokr_*``, ...)
+  -- refused with a sentence naming the format.
+
+The family comes from the training metadata, then from the keys (SDXL's two text encoders,
+its deeper transformer blocks), then from the width of the cross-attention inputs (768
+SD1.5, 2048 SDXL). ``text_width`` is that width whenever the file tells it: a LoRA only fits a
+checkpoint whose UNet has the same text width, which catches LoRAs made for another model of
+the same family name (and the tiny test models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Header = dict[str, tuple[int, ...]]
+
+LOADABLE = ("lora", "locon", "diffusers")
+#: format -> how the refusal names it
+REFUSED_NAMES = {
+    "loha": "a LyCORIS LoHa file (hada_* weights)",
+    "lokr": "a LyCORIS LoKr file (lokr_* weights)",
+    "ia3": "a LyCORIS (IA)^3 file",
+    "full": "a LyCORIS full/diff file (whole-weight differences)",
+    "glora": "a LyCORIS GLoRA file",
+}
+WIDTH_FAMILIES = {768: "sd15", 2048: "sdxl"}
+OTHER_FAMILY_WIDTHS = {1024: "Stable Diffusion 2.x"}
+#: key prefixes of LoRAs for model families we do not run
+OTHER_FAMILY_PREFIXES = (
+    ("lora_transformer_", "Flux or SD3"),
+    ("transformer.", "Flux or SD3"),
+    ("diffusion_model.double_blocks", "Flux"),
+    ("lora_unet_double_blocks", "Flux"),
+    ("lora_unet_joint_blocks", "SD3"),
+)
+
+
+@dataclass(frozen=True)
+class LoraFacts:
+    format: str  # one of LOADABLE or REFUSED_NAMES, or "unknown"
+    family: str | None  # "sd15" | "sdxl" | None (not told)
+    text_width: int | None  # the UNet's cross-attention input width, when the keys show it
+    problem: str | None = None  # why it cannot be used (a sentence), None when it can
+
+
+def lora_format(keys: Header) -> str:
+    """The layout of a LoRA's tensors (see the module doc)."""
+    names = list(keys)
+    if any(".hada_w1_a" in key or ".hada_w1_b" in key for key in names):
+        return "loha"
+    if any(".lokr_w1" in key or ".lokr_w2" in key for key in names):
+        return "lokr"
+    if any(key.endswith((".diff", ".diff_b")) for key in names):
+        return "full"
+    if any(key.endswith(".a1.weight") for key in names):
+        return "glora"
+    if any(key.endswith(".on_input") for key in names):
+        return "ia3"
+    kohya = [key for key in names if key.startswith(("lora_unet_", "lora_te"))]
+    if kohya and any(".lora_down." in key for key in kohya):
+        conv = any(
+            ".lora_down." in key and len(keys[key]) == 4 and keys[key][2:] != (1, 1)
+            for key in kohya
+        ) or any(".lora_down." in key and ("_resnets_" in key or "_conv" in key) for key in kohya)
+        return "locon" if conv else "lora"
+    if any(
+        key.endswith((".lora_A.weight", ".lora_B.weight", ".lora.down.weight", ".lora.up.weight"))
+        or ".lora_linear_layer." in key
+        for key in names
+    ):
+        return "diffusers"
+    return "unknown"
+
+
+def _text_width(keys: Header) -> int | None:
+    """The input width of the first cross-attention key/value projection a LoRA changes."""
+    for key, shape in sorted(keys.items()):
+        if "attn2" not in key or not ("to_k" in key or "to_v" in key):
+            continue
+        if key.endswith((".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".hada_w1_b")):
+            return int(shape[1]) if len(shape) >= 2 else None
+        if key.endswith(".down.weight") and "lora_linear_layer" in key:
+            return int(shape[1]) if len(shape) >= 2 else None
+    return None
+
+
+def _family_from_metadata(metadata: dict[str, str]) -> str | None:
+    version = metadata.get("ss_base_model_version", "").lower()
+    architecture = metadata.get("modelspec.architecture", "").lower()
+    if version.startswith("sdxl") or architecture.startswith("stable-diffusion-xl"):
+        return "sdxl"
+    if version.startswith("sd_v1") or architecture.startswith("stable-diffusion-v1"):
+        return "sd15"
+    if version.startswith("sd_v2") or architecture.startswith("stable-diffusion-v2"):
+        return "sd2"
+    if "flux" in version or "flux" in architecture:
+        return "flux"
+    if "sd3" in version or "stable-diffusion-3" in architecture:
+        return "sd3"
+    return None
+
+
+def _family_from_keys(keys: Header) -> str | None:
+    names = list(keys)
+    if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for key in names):
+        return "sdxl"
+    # SDXL's deeper blocks: transformer_blocks beyond the first, or input_blocks 7/8 attentions.
+    if any("transformer_blocks_1_" in key or "transformer_blocks.1." in key for key in names):
+        return "sdxl"
+    return None
+
+
+def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
+    """Format, family, text width and (when it cannot be used) the reason, from a header."""
+    fmt = lora_format(keys)
+    width = _text_width(keys)
+    family = _family_from_metadata(metadata) or _family_from_keys(keys)
+    if family is None and width is not None:
+        family = WIDTH_FAMILIES.get(width)
+    if family is None and any(key.startswith("lora_te_") for key in keys):
+        family = "sd15" if width not in OTHER_FAMILY_WIDTHS else None
+    # 1. Families we do not run.
+    other = {"sd2": "Stable Diffusion 2.x", "flux": "Flux", "sd3": "SD3"}.get(family or "")
+    if other is None and width in OTHER_FAMILY_WIDTHS and family is None:
+        other = OTHER_FAMILY_WIDTHS[width]
+    if other is None:
+        other = next((label for prefix, label in OTHER_FAMILY_PREFIXES if _any(keys, prefix)), None)
+    if other is not None:
+        problem = f"The LoRA {name!r} is for {other}; Diffusion Layers runs SD1.5 and SDXL."
+        return LoraFacts(fmt, None, width, problem)
+    # 2. Layouts diffusers does not load.
+    if fmt in REFUSED_NAMES:
+        problem = (
+            f"The LoRA {name!r} is {REFUSED_NAMES[fmt]}, which Diffusion Layers cannot load "
+            "yet: use a LoRA or LoCon version of it."
+        )
+        return LoraFacts(fmt, family, width, problem)
+    if fmt == "unknown":
+        problem = (
+            f"The file {name!r} in the lora folder holds no LoRA weights Diffusion Layers "
+            "knows (kohya, LoCon or diffusers layout)."
+        )
+        return LoraFacts(fmt, family, width, problem)
+    # 3. A loadable file whose family nothing tells.
+    if family is None:
+        problem = (
+            f"Diffusion Layers cannot tell which model family the LoRA {name!r} is for (no "
+            "training metadata, no cross-attention weights)."
+        )
+        return LoraFacts(fmt, None, width, problem)
+    return LoraFacts(fmt, family, width, None)
+
+
+def _any(keys: Header, prefix: str) -> bool:
+    return any(key.startswith(prefix) for key in keys)
