@@ -51,3 +51,12 @@ def problem(
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return f"{field}={shown}: {reason}"
+
+
+def with_field(message: str, field: str | None) -> str:
+    """``message`` led by its field's canonical path, unless it already starts with it (for
+    outputs without a separate field, like the command line)."""
+    path = canonical_field(field)
+    if not path or message.startswith(path):
+        return message
+    return f"{path}: {message}"
