@@ -11,7 +11,7 @@ import argparse
 import ipaddress
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from backend.engine.acceleration import COMPILE_MODES
@@ -39,6 +39,8 @@ class Settings:
     allow_pickle: bool = False
     cache_models: int = 2
     tiny_dir: str | None = None  # where the built-in tiny test models are written
+    # Per-model default VAE: {"checkpoint name": "vae name"} (names as in GET /v1/models).
+    model_vaes: dict[str, str] = field(default_factory=dict)
     compile: str = "off"  # off | background | blocking: torch.compile the UNet (CUDA only)
     max_request_mb: float = 256.0
     max_image_pixels: int = 4096 * 4096
@@ -66,6 +68,12 @@ class Settings:
         if self.compile not in COMPILE_MODES:
             raise SettingsError(
                 f"compile={self.compile!r}: must be one of {', '.join(COMPILE_MODES)}"
+            )
+        if not isinstance(self.model_vaes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.model_vaes.items()
+        ):
+            raise SettingsError(
+                f"model_vaes={self.model_vaes!r}: must map checkpoint names to VAE names"
             )
         if self.max_request_mb <= 0:
             raise SettingsError(f"max_request_mb={self.max_request_mb!r}: must be > 0")
@@ -115,6 +123,7 @@ class Settings:
             cache_models=self.cache_models,
             tiny_dir=self.tiny_dir,
             compile=self.compile,
+            model_vaes=dict(self.model_vaes),
         )
 
     def to_dict(self) -> dict:

@@ -24,8 +24,9 @@ from backend.engine.architecture import (
     controlnet_signature,
     signature_of_config,
     unet_signature,
-    widths,
 )
+from backend.engine.builtins import BUILTIN, builtin_inventory
+from backend.engine.devices import default_budget_bytes, resolve_device, resolve_dtype
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.inventory import check_model_name, scan_models
 from backend.engine.loader import LoadedModel, load_checkpoint, load_controlnet
@@ -33,12 +34,8 @@ from backend.engine.lora import loras_applied as apply_loras
 from backend.engine.pipelines import release_model
 from backend.engine.preprocess import DepthEstimator, load_depth_estimator
 from backend.engine.tiny import (
-    TINY_CHECKPOINTS,
-    TINY_CONTROLNETS,
-    TINY_LORAS,
     controlnet_config,
     ensure_tiny_models,
-    unet_config,
 )
 from backend.engine.tokenizer import default_cache_dir
 from backend.engine.types import (
@@ -46,16 +43,12 @@ from backend.engine.types import (
     ControlNetEntry,
     EngineConfig,
     Inventory,
-    LoraEntry,
     LoraInput,
 )
 from backend.engine.vae import VaeCache, choose_vae, missing_vae_sentence
 
 log = logging.getLogger(__name__)
 
-BUILTIN = "builtin:"
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 CONTROLNET_CACHE = 4
 DEPTH_FOLDER = "depth"  # models_dir/depth/<folder>: a transformers depth model (DPT, ...)
 #: what to suggest when no ControlNet of a type is installed
@@ -63,70 +56,6 @@ INSTALL_HINTS = {
     "sd15": "e.g. control_v11p_sd15_{type}.safetensors",
     "sdxl": "e.g. a {type} ControlNet for SDXL (diffusers_xl_{type}.safetensors)",
 }
-
-
-def builtin_inventory() -> Inventory:
-    """The tiny built-ins, always available (their files are written when first loaded)."""
-    return Inventory(
-        checkpoints=[
-            CheckpointEntry(
-                name, family, inpaint, BUILTIN + name, _tiny_widths(unet_config(family, inpaint))
-            )
-            for name, (family, inpaint) in TINY_CHECKPOINTS.items()
-        ],
-        controlnets=[
-            ControlNetEntry(
-                name, family, "any", BUILTIN + name, _tiny_widths(controlnet_config(family))
-            )
-            for name, family in TINY_CONTROLNETS.items()
-        ],
-        loras=[
-            LoraEntry(
-                name, family, BUILTIN + name, "lora", unet_config(family)["cross_attention_dim"]
-            )
-            for name, family in TINY_LORAS.items()
-        ],
-    )
-
-
-def _tiny_widths(config: dict) -> tuple[int, int] | None:
-    return widths(signature_of_config(config))
-
-
-def resolve_device(requested: str) -> str:
-    """ "auto" -> cuda if available, else mps, else cpu; explicit names are checked."""
-    base = requested.split(":")[0]
-    if base not in DEVICES:
-        raise InvalidRequest("device", requested, f"expected one of {', '.join(DEVICES)}")
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
-    if base == "cuda" and not torch.cuda.is_available():
-        raise InvalidRequest("device", requested, "CUDA is not available on this machine")
-    return requested
-
-
-def resolve_dtype(requested: str, device: str) -> torch.dtype:
-    """ "auto" -> float16 on cuda/mps, float32 on cpu; explicit names are honoured."""
-    if requested == "auto":
-        return torch.float32 if device == "cpu" else torch.float16
-    if requested not in DTYPES:
-        raise InvalidRequest("dtype", requested, f"expected auto or one of {', '.join(DTYPES)}")
-    if device == "cpu" and requested != "float32":
-        log.warning("dtype %s on the CPU is slow and some operations lack support", requested)
-    return DTYPES[requested]
-
-
-def default_budget_bytes(device: str) -> int:
-    """Memory the checkpoint cache may use: 85% of the GPU, or half of the free RAM."""
-    if device.startswith("cuda"):
-        index = torch.device(device).index or 0
-        return int(torch.cuda.get_device_properties(index).total_memory * 0.85)
-    import psutil
-
-    return int(psutil.virtual_memory().available * 0.5)
 
 
 class ModelManager:
@@ -231,7 +160,7 @@ class ModelManager:
                 dtype=self._dtype,
                 allow_pickle=self.config.allow_pickle,
                 name=name,
-                vae=None if entry.has_vae else self._vae_for(entry, None),
+                vae=None if entry.has_vae else self._vae(entry, self._family_vae(entry)),
             )
             self._models[name] = loaded
             self._current = name
@@ -240,31 +169,29 @@ class ModelManager:
             log.info("loaded %s (%s, %.1f MB)", name, loaded.family, loaded.approx_bytes / 1e6)
             return loaded
 
-    def _vae_for(self, entry: CheckpointEntry, requested: str | None) -> Any:
-        """The loaded VAE a job on ``entry`` uses instead of its own; None = its own."""
-        inventory = self.inventory()
-        name = choose_vae(inventory, entry, requested, self.config.model_vaes)
+    def _vae(self, entry: CheckpointEntry, name: str | None) -> Any:
+        """The loaded VAE ``name`` for ``entry``'s family (refusals name ``vae``)."""
         if name is None:
-            if entry.has_vae:
-                return None
             raise InvalidRequest("vae", None, missing_vae_sentence(entry.name, entry.family))
         vae = self._find("vaes", name, field="vae")
         if vae.problem is not None:
             raise InvalidRequest("vae", name, vae.problem)
         return self._vaes.get(name, self._path(vae), entry.family)
 
+    def _family_vae(self, entry: CheckpointEntry) -> str | None:
+        return choose_vae(self.inventory(), entry, None, {})
+
     def use_vae(self, loaded: LoadedModel, requested: str | None) -> bool:
-        """Put the VAE a job asks for (or the model's default) into ``loaded``'s pipeline;
-        True when it changed (task pipelines built from the old one must be rebuilt)."""
+        """Put the job's VAE (or the model's default) into ``loaded``'s pipeline; True when
+        it changed (task pipelines built with the old one must be rebuilt)."""
         with self._lock:
             entry = self._find("checkpoints", loaded.name)
+            own = self._family_vae(entry)  # None, or the family VAE it was loaded with
             name = choose_vae(self.inventory(), entry, requested, self.config.model_vaes)
-            if not entry.has_vae and name == choose_vae(self.inventory(), entry, None, {}):
-                name = None  # the family VAE it was loaded with is its own
+            name = None if name == own else name
             if name == loaded.vae_name:
                 return False
-            vae = loaded.own_vae if name is None else self._vae_for(entry, name)
-            loaded.pipe.register_modules(vae=vae)
+            loaded.pipe.register_modules(vae=self._vae(entry, name) if name else loaded.own_vae)
             loaded.vae_name = name
             return True
 

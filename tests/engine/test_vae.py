@@ -128,3 +128,13 @@ def test_a_damaged_checkpoint_fails_with_a_sentence(tmp_path, tiny_models_dir) -
     assert "half" in info.value.message
     for library_words in ("from_pretrained", "from_single_file", "Traceback", "import "):
         assert library_words not in info.value.message
+
+
+def test_the_model_vaes_setting_reaches_the_engine_and_is_checked() -> None:
+    from backend.settings import Settings, SettingsError
+
+    settings = Settings(model_vaes={"tiny": "tiny-vae"})
+    settings.check()
+    assert settings.engine_config().model_vaes == {"tiny": "tiny-vae"}
+    with pytest.raises(SettingsError, match="model_vaes"):
+        Settings(model_vaes={"tiny": 3}).check()  # type: ignore[dict-item]
