@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 KINDS = ("checkpoints", "controlnet", "lora", "vae")
 SAFE_SUFFIX = ".safetensors"
-#: file-name keywords -> control type (first match wins; order matters: "softedge" before "hed")
+#: file-name keywords -> control type (first match wins; order matters: "softedge" before "hed").
+#: The types are the protocol's control types ("pose", not "openpose"); the last ones are
+#: ControlNets for inputs we have no control type for: never picked for another type.
 CONTROL_KEYWORDS = (
     ("scribble", "scribble"),
     ("lineart", "lineart"),
@@ -33,9 +35,17 @@ CONTROL_KEYWORDS = (
     ("canny", "canny"),
     ("depth", "depth"),
     ("normal", "normal"),
-    ("openpose", "openpose"),
-    ("pose", "openpose"),
+    ("openpose", "pose"),
+    ("pose", "pose"),
     ("tile", "tile"),
+    ("inpaint", "inpaint"),
+    ("mlsd", "mlsd"),
+    ("shuffle", "shuffle"),
+    ("ip2p", "ip2p"),
+    ("qrcode", "qrcode"),
+    ("brightness", "brightness"),
+    ("recolor", "recolor"),
+    ("_seg", "seg"),
 )
 
 

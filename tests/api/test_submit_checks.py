@@ -39,6 +39,10 @@ def client(tmp_path_factory):
     config = {"_class_name": "ControlNetModel", "block_out_channels": [320, 640, 1280, 1280]}
     (full / "config.json").write_text(json.dumps({**config, "cross_attention_dim": 768}))
     shutil.copy(paths["tiny-sdxl-controlnet"], root / "controlnet" / "xl_canny.safetensors")
+    # Copies of the tiny one whose names tell their type: depth, openpose, and a segmentation
+    # ControlNet (a type we have no control for).
+    for name in ("tiny_depth", "tiny_openpose", "control_v11p_sd15_seg"):
+        shutil.copy(paths["tiny-controlnet"], root / "controlnet" / f"{name}.safetensors")
     # LoRAs: full-size SD1.5 (text width 768), SDXL (two text encoders), LoHa, LoKr.
     fake(root / "lora" / "full-size.safetensors", {f"{ATTN2_K}.lora_down.weight": (4, 768)}, SD15)
     fake(root / "lora" / "xl-style.safetensors", {"lora_te2_x.lora_down.weight": (4, 1280)})
@@ -51,13 +55,16 @@ def client(tmp_path_factory):
     engine = Engine(engine_config, ModelManager(engine_config))
     settings = make_settings(tmp_path_factory.mktemp("out"), default_model="tiny")
     with serve_app(settings, engine) as server, server.client(timeout=120) as http:
+        http.engine = engine  # type: ignore[attr-defined]
         yield http
 
 
 CONTROL = {"type": "canny", "image": "control_0"}
 CASES = {
     "controlnet of other widths": (
-        job_params(model="tiny", controls=[{**CONTROL, "model": "control_sd15_depth"}]),
+        job_params(
+            model="tiny", controls=[{**CONTROL, "type": "depth", "model": "control_sd15_depth"}]
+        ),
         422,
         "controls[0].model",
         "does not fit",
@@ -67,6 +74,18 @@ CASES = {
         422,
         "controls[1].model",
         "sdxl ControlNet",
+    ),
+    "controlnet of other type": (
+        job_params(model="tiny", controls=[{**CONTROL, "model": "tiny_depth"}]),
+        422,
+        "controls[0].model",
+        "depth ControlNet",
+    ),
+    "controlnet for another input": (
+        job_params(model="tiny", controls=[{**CONTROL, "model": "control_v11p_sd15_seg"}]),
+        422,
+        "controls[0].model",
+        "seg ControlNet",
     ),
     "lora of other text width": (
         job_params(model="tiny", loras=[{"name": "full-size"}]),
@@ -137,3 +156,14 @@ def test_a_fitting_vae_and_controlnet_run(client) -> None:
     assert response.status_code == 202, response.text
     info = wait_job(client, response.json()["id"], timeout=120)
     assert info["state"] == "done", info
+
+
+def test_a_pose_control_picks_the_openpose_controlnet(client) -> None:
+    """The protocol's "pose" finds ControlNets named "openpose"; a segmentation ControlNet is
+    never picked for another type."""
+    models = client.engine.models
+    models.checkpoint("tiny")
+    assert models.resolve_controlnet("sd15", "pose").name == "tiny_openpose"
+    assert models.resolve_controlnet("sd15", "depth").name == "tiny_depth"
+    picked = {models.resolve_controlnet("sd15", kind).name for kind in ("canny", "scribble", "tile")}
+    assert "control_v11p_sd15_seg" not in picked

@@ -95,8 +95,11 @@ def test_missing_folder_is_empty_and_extra_entries_are_merged(tmp_path: Path, mo
         ("diffusers_xl_canny_full", "canny"),
         ("control_v11f1p_sd15_depth", "depth"),
         ("control_v11p_sd15_normalbae", "normal"),
-        ("thibaud_xl_openpose", "openpose"),
-        ("some_pose_model", "openpose"),
+        ("thibaud_xl_openpose", "pose"),
+        ("some_pose_model", "pose"),
+        ("control_v11p_sd15_inpaint", "inpaint"),
+        ("control_v11p_sd15_seg", "seg"),
+        ("control_v11p_sd15_mlsd", "mlsd"),
         ("control_v11f1e_sd15_tile", "tile"),
         ("controlnet-union-sdxl", "any"),
         ("canny/union", "any"),  # only the file name counts
