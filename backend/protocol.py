@@ -6,8 +6,12 @@ it with standard-library dataclasses; both sides test a JSON round trip of the s
 (``tests/fixtures/protocol/``).
 
 Images travel as multipart parts next to the ``params`` JSON part. A part's Content-Type picks
-its codec: ``image/png`` (any PNG) or the raw formats below, which skip PNG entirely and are the
-fast path on loopback. Every image part has exactly ``params.width`` x ``params.height`` pixels.
+its codec: an image file (``image/png``, ``image/jpeg``, ``image/webp``, or
+``application/octet-stream``, told apart by its first bytes) or the raw formats below, which skip
+encoding entirely and are the fast path on loopback. The region is ``params.width`` x
+``params.height``; both may be left out when the ``image`` part is a file, which carries its size.
+Image and mask parts are exactly the region's size; control images of another size are scaled
+to cover the region (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ RAW_BGRA = "image/x-raw-bgra8"
 #: Raw 8-bit single channel (masks): 255 = fully selected.
 RAW_GRAY = "image/x-raw-gray8"
 PNG = "image/png"
+JPEG = "image/jpeg"
+WEBP = "image/webp"
 
 Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
 ControlType = Literal["scribble", "lineart", "softedge", "canny", "depth", "normal", "pose", "tile"]
@@ -48,6 +54,12 @@ MAX_CONTROLS = 8
 MAX_LORAS = 8
 MAX_SIDE = 8192
 MAX_SEED = 2**32 - 1
+
+
+SIZE_DESCRIPTION = (
+    "size of the region; null = the image part's own size (a PNG/JPEG/WebP file); "
+    "required for txt2img and raw image parts"
+)
 
 
 class _Model(BaseModel):
@@ -96,8 +108,8 @@ class JobParams(_Model):
     prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=200)
-    width: int = Field(ge=8, le=MAX_SIDE, description="size of the region (and every image part)")
-    height: int = Field(ge=8, le=MAX_SIDE)
+    width: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
+    height: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
     x: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="region's canvas offset")
     y: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     strength: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -201,8 +213,8 @@ class PreprocessParams(_Model):
     """The ``params`` part of ``POST /v1/preprocess`` (control map for 'preprocess to layer')."""
 
     type: ControlType
-    width: int = Field(ge=8, le=MAX_SIDE)
-    height: int = Field(ge=8, le=MAX_SIDE)
+    width: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
+    height: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
 
 
 class ProgressEvent(_Model):
@@ -233,8 +245,8 @@ class LiveParams(_Model):
     prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=200)
-    width: int = Field(ge=8, le=MAX_SIDE, description="size of the region (and every image part)")
-    height: int = Field(ge=8, le=MAX_SIDE)
+    width: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
+    height: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
     x: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="region's canvas offset")
     y: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     strength: float = Field(default=0.6, gt=0.0, le=1.0)

@@ -11,6 +11,7 @@ import re
 import secrets
 
 from backend.api.errors import PayloadTooLarge, Unprocessable
+from backend.api.image_parts import check_parts, decode_controls, region_size
 from backend.api.images import decode_image, decode_mask
 from backend.api.multipart import Part
 from backend.engine.types import (
@@ -70,25 +71,16 @@ def build_request(
     params: JobParams, parts: dict[str, Part], max_pixels: int, known: set[str]
 ) -> GenerationRequest:
     """The engine request for ``params`` and its parts (4xx ApiErrors on bad input)."""
-    size = (params.width, params.height)
-    # 1. Limits and names first: cheap, and before any pixel is decoded.
-    check_pixels(params.width, params.height, max_pixels)
+    # 1. Names, and the parts this mode and these controls use (image_parts.py): cheap,
+    #    before any pixel is decoded.
     check_names(params, known)
-    # 2. Every part must be expected, every referenced part present.
     control_parts = [c.image for c in params.controls]
-    if len(set(control_parts)) != len(control_parts):
-        raise Unprocessable("controls: two controls name the same image part", field="controls")
-    expected = {"params", "image", "mask", *control_parts}
-    for name in parts:
-        if name not in expected:
-            raise Unprocessable(f"part {name!r}: not expected by these params", field=name)
-    for i, name in enumerate(control_parts):
-        if name not in parts:
-            raise Unprocessable(
-                f"controls[{i}].image={name!r}: no multipart part of that name",
-                field=f"controls[{i}].image",
-            )
-    # 3. Decode images into the engine's types.
+    inpaint = InpaintSettings(**params.inpaint.model_dump())
+    check_parts(params.mode, parts, control_parts, inpaint)
+    # 2. The region: the params' size, else the image file's own; then the pixel limit.
+    size = region_size(params.width, params.height, params.mode, parts.get("image"), max_pixels)
+    check_pixels(*size, max_pixels)
+    # 3. Decode images into the engine's types (one part may serve several controls).
     image = mask = None
     if "image" in parts:
         part = parts["image"]
@@ -97,9 +89,9 @@ def build_request(
         part = parts["mask"]
         mask = decode_mask(part.view, part.content_type, "mask", size, max_pixels)
     controls = []
-    for control in params.controls:
-        part = parts[control.image]
-        pixels = decode_image(part.view, part.content_type, control.image, size, max_pixels)
+    for control, pixels in zip(
+        params.controls, decode_controls(control_parts, parts, size, max_pixels), strict=True
+    ):
         controls.append(
             ControlInput(
                 type=control.type,
@@ -114,8 +106,8 @@ def build_request(
     # 4. Assemble, resolving the seed.
     return GenerationRequest(
         mode=params.mode,
-        width=params.width,
-        height=params.height,
+        width=size[0],
+        height=size[1],
         prompt=params.prompt,
         negative_prompt=params.negative_prompt,
         model=params.model,
@@ -130,7 +122,7 @@ def build_request(
         clip_skip=params.clip_skip,
         controls=controls,
         loras=[LoraInput(name=lo.name, weight=lo.weight) for lo in params.loras],
-        inpaint=InpaintSettings(**params.inpaint.model_dump()),
+        inpaint=inpaint,
         x=params.x,
         y=params.y,
     )

@@ -1,75 +1,91 @@
-"""Decode and encode the image parts of requests and responses, with size limits.
+"""The image parts of requests: which codec a part's Content-Type (or its first bytes) picks,
+and the API's status codes for images that cannot be used; plus raw responses.
 
-Codecs by Content-Type: ``image/png`` (any PNG; its declared size is checked in the IHDR chunk
-before a single pixel is decoded, so a PNG bomb costs nothing) or the raw formats of
-``backend.protocol`` (``RAW_BGRA``: width*height*4 bytes, ``RAW_GRAY``: width*height bytes).
-Images come out as the engine wants them: RGBA (H, W, 4) uint8 or a mask (H, W) uint8.
+Decoding itself is ``backend.engine.image_decode``, the one module the CLI uses too: PNG (every
+colour type and bit depth), JPEG and WebP, upright by their EXIF orientation, the declared size
+checked before any pixel is decoded (a PNG bomb costs nothing). Codecs by Content-Type:
+
+* ``image/png``, ``image/jpeg``, ``image/webp`` or ``application/octet-stream``: an image file,
+  its format told by its first bytes (a mislabelled file still decodes). These carry their
+  size, so ``width``/``height`` may be left out of the params.
+* ``RAW_BGRA`` (width*height*4 bytes) and ``RAW_GRAY`` (width*height bytes) of
+  ``backend.protocol``: the plugin's fast path; the size must come from the params.
+
+Images come out as the engine wants them: RGBA (H, W, 4) uint8, or a mask (H, W) uint8 by the
+one mask rule (alpha when the image has transparency, else luminance) for every codec.
 Parts may be any bytes-like object (the multipart reader hands out ``memoryview`` slices of the
 request buffer); raw BGRA becomes RGBA in one ``cv2.cvtColor`` pass, the only copy made.
 """
 
 from __future__ import annotations
 
-import io
-import struct
-from typing import TypeAlias
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-import cv2
 import numpy as np
-from PIL import Image
 from starlette.responses import StreamingResponse
 
 from backend.api.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from backend.protocol import PNG, RAW_BGRA, RAW_GRAY
+from backend.engine import image_decode
+from backend.engine.image_decode import Bytes, ImageDecodeError, ImageTooLarge, NotAnImage
+from backend.protocol import JPEG, PNG, RAW_BGRA, RAW_GRAY, WEBP
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CODECS = (PNG, RAW_BGRA, RAW_GRAY)
+OCTET_STREAM = "application/octet-stream"
+#: Content-Types of image files (decoded by their signature, whatever the label says).
+FILE_TYPES = (PNG, JPEG, WEBP, "image/jpg", "image/pjpeg", "image/apng", OCTET_STREAM)
+RAW_TYPES = (RAW_BGRA, RAW_GRAY)
+CODECS = (PNG, JPEG, WEBP, OCTET_STREAM, RAW_BGRA, RAW_GRAY)
+#: The OpenAPI ``encoding`` of every image part.
+IMAGE_CONTENT_TYPES = ", ".join(CODECS)
 #: Slice size of raw responses. One 16 MiB write makes asyncio's transport (Python 3.11)
 #: buffer the rest and memmove it on every partial send: ~50 ms on loopback for 2048² where
 #: 256 KiB slices take ~15 ms (measured; docs/benchmarks/README.md, "Transfer").
 RAW_SLICE = 256 * 1024
-Bytes: TypeAlias = "bytes | bytearray | memoryview"
 
 
-def png_declared_size(data: Bytes, field: str) -> tuple[int, int]:
-    """(width, height) from the IHDR chunk, without decoding anything."""
-    data = bytes(data[:24])
-    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        raise Unprocessable(f"{field}: not a PNG file (bad signature or header)", field=field)
-    width, height = struct.unpack(">II", data[16:24])
-    return int(width), int(height)
+def base_type(content_type: str) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _check_size(field: str, width: int, height: int, expected: tuple[int, int]) -> None:
-    if (width, height) != expected:
-        raise Unprocessable(
-            f"{field}: image is {width}x{height} but params say {expected[0]}x{expected[1]}",
+def is_file_type(content_type: str) -> bool:
+    """True when the part is an image file (it carries its own size)."""
+    return base_type(content_type) in FILE_TYPES
+
+
+def _check_codec(content_type: str, field: str) -> str:
+    ctype = base_type(content_type)
+    if ctype not in FILE_TYPES and ctype not in RAW_TYPES:
+        raise UnsupportedMediaType(
+            f"{field}: Content-Type {content_type!r} is not one of {', '.join(CODECS)}",
             field=field,
         )
+    return ctype
 
 
-def decode_png(data: Bytes, field: str, expected: tuple[int, int], max_pixels: int, mode: str):
-    """Decode a PNG part into a uint8 array of ``mode`` ("RGBA" or "L")."""
-    width, height = png_declared_size(data, field)
-    if width * height > max_pixels:
-        raise PayloadTooLarge(
-            f"{field}: PNG declares {width}x{height} = {width * height} pixels, "
-            f"over the limit of {max_pixels}",
-            field=field,
-        )
-    _check_size(field, width, height, expected)
-    # The IHDR check above already bounds the size (below PIL's own MAX_IMAGE_PIXELS guard,
-    # which stays in force as a second line: DecompressionBombError).
+@contextmanager
+def api_errors(content_type: str) -> Iterator[None]:
+    """The shared decoder's errors as the API's: 413 too many pixels, 415 an unlabelled part
+    that is no image file, 422 anything else."""
     try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
-            img.load()
-            converted = img.convert(mode)
-    except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"{field}: PNG too large to decode ({exc})", field=field) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise Unprocessable(f"{field}: corrupt or truncated PNG ({exc})", field=field) from exc
-    _check_size(field, converted.width, converted.height, expected)
-    return np.asarray(converted, dtype=np.uint8).copy()
+        yield
+    except ImageTooLarge as error:
+        raise PayloadTooLarge(error.message, field=error.field) from error
+    except NotAnImage as error:
+        if base_type(content_type) == OCTET_STREAM:
+            message = f"{error.message}; label raw pixels {RAW_BGRA} or {RAW_GRAY}"
+            raise UnsupportedMediaType(message, field=error.field) from error
+        raise Unprocessable(error.message, field=error.field) from error
+    except ImageDecodeError as error:
+        raise Unprocessable(error.message, field=error.field) from error
+
+
+def file_size(data: Bytes, content_type: str, field: str) -> tuple[int, int] | None:
+    """(width, height) an image-file part declares, upright (no pixel decoded); None for raw
+    parts, which carry no size."""
+    if _check_codec(content_type, field) in RAW_TYPES:
+        return None
+    with api_errors(content_type):
+        return image_decode.read_header(data, field).size
 
 
 def decode_raw_view(data: Bytes, field: str, expected: tuple[int, int], channels: int):
@@ -85,57 +101,49 @@ def decode_raw_view(data: Bytes, field: str, expected: tuple[int, int], channels
     return np.frombuffer(data, dtype=np.uint8)
 
 
-def decode_raw(data: Bytes, field: str, expected: tuple[int, int], channels: int) -> np.ndarray:
-    """A raw part as a new array: (H, W) gray, or RGBA (H, W, 4) from BGRA."""
-    width, height = expected
-    array = decode_raw_view(data, field, expected, channels)
-    if channels == 1:
-        return array.reshape(height, width).copy()
-    return bgra_to_rgba(array.reshape(height, width, 4))
-
-
 def decode_image(
-    data: Bytes, content_type: str, field: str, expected: tuple[int, int], max_pixels: int
+    data: Bytes,
+    content_type: str,
+    field: str,
+    expected: tuple[int, int] | None,
+    max_pixels: int,
 ) -> np.ndarray:
-    """An image part as RGBA (H, W, 4) uint8. Gray raw parts become opaque gray RGBA."""
-    ctype = _base_type(content_type)
-    if ctype == PNG:
-        return decode_png(data, field, expected, max_pixels, "RGBA")
+    """An image part as RGBA (H, W, 4) uint8. ``expected`` (width, height) is checked when
+    given (raw parts need it); gray raw parts become opaque gray RGBA."""
+    ctype = _check_codec(content_type, field)
+    if ctype in FILE_TYPES:
+        with api_errors(content_type):
+            return image_decode.decode_file(data, field, max_pixels, expected)
+    if expected is None:
+        raise Unprocessable(
+            "width: required (a raw image part does not carry its size)", field="width"
+        )
+    width, height = expected
     if ctype == RAW_BGRA:
-        return decode_raw(data, field, expected, 4)
-    if ctype == RAW_GRAY:
-        gray = decode_raw_view(data, field, expected, 1).reshape(expected[1], expected[0])
-        return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGBA)
-    raise UnsupportedMediaType(
-        f"{field}: Content-Type {content_type!r} is not one of {', '.join(CODECS)}", field=field
-    )
+        raw = decode_raw_view(data, field, expected, 4).reshape(height, width, 4)
+        return image_decode.bgra_to_rgba(raw)
+    gray = decode_raw_view(data, field, expected, 1).reshape(height, width)
+    return image_decode.gray_to_rgba(gray)
 
 
 def decode_mask(
-    data: Bytes, content_type: str, field: str, expected: tuple[int, int], max_pixels: int
+    data: Bytes,
+    content_type: str,
+    field: str,
+    expected: tuple[int, int] | None,
+    max_pixels: int,
 ) -> np.ndarray:
-    """A mask part as (H, W) uint8, 255 = selected. PNG: grayscale; raw BGRA: its alpha."""
-    ctype = _base_type(content_type)
-    if ctype == PNG:
-        return decode_png(data, field, expected, max_pixels, "L")
-    if ctype == RAW_GRAY:
-        return decode_raw(data, field, expected, 1)
-    if ctype == RAW_BGRA:
+    """A mask part as (H, W) uint8, 255 = selected, by the one rule for every codec: the
+    alpha channel when the image has transparency, else its luminance (raw gray: itself)."""
+    if _check_codec(content_type, field) == RAW_GRAY and expected is not None:
         width, height = expected
-        raw = decode_raw_view(data, field, expected, 4)
-        return np.ascontiguousarray(raw.reshape(height, width, 4)[:, :, 3])
-    raise UnsupportedMediaType(
-        f"{field}: Content-Type {content_type!r} is not one of {', '.join(CODECS)}", field=field
+        return decode_raw_view(data, field, expected, 1).reshape(height, width).copy()
+    return image_decode.mask_from_rgba(
+        decode_image(data, content_type, field, expected, max_pixels)
     )
 
 
-def _base_type(content_type: str) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def bgra_to_rgba(array: np.ndarray) -> np.ndarray:
-    """A new contiguous RGBA array from BGRA (H, W, 4) uint8 (one pass, any strides)."""
-    return cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
+bgra_to_rgba = image_decode.bgra_to_rgba
 
 
 def raw_response(data: Bytes, width: int, height: int) -> StreamingResponse:

@@ -17,7 +17,7 @@ from backend.api.errors import (
     from_engine_error,
     validation_error,
 )
-from backend.api.images import raw_response
+from backend.api.images import IMAGE_CONTENT_TYPES, raw_response
 from backend.api.multipart import Part, read_parts
 from backend.api.sse import event_stream
 from backend.engine.errors import EngineError
@@ -26,7 +26,6 @@ from backend.jobs import Job, JobsError
 from backend.protocol import (
     PNG,
     RAW_BGRA,
-    RAW_GRAY,
     ErrorResponse,
     JobCreated,
     JobInfo,
@@ -55,8 +54,8 @@ JOB_BODY = {
                 },
                 "encoding": {
                     "params": {"contentType": "application/json"},
-                    "image": {"contentType": f"{PNG}, {RAW_BGRA}, {RAW_GRAY}"},
-                    "mask": {"contentType": f"{PNG}, {RAW_GRAY}, {RAW_BGRA}"},
+                    "image": {"contentType": IMAGE_CONTENT_TYPES},
+                    "mask": {"contentType": IMAGE_CONTENT_TYPES},
                 },
             }
         },

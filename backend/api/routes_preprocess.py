@@ -10,11 +10,12 @@ from fastapi.responses import Response
 from backend.api.context import ApiContext, get_context
 from backend.api.convert import check_pixels
 from backend.api.errors import Unprocessable
-from backend.api.images import decode_image
+from backend.api.image_parts import region_size
+from backend.api.images import IMAGE_CONTENT_TYPES, decode_image
 from backend.api.multipart import read_parts
 from backend.api.routes_jobs import ERRORS, parse_params
 from backend.outputs import encode_png
-from backend.protocol import PNG, RAW_BGRA, RAW_GRAY, PreprocessParams
+from backend.protocol import PNG, PreprocessParams
 
 router = APIRouter(prefix="/v1", tags=["preprocess"])
 
@@ -33,7 +34,7 @@ PREPROCESS_BODY = {
                 },
                 "encoding": {
                     "params": {"contentType": "application/json"},
-                    "image": {"contentType": f"{PNG}, {RAW_BGRA}, {RAW_GRAY}"},
+                    "image": {"contentType": IMAGE_CONTENT_TYPES},
                 },
             }
         },
@@ -51,15 +52,15 @@ async def preprocess(request: Request, ctx: ApiContext = Depends(get_context)) -
     # 1. Read and validate.
     parts = await read_parts(request, ctx.settings.max_request_bytes)
     params: PreprocessParams = parse_params(parts, PreprocessParams)
-    check_pixels(params.width, params.height, ctx.settings.max_image_pixels)
     extra = sorted(set(parts) - {"params", "image"})
     if extra:
         raise Unprocessable(f"part {extra[0]!r}: not expected by /v1/preprocess", field=extra[0])
     if "image" not in parts:
         raise Unprocessable("image: the multipart 'image' part is missing", field="image")
     part = parts["image"]
-    size = (params.width, params.height)
     limit = ctx.settings.max_image_pixels
+    size = region_size(params.width, params.height, "preprocess", part, limit)
+    check_pixels(*size, limit)
     # 2. Decode and run the preprocessor in a worker thread, never on the event loop.
     image = await asyncio.to_thread(
         decode_image, part.data, part.content_type, "image", size, limit

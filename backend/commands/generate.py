@@ -39,8 +39,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="checkpoint name, or a tiny built-in")
     parser.add_argument("--mode", choices=MODES, default="txt2img")
-    parser.add_argument("--image", help="the region (PNG/JPEG; transparency = empty canvas)")
-    parser.add_argument("--mask", help="selection PNG: greyscale, or its alpha channel")
+    parser.add_argument("--image", help="the region (PNG/JPEG/WebP; transparency = empty canvas)")
+    parser.add_argument(
+        "--mask", help="the selection: its alpha when it has transparency, else its greyscale"
+    )
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--negative", default="", help="negative prompt")
     parser.add_argument("--seed", type=int, help="seed of the first image (default: random)")
@@ -59,7 +61,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="TYPE:IMAGE[:MODEL[:STRENGTH]]",
-        help="a control layer (repeatable); MODEL empty = pick by type",
+        help="a control layer (repeatable); MODEL empty = pick by type; an IMAGE of another "
+        "size is scaled to cover the region",
     )
     parser.add_argument(
         "--raw-control",
@@ -82,31 +85,28 @@ def numbered(path: str, index: int) -> Path:
     return target if index == 0 else target.with_name(f"{target.stem}-{index}{target.suffix}")
 
 
-def load_rgba(path: str) -> Any:
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+def load_rgba(path: str, option: str = "--image") -> Any:
+    """An image file as upright RGBA, decoded exactly as the API decodes an image part
+    (backend/engine/image_decode.py: PNG of any type and depth, JPEG, WebP, EXIF orientation)."""
+    from backend.engine.image_decode import ImageDecodeError, decode_file
+    from backend.engine.request_checks import DEFAULT_MAX_PIXELS
 
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGBA"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as error:
-        raise UsageError(f"cannot read image {path!r}: {error}") from error
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise UsageError(f"{option}: cannot read {path!r}: {error.strerror or error}") from error
+    try:
+        return decode_file(data, option, DEFAULT_MAX_PIXELS)
+    except ImageDecodeError as error:
+        raise UsageError(f"{error.message} ({path})") from error
 
 
 def load_mask(path: str) -> Any:
-    """Greyscale (255 = selected), or the alpha channel when the PNG has transparency."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    """The selection (255 = selected) by the API's one rule: the alpha channel when the image
+    has transparency, else its luminance."""
+    from backend.engine.image_decode import mask_from_rgba
 
-    try:
-        with Image.open(path) as image:
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                alpha = np.asarray(image.convert("RGBA"))[..., 3]
-                if alpha.min() < 255:
-                    return alpha.copy()
-            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as error:
-        raise UsageError(f"cannot read mask {path!r}: {error}") from error
+    return mask_from_rgba(load_rgba(path, "--mask"))
 
 
 def parse_control(spec: str, raw: bool) -> Any:
@@ -130,7 +130,8 @@ def parse_control(spec: str, raw: bool) -> Any:
         strength = float(extras[1]) if len(extras) == 2 else 1.0
     except ValueError as error:
         raise UsageError(f"--control {spec!r}: STRENGTH must be a number") from error
-    return ControlInput(kind, load_rgba(path), model=model, strength=strength, preprocess=not raw)
+    pixels = load_rgba(path, "--control")
+    return ControlInput(kind, pixels, model=model, strength=strength, preprocess=not raw)
 
 
 def parse_lora(spec: str) -> Any:
@@ -149,9 +150,17 @@ def build_request(args: argparse.Namespace) -> Any:
     """The GenerationRequest the arguments describe (images loaded, sizes resolved)."""
     import numpy as np
 
+    from backend.engine.compositing import resize_cover
+    from backend.engine.masks import NOISE_LEVEL, has_selection
     from backend.engine.types import GenerationRequest
+    from backend.engine.used_inputs import unused_inputs
 
-    # 1. Region pixels and size.
+    # 1. Nothing the mode would ignore (a txt2img --image is only the --composite base).
+    image_used = bool(args.image) and (args.mode != "txt2img" or not args.composite)
+    unused = unused_inputs(args.mode, image_used, bool(args.mask))
+    if unused:
+        raise UsageError(f"--{unused[0][0]}: {unused[0][1]}")
+    # 2. Region pixels and size.
     image = load_rgba(args.image) if args.image else None
     if image is not None:
         height, width = image.shape[:2]
@@ -159,21 +168,28 @@ def build_request(args: argparse.Namespace) -> Any:
             raise UsageError(f"--width/--height differ from the image's size {width}x{height}")
     else:
         width, height = args.width or DEFAULT_SIZE, args.height or DEFAULT_SIZE
-    if image is None and args.mode != "txt2img":
+    if args.mode == "txt2img":
+        image = None  # the --composite base only (write_results reads it again)
+    elif image is None:
         if args.mode != "outpaint":
             raise UsageError(f"--mode {args.mode} needs --image")
         image = np.zeros((height, width, 4), np.uint8)  # outpaint into an empty canvas
-    # 2. Selection.
+    # 3. Selection.
     mask = load_mask(args.mask) if args.mask else None
     if mask is None and args.mode in ("inpaint", "outpaint"):
         raise UsageError(f"--mode {args.mode} needs --mask")
     if mask is not None and mask.shape != (height, width):
         raise UsageError(f"--mask is {mask.shape[1]}x{mask.shape[0]}, the region {width}x{height}")
+    if mask is not None and not has_selection(mask):
+        raise UsageError(
+            f"--mask: nothing is selected (every value is at most {NOISE_LEVEL} of 255, which "
+            "counts as unselected noise)"
+        )
     seed = args.seed if args.seed is not None else random.randint(0, 2**32 - 1)
     controls = [parse_control(spec, args.raw_control) for spec in args.control]
-    for control in controls:
+    for control in controls:  # another size: scaled to cover the region (as on the API)
         if control.image.shape[:2] != (height, width):
-            raise UsageError(f"control image for {control.type} is not {width}x{height}")
+            control.image = resize_cover(control.image, width, height)
     return GenerationRequest(
         mode=args.mode,
         width=width,
@@ -203,6 +219,8 @@ def write_results(args: argparse.Namespace, request: Any, layers: list) -> list[
 
     written: list[Path] = []
     base = request.image
+    if base is None and args.image:
+        base = load_rgba(args.image)
     if base is None:
         base = np.zeros((request.height, request.width, 4), np.uint8)
     for index, layer in enumerate(layers):
@@ -221,12 +239,14 @@ def write_results(args: argparse.Namespace, request: Any, layers: list) -> list[
 
 def run(args: argparse.Namespace) -> int:
     from backend.engine.errors import EngineError
+    from backend.fields import with_field
 
     # 1. Parse everything before loading a model.
     try:
         request = build_request(args)
     except (UsageError, EngineError) as error:
-        print(f"error: {getattr(error, 'message', error)}", file=sys.stderr)
+        message = getattr(error, "message", str(error))
+        print(f"error: {with_field(message, getattr(error, 'field', None))}", file=sys.stderr)
         return 2
     if args.model.startswith("tiny"):
         print(TINY_NOTE.format(model=args.model), file=sys.stderr)
@@ -243,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         written = write_results(args, request, layers)
     except EngineError as error:
         log.debug("generation failed", exc_info=True)
-        print(f"error: {error.message}", file=sys.stderr)
+        print(f"error: {with_field(error.message, error.field)}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"error: cannot write the result: {error}", file=sys.stderr)

@@ -26,6 +26,7 @@ __all__ = [
     "has_transparency",
     "make_layer",
     "prefill",
+    "resize_cover",
     "resize_mask",
     "resize_rgb",
     "resize_rgba",
@@ -85,6 +86,19 @@ def resize_rgba(image: np.ndarray, width: int, height: int) -> np.ndarray:
     rgb = np.where(alpha > 1e-6, out[..., :3] / np.maximum(alpha, 1e-6), 0.0)
     out[..., :3] = np.clip(rgb, 0.0, 1.0)
     return np.round(out * 255.0).astype(np.uint8)
+
+
+def resize_cover(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """RGBA scaled to cover ``width`` x ``height`` with its aspect ratio kept, the overflow
+    cropped evenly from both sides (a control image of another size than the region)."""
+    check_image("image", image, channels=(4,))
+    width, height = check_size("width", width), check_size("height", height)
+    src_h, src_w = image.shape[:2]
+    scale = max(width / src_w, height / src_h)
+    scaled_w, scaled_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
+    scaled = resize_rgba(image, scaled_w, scaled_h)
+    left, top = (scaled_w - width) // 2, (scaled_h - height) // 2
+    return np.ascontiguousarray(scaled[top : top + height, left : left + width])
 
 
 def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:

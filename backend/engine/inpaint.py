@@ -27,7 +27,7 @@ from backend.engine.compositing import (
 )
 from backend.engine.errors import InvalidRequest
 from backend.engine.geometry import Box, context_box, native_size, selection_bounds
-from backend.engine.masks import composite_alpha, denoise_mask, mask_params
+from backend.engine.masks import clean_selection, composite_alpha, denoise_mask, mask_params
 from backend.engine.types import GenerationRequest
 
 
@@ -54,14 +54,15 @@ def plan_inpaint(request: GenerationRequest, native: int, multiple: int = 8) -> 
         raise InvalidRequest("image", None, f"{request.mode} needs the region's pixels")
     if request.mask is None:
         raise InvalidRequest("mask", None, f"{request.mode} needs a selection mask")
-    bounds = selection_bounds(request.mask)
+    mask = clean_selection(request.mask)  # below the noise level = unselected (masks.py)
+    bounds = selection_bounds(mask)
     if bounds is None:
         raise InvalidRequest("mask", "empty", f"{request.mode} needs a non-empty selection")
     settings = request.inpaint
     box = context_box(bounds, request.width, request.height, settings.context)
     # 2. Crops, the two masks and the prefilled RGB.
     original = crop_rgba(request.image, box)
-    selection = crop_mask(request.mask, box)
+    selection = crop_mask(mask, box)
     grow, blur, feather = mask_params(bounds, settings.grow, settings.blur, settings.feather)
     denoise = denoise_mask(selection, grow, blur)
     alpha = composite_alpha(selection, feather)

@@ -14,7 +14,9 @@ import numpy as np
 
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.fill import FILL_METHODS
+from backend.engine.masks import NOISE_LEVEL, has_selection
 from backend.engine.types import CheckpointEntry, GenerationRequest, Inventory
+from backend.engine.used_inputs import check_used_inputs
 
 MODES = ("txt2img", "img2img", "inpaint", "outpaint")
 MIN_SIDE, MAX_SIDE = 8, 8192
@@ -83,7 +85,9 @@ def check_request(
         raise InvalidRequest(
             "width", f"{width}x{height}", f"the region is larger than {max_pixels} pixels"
         )
-    # 2. Pixels: the image for every mode but txt2img, a non-empty mask for (out)painting.
+    # 2. Pixels: the image for every mode but txt2img, a non-empty mask for (out)painting,
+    #    and nothing the mode would ignore (used_inputs.py).
+    check_used_inputs(request.mode, request.image is not None, request.mask is not None)
     if request.image is not None or request.mode != "txt2img":
         if request.image is None:
             raise InvalidRequest("image", None, f"{request.mode} needs the region's pixels")
@@ -92,8 +96,13 @@ def check_request(
         if request.mask is None:
             raise InvalidRequest("mask", None, f"{request.mode} needs a selection mask")
         mask = _check_pixels("mask", request.mask, (height, width))
-        if request.mode in ("inpaint", "outpaint") and not mask.any():
-            raise InvalidRequest("mask", "empty", f"{request.mode} needs a non-empty selection")
+        if request.mode in ("inpaint", "outpaint") and not has_selection(mask):
+            raise InvalidRequest(
+                "mask",
+                f"max {int(mask.max())}",
+                f"nothing is selected: {request.mode} needs a selection, and mask values up to "
+                f"{NOISE_LEVEL} (of 255) count as unselected noise",
+            )
     # 3. Sampling parameters.
     strength = _number("strength", request.strength, 0.0, 1.0)
     if strength == 0.0 and request.mode in ("img2img", "inpaint"):
@@ -107,6 +116,7 @@ def check_request(
         raise InvalidRequest("sampler", request.sampler, f"expected one of {sorted(samplers)}")
     if request.inpaint.fill not in FILL_METHODS:
         raise InvalidRequest("inpaint.fill", request.inpaint.fill, f"expected {FILL_METHODS}")
+    check_used_inputs(request.mode, False, False, request.inpaint)
     # 4. Names against the inventory.
     checkpoint = find_checkpoint(inventory, request.model or default_model)
     for index, control in enumerate(request.controls):

@@ -130,8 +130,9 @@ class InpaintOptions(Message):
 @dataclass
 class JobParams(Message):
     mode: str
-    width: int
-    height: int
+    # None: the image part's own size (an image file); the plugin always sends both.
+    width: Optional[int] = None
+    height: Optional[int] = None
     protocol: int = PROTOCOL_VERSION
     prompt: str = ""
     negative_prompt: str = ""
@@ -258,8 +259,8 @@ class ModelsInfo(Message):
 @dataclass
 class PreprocessParams(Message):
     type: str
-    width: int
-    height: int
+    width: Optional[int] = None
+    height: Optional[int] = None
 
 
 @dataclass
@@ -277,8 +278,8 @@ LIVE_SESSION_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 @dataclass
 class LiveParams(Message):
-    width: int
-    height: int
+    width: Optional[int] = None
+    height: Optional[int] = None
     protocol: int = PROTOCOL_VERSION
     prompt: str = ""
     negative_prompt: str = ""

@@ -110,7 +110,19 @@ CASES = {
         "image",
     ),
     "unknown image type": (
+        job_files(job_params(mode="img2img"), image=("i.gif", b"GIF89a\x01", "image/gif")),
+        415,
+        "image",
+    ),
+    "truncated jpeg": (
         job_files(job_params(mode="img2img"), image=("i.jpg", b"\xff\xd8\xff", "image/jpeg")),
+        422,
+        "image",
+    ),
+    "octet-stream that is no image file": (
+        job_files(
+            job_params(mode="img2img"), image=("i", b"\x00" * 64, "application/octet-stream")
+        ),
         415,
         "image",
     ),

@@ -87,3 +87,19 @@ def test_malformed_server_answers_raise_protocol_error() -> None:
         '{"status":"ok","ready":true,"version":"1","device":"cpu","dtype":"f","future":1}'
     )
     assert health.ready is True
+
+
+@pytest.mark.parametrize(
+    ("cls", "minimal"),
+    [
+        ("JobParams", {"mode": "img2img"}),
+        ("PreprocessParams", {"type": "canny"}),
+        ("LiveParams", {}),
+    ],
+)
+def test_sizes_may_be_left_out_on_both_sides(cls: str, minimal: dict) -> None:
+    """width/height: null = the image file's own size (the plugin itself always sends both)."""
+    plugin_dump = getattr(plugin_protocol, cls).from_dict(minimal).to_dict()
+    backend_dump = getattr(backend_protocol, cls).model_validate(minimal).model_dump(mode="json")
+    assert plugin_dump == backend_dump
+    assert plugin_dump["width"] is None and plugin_dump["height"] is None

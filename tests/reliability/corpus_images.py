@@ -114,12 +114,6 @@ def image_cases() -> Iterator[tuple[str, dict, int | None, str | None]]:
         "image",
     )
     yield (
-        "png zTXt bomb",
-        post_job(img2img(), image=("t.png", png_text_bomb(), "image/png")),
-        422,
-        "image",
-    )
-    yield (
         "jpeg in png clothing",
         post_job(img2img(), image=("i.png", b"\xff\xd8\xff\xe0" + b"\x00" * 100, "image/png")),
         422,
@@ -186,3 +180,6 @@ def valid_png_cases() -> Iterator[tuple[str, bytes]]:
     yield "gray+alpha", png_of("LA")
     yield "16-bit gray", png_of("I;16", bits16=True)
     yield "rgb", png_of("RGB")
+    # libpng stops inflating text chunks at its 8 MB limit and the pixels are never near the
+    # text: the bomb costs milliseconds, and the image is fine (it was refused before).
+    yield "zTXt bomb (text never inflated)", png_text_bomb()
