@@ -121,8 +121,9 @@ def composite_alpha(mask: np.ndarray, feather: int) -> np.ndarray:
 
     Ramps from the selection's edge up to 1 over ``feather + 1`` px *inside* the selection
     (smoothstep of the distance to the nearest unselected pixel; the image border does not
-    count as an edge), times the selection value. So alpha is exactly 0 where mask == 0 and
-    intermediate where the selection itself is soft. Where the selection is thinner than the
+    count as an edge), capped by the selection value: ``min(ramp, v / 255)``. So alpha is
+    exactly 0 where mask == 0, and a soft selection's value *is* its alpha (its softness is
+    applied once, not squared by a second fade). Where the selection is thinner than the
     ramp, the ramp is shortened to its depth (the deepest pixel within ``feather + 1`` px), so
     every piece of the selection reaches full alpha at its innermost pixels.
     """
@@ -141,9 +142,11 @@ def composite_alpha(mask: np.ndarray, feather: int) -> np.ndarray:
     reach = float(feather + 1)
     depth = cv2.dilate(distance, _disk(feather + 1))
     length = np.clip(depth, 1.0, reach)
-    # 4. Smoothstep ramp inside the selection, times the selection's own softness.
+    # 4. Smoothstep ramp inside the selection, capped by the selection's own softness: a soft
+    #    (feathered) edge already fades, and ramp x softness would apply it twice (a pixel
+    #    selected at v would get less than v); a hard edge (v = 255) gets the ramp.
     t = np.clip(distance / length, 0.0, 1.0)
     ramp = t * t * (3.0 - 2.0 * t)
-    alpha = ramp * soft
+    alpha = np.minimum(ramp, soft)
     alpha[support == 0] = 0.0
     return alpha.astype(np.float32)

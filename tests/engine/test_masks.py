@@ -68,6 +68,17 @@ def test_composite_alpha_soft_selection_gives_soft_alpha() -> None:
     assert np.allclose(half, 128 / 255)  # a flat half selection: half alpha everywhere
 
 
+def test_composite_alpha_of_a_feathered_selection_is_its_value_once() -> None:
+    """Krita's Feather 40 on a 300 px square: alpha = v (±1 level), never ramp x v."""
+    hard = np.zeros((460, 460), np.uint8)
+    hard[80:380, 80:380] = 255
+    soft = cv2.GaussianBlur(hard, (0, 0), 13)
+    alpha = composite_alpha(soft, feather=11)
+    diff = np.abs(np.round(alpha * 255) - soft.astype(np.float64))
+    assert diff.max() <= 1, diff.max()
+    assert np.round(composite_alpha(np.full((8, 8), 129, np.uint8), 4) * 255).max() == 129
+
+
 def test_composite_alpha_does_not_feather_the_image_border() -> None:
     mask = np.zeros((32, 32), np.uint8)
     mask[:, :16] = 255  # selection touching the crop border on three sides
