@@ -7,12 +7,14 @@ unloads them so the UNet and text encoder weights are bit-identical to before.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from backend.engine.errors import ModelLoadError
+from backend.engine.lycoris import is_loha, is_lokr, load_loha, lokr_to_lora
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,33 @@ def read_lora_file(path: str | Path) -> dict:
     return state
 
 
+_TEXT_ATTENTION = re.compile(r"^(lora_te[12]?_.*_self_attn_)[qkv]_proj\.lora_down\.weight$")
+
+
+def with_text_out_proj(state: dict) -> dict:
+    """``state`` with a zero ``out_proj`` pair on each text encoder that has none.
+
+    diffusers (0.39) tells its intermediate text-encoder layout by an ``out_proj`` key and
+    refuses a kohya LoRA without one ("Could not automatically infer state dict type"), e.g. a
+    LoRA trained on q/k/v only. A pair whose up matrix is zero adds nothing to any weight."""
+    import torch
+
+    added: dict[str, Any] = {}
+    for key, value in state.items():
+        match = _TEXT_ATTENTION.match(key)
+        if match is None:
+            continue
+        encoder = match.group(1).split("_text_model_")[0]
+        if any(k.startswith(encoder) and "_out_proj." in k for k in [*state, *added]):
+            continue
+        layer = match.group(1) + "out_proj"
+        width = int(value.shape[1])
+        added[f"{layer}.lora_down.weight"] = torch.zeros(1, width, dtype=value.dtype)
+        added[f"{layer}.lora_up.weight"] = torch.zeros(width, 1, dtype=value.dtype)
+        added[f"{layer}.alpha"] = torch.tensor(1.0)
+    return {**state, **added} if added else state
+
+
 def adapter_name(index: int, name: str) -> str:
     safe = "".join(ch if ch.isalnum() else "_" for ch in name)
     return f"dl{index}_{safe}"[:64]
@@ -102,12 +131,22 @@ def loras_applied(pipe: Any, loras: list[tuple[str, str, float]]) -> Iterator[li
         for index, (path, name, _weight) in enumerate(loras):
             adapter = adapter_name(index, name)
             state = read_lora_file(path)
+            names.append(adapter)  # before loading: a half-loaded adapter is unloaded too
             try:
-                pipe.load_lora_weights(state, adapter_name=adapter)
+                if is_loha(state):
+                    load_loha(pipe, state, adapter, name)
+                else:
+                    if is_lokr(state):
+                        state = lokr_to_lora(state, name)
+                    pipe.load_lora_weights(with_text_out_proj(state), adapter_name=adapter)
+            except ModelLoadError:
+                raise
             except Exception as exc:  # diffusers raises ValueError/KeyError/... on foreign layouts
                 log.exception("loading LoRA %s failed", path)
-                raise ModelLoadError(f"Could not load the LoRA {name!r}: {exc}") from exc
-            names.append(adapter)
+                raise ModelLoadError(
+                    f"Could not load the LoRA {name!r}: its weights do not fit this model's "
+                    "layers (details in the server log)."
+                ) from exc
         # 2. Activate them together with their weights.
         if names:
             pipe.set_adapters(names, adapter_weights=[float(w) for _, _, w in loras])

@@ -5,11 +5,14 @@ are run; the others are listed with a ``problem`` sentence and refused at submit
 never fails half-way on a file we could have read up front:
 
 * ``lora``: kohya/A1111 (``lora_unet_*``, ``lora_te_*``, SDXL ``lora_te1_``/``lora_te2_``,
-  ``.lora_down``/``.lora_up``/``.alpha``) -- loaded.
+  ``.lora_down``/``.lora_up``/``.alpha``) -- loaded by diffusers.
 * ``locon``: the same with convolution layers (LyCORIS LoCon, kohya "LoRA-C3Lier") -- loaded.
 * ``diffusers``: diffusers/PEFT keys (``unet.*.lora_A``/``lora_B``, ``lora.down``) -- loaded.
-* ``loha``, ``lokr``, ``ia3``, ``full``, ``glora`` (LyCORIS ``hada_*``, ``lokr_*``, ...)
-  -- refused with a sentence naming the format.
+* ``loha``: LyCORIS LoHa (``hada_*``) with diffusers layer names -- loaded as PEFT LoHa
+  adapters (lycoris.py); in the original SDXL layer names (``input_blocks_*``) -- refused.
+* ``lokr``: LyCORIS LoKr (``lokr_*``) on linear layers -- turned into the exact LoRA pair and
+  loaded (lycoris.py); on convolution layers (4-D or Tucker ``lokr_t2``) -- refused.
+* ``ia3``, ``full``, ``glora`` -- refused with a sentence naming the format.
 
 The family comes from the training metadata, then from the keys (SDXL's two text encoders,
 its deeper transformer blocks), then from the width of the cross-attention inputs (768
@@ -24,11 +27,11 @@ from dataclasses import dataclass
 
 Header = dict[str, tuple[int, ...]]
 
-LOADABLE = ("lora", "locon", "diffusers")
+LOADABLE = ("lora", "locon", "diffusers", "loha", "lokr")
+#: the original (LDM) layer names, which only diffusers' LoRA converters translate
+LDM_BLOCKS = ("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_")
 #: format -> how the refusal names it
 REFUSED_NAMES = {
-    "loha": "a LyCORIS LoHa file (hada_* weights)",
-    "lokr": "a LyCORIS LoKr file (lokr_* weights)",
     "ia3": "a LyCORIS (IA)^3 file",
     "full": "a LyCORIS full/diff file (whole-weight differences)",
     "glora": "a LyCORIS GLoRA file",
@@ -91,6 +94,34 @@ def _text_width(keys: Header) -> int | None:
             return int(shape[1]) if len(shape) >= 2 else None
         if key.endswith(".down.weight") and "lora_linear_layer" in key:
             return int(shape[1]) if len(shape) >= 2 else None
+        if key.endswith((".lokr_w1", ".lokr_w1_b")):  # kron: in = w1 columns x w2 columns
+            layer = key.rsplit(".", 1)[0]
+            w2 = keys.get(f"{layer}.lokr_w2") or keys.get(f"{layer}.lokr_w2_b")
+            if len(shape) == 2 and w2 is not None and len(w2) == 2:
+                return int(shape[1]) * int(w2[1])
+    return None
+
+
+FORMAT_LABELS = {"loha": "LoHa", "lokr": "LoKr"}
+#: the tensors each layer of a LyCORIS file needs (any one alternative of each group)
+_NEEDED = {
+    "loha": ((".hada_w1_a",), (".hada_w1_b",), (".hada_w2_a",), (".hada_w2_b",)),
+    "lokr": ((".lokr_w1", ".lokr_w1_a"), (".lokr_w2", ".lokr_w2_a")),
+}
+
+
+def _incomplete_layer(keys: Header, fmt: str) -> str | None:
+    """The first layer of a LoHa/LoKr file that lacks a tensor its format needs."""
+    marker = ".hada_" if fmt == "loha" else ".lokr_"
+    layers = sorted({key.split(marker)[0] for key in keys if marker in key})
+    for layer in layers:
+        for group in _NEEDED[fmt]:
+            if not any(layer + suffix in keys for suffix in group):
+                return layer
+        if layer + ".lokr_w1_a" in keys and layer + ".lokr_w1_b" not in keys:
+            return layer
+        if layer + ".lokr_w2_a" in keys and layer + ".lokr_w2_b" not in keys:
+            return layer
     return None
 
 
@@ -143,6 +174,27 @@ def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
         problem = (
             f"The LoRA {name!r} is {REFUSED_NAMES[fmt]}, which Diffusion Layers cannot load "
             "yet: use a LoRA or LoCon version of it."
+        )
+        return LoraFacts(fmt, family, width, problem)
+    if fmt == "loha" and any(key.startswith(LDM_BLOCKS) for key in keys):
+        problem = (
+            f"The LoRA {name!r} is a LyCORIS LoHa file with the original SDXL layer names, "
+            "which Diffusion Layers cannot load yet: use a LoRA or LoCon version of it."
+        )
+        return LoraFacts(fmt, family, width, problem)
+    broken = _incomplete_layer(keys, fmt) if fmt in _NEEDED else None
+    if broken is not None:
+        problem = (
+            f"The LoRA {name!r} is damaged: its layer {broken} lacks weights a "
+            f"{FORMAT_LABELS[fmt]} file has."
+        )
+        return LoraFacts(fmt, family, width, problem)
+    if fmt == "lokr" and any(
+        (".lokr_" in key and len(shape) != 2) or ".lokr_t2" in key for key, shape in keys.items()
+    ):
+        problem = (
+            f"The LoRA {name!r} is a LyCORIS LoKr file that changes convolution layers, which "
+            "Diffusion Layers cannot load yet: use a LoRA or LoCon version of it."
         )
         return LoraFacts(fmt, family, width, problem)
     if fmt == "unknown":

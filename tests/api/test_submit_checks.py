@@ -46,7 +46,12 @@ def client(tmp_path_factory):
     # LoRAs: full-size SD1.5 (text width 768), SDXL (two text encoders), LoHa, LoKr.
     fake(root / "lora" / "full-size.safetensors", {f"{ATTN2_K}.lora_down.weight": (4, 768)}, SD15)
     fake(root / "lora" / "xl-style.safetensors", {"lora_te2_x.lora_down.weight": (4, 1280)})
-    fake(root / "lora" / "style-loha.safetensors", {f"{ATTN2_K}.hada_w1_a": (32, 4)}, SD15)
+    xl_loha = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.hada_w1_b"
+    fake(
+        root / "lora" / "xl-loha.safetensors",
+        {xl_loha: (4, 80)},
+        {"ss_base_model_version": "sdxl_base_v1-0"},
+    )
     fake(root / "lora" / "style-lokr.safetensors", {f"{ATTN2_K}.lokr_w1": (4, 4)}, SD15)
     # VAEs.
     tiny_vae_file("sd15", root / "vae" / "tiny-vae.safetensors")
@@ -99,17 +104,17 @@ CASES = {
         "loras[1].name",
         "sdxl LoRA",
     ),
-    "loha lora": (
-        job_params(model="tiny", loras=[{"name": "style-loha"}]),
+    "loha in original sdxl layer names": (
+        job_params(model="tiny-sdxl", loras=[{"name": "xl-loha"}]),
         422,
         "loras[0].name",
-        "LoHa",
+        "LoHa file with the original SDXL layer names",
     ),
-    "lokr lora": (
+    "incomplete lokr": (
         job_params(model="tiny", loras=[{"name": "style-lokr"}]),
         422,
         "loras[0].name",
-        "LoKr",
+        "lacks weights a LoKr file has",
     ),
     "sd15 lora on sdxl": (
         job_params(model="tiny-sdxl", loras=[{"name": "tiny-lora"}]),
@@ -143,7 +148,10 @@ def test_models_lists_vaes_lora_formats_and_problems(client) -> None:
     assert vaes["xl-vae"]["family"] == "sdxl"
     loras = {lora["name"]: lora for lora in info["loras"]}
     assert loras["tiny-lora"]["format"] == "lora" and loras["tiny-lora"]["problem"] is None
-    assert loras["style-loha"]["format"] == "loha" and "LoHa" in loras["style-loha"]["problem"]
+    assert loras["style-lokr"]["format"] == "lokr" and "damaged" in loras["style-lokr"]["problem"]
+    assert (
+        loras["xl-loha"]["format"] == "loha" and "SDXL layer names" in loras["xl-loha"]["problem"]
+    )
     assert loras["xl-style"]["family"] == "sdxl"
     assert all(c["has_vae"] for c in info["checkpoints"])
 
@@ -165,5 +173,7 @@ def test_a_pose_control_picks_the_openpose_controlnet(client) -> None:
     models.checkpoint("tiny")
     assert models.resolve_controlnet("sd15", "pose").name == "tiny_openpose"
     assert models.resolve_controlnet("sd15", "depth").name == "tiny_depth"
-    picked = {models.resolve_controlnet("sd15", kind).name for kind in ("canny", "scribble", "tile")}
+    picked = {
+        models.resolve_controlnet("sd15", kind).name for kind in ("canny", "scribble", "tile")
+    }
     assert "control_v11p_sd15_seg" not in picked

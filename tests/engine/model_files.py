@@ -54,11 +54,13 @@ def lycoris_state(pipe, kind: str, seed: int = 4) -> dict[str, torch.Tensor]:
         rows, cols = linear.out_features, linear.in_features
         if kind == "loha":
             for side in ("1", "2"):
-                state[f"{name}.hada_w{side}_a"] = torch.randn(rows, 4, generator=generator)
-                state[f"{name}.hada_w{side}_b"] = torch.randn(4, cols, generator=generator)
+                state[f"{name}.hada_w{side}_a"] = torch.randn(rows, 4, generator=generator) * 0.4
+                state[f"{name}.hada_w{side}_b"] = torch.randn(4, cols, generator=generator) * 0.4
         else:
-            state[f"{name}.lokr_w1"] = torch.randn(4, 4, generator=generator)
-            state[f"{name}.lokr_w2"] = torch.randn(rows // 4, cols // 4, generator=generator)
+            # w1 full (4x4), w2 decomposed with rank 2 (the common LyCORIS layout)
+            state[f"{name}.lokr_w1"] = torch.randn(4, 4, generator=generator) * 0.5
+            state[f"{name}.lokr_w2_a"] = torch.randn(rows // 4, 2, generator=generator) * 0.5
+            state[f"{name}.lokr_w2_b"] = torch.randn(2, cols // 4, generator=generator) * 0.5
         state[f"{name}.alpha"] = torch.tensor(4.0)
     return state
 
@@ -96,3 +98,33 @@ def strip_vae(source: str | Path, target: Path) -> Path:
         metadata = handle.metadata() or {}
     state = {k: v for k, v in load_file(str(source)).items() if "first_stage_model." not in k}
     return save(state, target, metadata)
+
+
+def merge_loha(pipe, state: dict[str, torch.Tensor], weight: float = 1.0) -> None:
+    """Add a LoHa's weight differences to ``pipe`` in place, the way LyCORIS defines them:
+    (w1_a @ w1_b) * (w2_a @ w2_b) * alpha / rank (the reference the adapter must match)."""
+    layers = {name: path for name, path, _ in _modules(pipe, (torch.nn.Linear, torch.nn.Conv2d))}
+    with torch.no_grad():
+        for key in [k for k in state if k.endswith(".hada_w1_a")]:
+            name = key[: -len(".hada_w1_a")]
+            model = pipe.unet if name.startswith("lora_unet_") else pipe.text_encoder
+            module = model.get_submodule(layers[name])
+            w1 = state[f"{name}.hada_w1_a"] @ state[f"{name}.hada_w1_b"]
+            w2 = state[f"{name}.hada_w2_a"] @ state[f"{name}.hada_w2_b"]
+            rank = state[f"{name}.hada_w1_b"].shape[0]
+            scale = float(state[f"{name}.alpha"]) / rank * weight
+            module.weight += (w1 * w2 * scale).reshape(module.weight.shape)
+
+
+def merge_lokr(pipe, state: dict[str, torch.Tensor], weight: float = 1.0) -> None:
+    """Add a LoKr's weight differences to ``pipe`` in place, as LyCORIS defines them:
+    kron(w1, w2_a @ w2_b) * alpha / rank."""
+    layers = {name: path for name, path, _ in _modules(pipe, (torch.nn.Linear,))}
+    with torch.no_grad():
+        for key in [k for k in state if k.endswith(".lokr_w1")]:
+            name = key[: -len(".lokr_w1")]
+            model = pipe.unet if name.startswith("lora_unet_") else pipe.text_encoder
+            module = model.get_submodule(layers[name])
+            w2 = state[f"{name}.lokr_w2_a"] @ state[f"{name}.lokr_w2_b"]
+            scale = float(state[f"{name}.alpha"]) / state[f"{name}.lokr_w2_b"].shape[0] * weight
+            module.weight += torch.kron(state[key], w2) * scale

@@ -10,6 +10,7 @@ from model_files import diffusers_state, fake_file, locon_state, lycoris_state, 
 
 from backend.engine.engine import Engine
 from backend.engine.errors import InvalidRequest
+from backend.engine.lora import kohya_lora_state_dict
 from backend.engine.lora_formats import lora_facts
 from backend.engine.model_manager import ModelManager
 from backend.engine.tiny import build_tiny_pipeline
@@ -27,7 +28,21 @@ def engine(tiny_models_dir, tmp_path_factory) -> Engine:
     save(diffusers_state(pipe), root / "lora" / "tiny-peft.safetensors", SPEC_SD15)
     save(lycoris_state(pipe, "loha"), root / "lora" / "tiny-loha.safetensors", SD15)
     save(lycoris_state(pipe, "lokr"), root / "lora" / "tiny-lokr.safetensors", SD15)
+    qkv_only = {k: v for k, v in kohya_lora_state_dict(pipe, seed=6).items() if "out_proj" not in k}
+    save(qkv_only, root / "lora" / "tiny-qkv.safetensors", SD15)
     fake_file(root / "lora" / "mystery.safetensors", {"something.weight": (4, 4)})
+    conv = "lora_unet_down_blocks_0_resnets_0_conv1"
+    fake_file(
+        root / "lora" / "conv-lokr.safetensors",
+        {f"{conv}.lokr_w1": (4, 4), f"{conv}.lokr_w2": (8, 8, 3, 3)},
+        SD15,
+    )
+    attn = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k"
+    fake_file(
+        root / "lora" / "tiny-ia3.safetensors",
+        {f"{attn}.weight": (32,), f"{attn}.on_input": ()},
+        SD15,
+    )
     config = EngineConfig(models_dir=str(root), tiny_dir=str(tiny_models_dir), device="cpu")
     return Engine(config, ModelManager(config))
 
@@ -59,12 +74,13 @@ def test_the_inventory_tells_every_loras_format_and_family(engine) -> None:
     assert (entries["tiny-locon"].format, entries["tiny-locon"].family) == ("locon", "sd15")
     assert (entries["tiny-peft"].format, entries["tiny-peft"].family) == ("diffusers", "sd15")
     assert entries["tiny-locon"].text_width == 32 and entries["tiny-locon"].problem is None
-    assert entries["tiny-loha"].format == "loha" and "LoHa" in entries["tiny-loha"].problem
-    assert entries["tiny-lokr"].format == "lokr" and "LoKr" in entries["tiny-lokr"].problem
+    assert entries["tiny-loha"].format == "loha" and entries["tiny-loha"].problem is None
+    assert entries["tiny-lokr"].format == "lokr" and entries["tiny-lokr"].problem is None
+    assert entries["tiny-lokr"].text_width == 32
     assert entries["mystery"].problem is not None
 
 
-@pytest.mark.parametrize("name", ["tiny-locon", "tiny-peft"])
+@pytest.mark.parametrize("name", ["tiny-locon", "tiny-peft", "tiny-loha", "tiny-lokr", "tiny-qkv"])
 def test_loadable_formats_change_the_output_and_unload_bit_exactly(engine, name) -> None:
     models = engine.models
     loaded = models.checkpoint("tiny")
@@ -95,7 +111,7 @@ def test_locon_changes_more_than_its_attention_part(engine) -> None:
     assert np.abs(full - part).max() > 0.01
 
 
-@pytest.mark.parametrize(("name", "words"), [("tiny-loha", "LoHa"), ("tiny-lokr", "LoKr")])
+@pytest.mark.parametrize(("name", "words"), [("conv-lokr", "LoKr"), ("tiny-ia3", "(IA)^3")])
 def test_lycoris_formats_are_refused_at_submit_naming_the_format(engine, name, words) -> None:
     with pytest.raises(InvalidRequest) as info:
         engine.check_request(request(name))
@@ -197,3 +213,24 @@ def test_format_and_family_from_keys(keys, metadata, family, fmt) -> None:
 def test_other_families_and_unknown_families_are_marked(keys, metadata, words) -> None:
     facts = lora_facts(keys, metadata, "x")
     assert facts.problem is not None and words in facts.problem
+
+
+@pytest.mark.parametrize(
+    ("kind", "weight"), [("loha", 1.0), ("loha", 0.5), ("lokr", 1.0), ("lokr", 0.5)]
+)
+def test_lycoris_files_match_the_lycoris_definition(engine, kind, weight) -> None:
+    """The adapter's picture = the LyCORIS formula merged into the weights by hand."""
+    from model_files import merge_loha, merge_lokr
+
+    with_adapter = render(engine.models, [LoraInput(f"tiny-{kind}", weight)])
+    pipe = build_tiny_pipeline("sd15")
+    merge = merge_loha if kind == "loha" else merge_lokr
+    merge(pipe, lycoris_state(pipe, kind), weight)
+    generator = torch.Generator().manual_seed(5)
+    merged = pipe(
+        "a green field", num_inference_steps=2, height=64, width=64,
+        output_type="np", generator=generator,
+    ).images[0]  # fmt: skip
+    plain = render(engine.models, [])
+    assert np.abs(with_adapter - plain).max() > 0.01
+    np.testing.assert_allclose(with_adapter, merged, atol=2e-3)
