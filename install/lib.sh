@@ -48,6 +48,27 @@ dl_ensure_venv() {
 
 dl_pip() { "$DL_PY" -m pip install --disable-pip-version-check "$@"; }
 
+# 2b. The PyQt6 plugin test environment (Krita 6's binding), apart from the main venv so the
+#     plugin's tests run against PyQt6 alone: install/requirements-plugin-qt6.txt. Reinstalls
+#     only when that file changed since the last successful run.
+DL_QT6_VENV="${DL_QT6_VENV:-$DL_ROOT/.venv-qt6}"
+DL_QT6_PY="$DL_QT6_VENV/bin/python"
+dl_ensure_qt6_venv() {
+    local reqs="$DL_ROOT/install/requirements-plugin-qt6.txt" stamp="$DL_QT6_VENV/.diffusion-layers-qt6" want base
+    want="$(sha256sum "$reqs" | cut -d' ' -f1)"
+    if [ -x "$DL_QT6_PY" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    if [ ! -x "$DL_QT6_PY" ]; then
+        base="$(dl_find_python)"
+        dl_say "creating the PyQt6 plugin test environment $DL_QT6_VENV (from $base)"
+        "$base" -m venv "$DL_QT6_VENV" || return 1
+    fi
+    dl_say "installing install/requirements-plugin-qt6.txt into $DL_QT6_VENV"
+    "$DL_QT6_PY" -m pip install --disable-pip-version-check -q -r "$reqs" || return 1
+    printf '%s' "$want" >"$stamp"
+}
+
 # True (0) when an NVIDIA GPU answers nvidia-smi.
 dl_has_gpu() {
     command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1

@@ -4,8 +4,9 @@
 #
 #   install/test.sh
 #
-# Tiers: ruff format --check, ruff check, pyright (plugin), pytest fast tier (everything
-# under tests/ except the real-Krita and GPU tiers), pytest slow tier, real-Krita tier
+# Tiers: ruff format --check, ruff check, pyright (plugin, once per Qt binding), pytest fast
+# tier (everything under tests/ except the real-Krita and GPU tiers; the plugin's tests under
+# PyQt5), the plugin's tests again under PyQt6 (.venv-qt6), pytest slow tier, real-Krita tier
 # (pytest -m krita tests/krita_e2e; Debian's krita/xvfb are installed with apt-get when
 # running as root), GPU tier (only where nvidia-smi works and torch sees CUDA).
 #
@@ -53,19 +54,43 @@ if [ "${DL_NO_INSTALL:-0}" != "1" ]; then
 fi
 [ -x "$DL_PY" ] || dl_die "$DL_PY missing: run install/test.sh without DL_NO_INSTALL=1"
 BIN="$DL_VENV/bin"
+# The PyQt6 plugin environment (Krita 6): its tiers fail, not skip, when it cannot be built.
+QT6_READY=1
+if [ "${DL_NO_INSTALL:-0}" != "1" ]; then
+    dl_ensure_qt6_venv || QT6_READY=0
+fi
+[ -x "$DL_QT6_PY" ] || QT6_READY=0
+QT6_WHY="FAIL (no $DL_QT6_VENV: install/requirements-plugin-qt6.txt could not be installed)"
 
 # ---- 2. static checks -------------------------------------------------------------
 run_tier "ruff-format" 0 "$BIN/ruff" format --check .
 run_tier "ruff-check" 0 "$BIN/ruff" check .
 run_tier "pyright-plugin" 0 "$BIN/pyright" --pythonpath "$DL_PY"
+if [ "$QT6_READY" = "1" ]; then
+    run_tier "pyright-plugin-qt6" 0 "$BIN/pyright" -p pyrightconfig.qt6.json --pythonpath "$DL_QT6_PY"
+else
+    record "pyright-plugin-qt6" "$QT6_WHY"
+fi
 
 # ---- 3. pytest fast tier ------------------------------------------------------------
 XDIST=()
 if [ "${DL_PYTEST_WORKERS:-2}" != "0" ]; then
     XDIST=(-n "${DL_PYTEST_WORKERS:-2}")
 fi
-run_tier "pytest-fast" 0 "$DL_PY" -m pytest ${XDIST[@]+"${XDIST[@]}"} -q -p no:cacheprovider \
+run_tier "pytest-fast" 0 env DIFFUSION_LAYERS_QT=5 \
+    "$DL_PY" -m pytest ${XDIST[@]+"${XDIST[@]}"} -q -p no:cacheprovider \
     -m "not krita and not gpu and not slow" --ignore=tests/krita_e2e tests
+
+# ---- 3b. the plugin's tests again under PyQt6 (Krita 6's binding) ---------------------------
+# Same tests, fake krita and offscreen Qt, in .venv-qt6; the real backend they start runs
+# from the main venv (DL_BACKEND_PYTHON).
+if [ "$QT6_READY" = "1" ]; then
+    run_tier "pytest-plugin-qt6" 0 env DIFFUSION_LAYERS_QT=6 DL_BACKEND_PYTHON="$DL_PY" \
+        PYTHONPATH="$DL_ROOT" "$DL_QT6_PY" -m pytest -q -p no:cacheprovider \
+        -m "not krita and not gpu and not slow" tests/plugin
+else
+    record "pytest-plugin-qt6" "$QT6_WHY"
+fi
 
 # ---- 4. pytest slow tier ------------------------------------------------------------
 if [ "${DL_SKIP_SLOW:-0}" = "1" ]; then

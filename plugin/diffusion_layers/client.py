@@ -12,15 +12,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-from .qt import QByteArray, QObject, QTimer, QUrl
-from .qt import (
-    QHttpMultiPart,
-    QHttpPart,
-    QNetworkAccessManager,
-    QNetworkReply,
-    QNetworkRequest,
-)
-
 from .errors import BackendError, ModelMissing, PluginError, server_down
 from .protocol import (
     ErrorResponse,
@@ -30,6 +21,17 @@ from .protocol import (
     ModelsInfo,
     ProgressEvent,
     ProtocolError,
+)
+from .qt import (
+    QByteArray,
+    QHttpMultiPart,
+    QHttpPart,
+    QNetworkAccessManager,
+    QNetworkReply,
+    QNetworkRequest,
+    QObject,
+    QTimer,
+    QUrl,
 )
 from .request import Part
 
@@ -85,7 +87,12 @@ class Client(QObject):
         request = QNetworkRequest(self.url(path))
         if self.token:
             request.setRawHeader(b"Authorization", b"Bearer " + self.token.encode("utf-8"))
-        request.setAttribute(QNetworkRequest.FollowRedirectsAttribute, False)
+        # Never follow redirects (Qt 6 follows safe ones by default; FollowRedirectsAttribute
+        # is gone there): a 3xx is an answer like any other, on both bindings.
+        request.setAttribute(
+            QNetworkRequest.Attribute.RedirectPolicyAttribute,
+            QNetworkRequest.RedirectPolicy.ManualRedirectPolicy,
+        )
         return request
 
     def _send(
@@ -151,7 +158,7 @@ class Client(QObject):
             )
 
     def reply_error(self, reply: QNetworkReply, data: bytes) -> Optional[PluginError]:
-        status = reply.attribute(QNetworkRequest.HttpStatusCodeAttribute)
+        status = reply.attribute(QNetworkRequest.Attribute.HttpStatusCodeAttribute)
         if status is None:
             if reply.error() == QNetworkReply.NetworkError.NoError:  # pyright: ignore[reportCallIssue]
                 return None
@@ -290,8 +297,8 @@ def multipart(parts: List[Part]) -> QHttpMultiPart:
         disposition = f'form-data; name="{part.name}"'
         if part.content_type != "application/json":
             disposition += f'; filename="{part.name}"'
-        item.setHeader(QNetworkRequest.ContentDispositionHeader, disposition)
-        item.setHeader(QNetworkRequest.ContentTypeHeader, part.content_type)
+        item.setHeader(QNetworkRequest.KnownHeaders.ContentDispositionHeader, disposition)
+        item.setHeader(QNetworkRequest.KnownHeaders.ContentTypeHeader, part.content_type)
         item.setBody(QByteArray(part.data))
         body.append(item)
     return body

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Optional, Set
 
-from .qt import QObject, QTimer, pyqtSignal
-
 from .client import Client
 from .errors import BackendError, PluginError
 from .job_watch import backoff_ms
 from .protocol import PROTOCOL_VERSION, Health, ModelsInfo
+from .qt import QObject, QTimer, pyqtSignal
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional, cast
 
-from .qt import QObject, pyqtSignal
-
 from . import results as results_mod
 from .canvas import Canvas, CanvasDocument
 from .client import Client
@@ -25,6 +23,7 @@ from .pixels import decode_image
 from .planning import plan_job
 from .preprocess import preprocess_to_layer
 from .protocol import JobCreated, JobInfo, ProgressEvent
+from .qt import QObject, pyqtSignal
 from .request import build_job
 from .session import ERROR, GENERATING, IDLE, PREVIEW, Session
 from .settings import ControlLayer, PluginSettings, SettingsStore

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple
 
-from .qt import QTimer
-from .qt import QKeySequence
-
 from .client import Client
 from .controller import Controller
 from .krita_adapter import DockWidget, Extension, KritaCanvas, KritaSettingsStore, find_extension
 from .krita_adapter import register as register_with_krita
+from .qt import QKeySequence, QTimer
 from .settings import PluginSettings
+from .startup import DOCKER_ID, DOCKER_TITLE
 from .ui.docker import DockerPanel
 
-DOCKER_ID = "diffusion_layers_docker"
-DOCKER_TITLE = "Diffusion Layers"
 MENU = "tools/scripts/diffusion_layers"
 
 #: (action id, text, default shortcut, controller method) — ids are public interface.

@@ -16,12 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
-from .qt import QObject, QTimer
-from .qt import QNetworkReply, QNetworkRequest
-
 from .client import Client, OnError
 from .errors import BackendError, ConnectionFailed, PluginError
 from .protocol import FINAL_STATES, JobCreated, JobInfo, ProgressEvent, ProtocolError
+from .qt import QNetworkReply, QNetworkRequest, QObject, QTimer
 from .request import Part
 from .sse import SseParser
 
@@ -200,7 +198,7 @@ class JobWatch(QObject):
         if self._stream is None or self.stopped or self._reading_done:
             return
         self._idle.start(self.policy.stream_idle_ms)
-        status = self._stream.attribute(QNetworkRequest.HttpStatusCodeAttribute)
+        status = self._stream.attribute(QNetworkRequest.Attribute.HttpStatusCodeAttribute)
         if status is not None and int(status) >= 400:
             return  # handled in _stream_finished
         for event in self._parser.feed(bytes(self._stream.readAll().data())):

@@ -11,8 +11,6 @@ import zlib
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
-from .qt import QByteArray, QTimer
-from .qt import QImage, QPainter
 
 from .canvas import NewLayer
 from .errors import UnsupportedDocument
@@ -20,6 +18,7 @@ from .geometry import Rect
 from .live import LIVE_PREFIX
 from .pixels import bgra8_to_bgra16, bgra16_to_bgra8, bgra_to_qimage, qimage_to_bgra
 from .placement import PREVIEW_PREFIX
+from .qt import QByteArray, QImage, QPainter, QTimer
 from .settings import GROUP
 
 __all__ = [
@@ -43,7 +42,7 @@ def register(
     app = Krita.instance()
     app.addExtension(extension_factory(app))
     app.addDockWidgetFactory(
-        DockWidgetFactory(docker_id, DockWidgetFactoryBase.DockRight, docker_class)
+        DockWidgetFactory(docker_id, DockWidgetFactoryBase.DockPosition.DockRight, docker_class)
     )
 
 
@@ -123,7 +122,7 @@ class KritaDocument:
             return self._to_bgra8(
                 source.pixelData(rect.x, rect.y, rect.width, rect.height), rect.width, rect.height
             )
-        image = QImage(rect.width, rect.height, QImage.Format_ARGB32)
+        image = QImage(rect.width, rect.height, QImage.Format.Format_ARGB32)
         image.fill(0)
         if not inside.is_empty():
             part = self._to_bgra8(
@@ -132,7 +131,7 @@ class KritaDocument:
                 inside.height,
             )
             painter = QPainter(image)
-            painter.setCompositionMode(QPainter.CompositionMode_Source)
+            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
             painter.drawImage(
                 inside.x - rect.x,
                 inside.y - rect.y,

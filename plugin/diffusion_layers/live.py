@@ -22,8 +22,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Protocol, Sequence, Tuple, cast
 
-from .qt import QObject, QRect, QTimer, pyqtSignal
-
 from . import layer_params
 from .canvas import CanvasDocument, NewLayer
 from .client import Client
@@ -32,6 +30,7 @@ from .geometry import GeometryError, Rect, canvas_region, selection_region
 from .pixels import apply_mask, crop_gray
 from .placement import layer_name, mask_window
 from .protocol import RAW_BGRA, ControlParams, JobParams, LiveParams, LoraParams
+from .qt import QObject, QRect, QTimer, pyqtSignal
 from .request import Part
 from .settings import PluginSettings
 

@@ -1,14 +1,14 @@
 """Pixel buffers: Krita's BGRA bytes ↔ QImage, 16 → 8 bit, masks, alpha checks.
 
 Krita hands out RGBA documents as BGRA rows (8 bit: 4 bytes/pixel, 16 bit: 8 bytes/pixel,
-little-endian). On little-endian machines QImage.Format_ARGB32 has exactly the 8-bit layout
-(straight alpha), so conversions are copies, not per-pixel Python loops.
+little-endian). On little-endian machines ``QImage.Format.Format_ARGB32`` has exactly the 8-bit
+layout (straight alpha), so conversions are copies, not per-pixel Python loops. The results are
+byte-for-byte the same under PyQt5 and PyQt6 (tests/plugin/test_plugin_qt_binding.py).
 """
 
 from __future__ import annotations
 
-from .qt import QBuffer, QByteArray, QIODevice, QRect
-from .qt import QImage, QPainter
+from .qt import QBuffer, QByteArray, QImage, QIODevice, QPainter, QRect
 
 
 class PixelError(ValueError):
@@ -42,50 +42,56 @@ def _image_bytes(image: QImage, bytes_per_pixel: int) -> bytes:
 def bgra_to_qimage(data: bytes, width: int, height: int) -> QImage:
     """8-bit BGRA bytes → an ARGB32 QImage that owns its memory."""
     _check_size(data, width, height, 4)
-    return QImage(data, width, height, width * 4, QImage.Format_ARGB32).copy()
+    return QImage(data, width, height, width * 4, QImage.Format.Format_ARGB32).copy()
 
 
 def qimage_to_bgra(image: QImage) -> bytes:
     """Any QImage → 8-bit BGRA bytes, straight alpha."""
     if image.isNull():
         raise PixelError("image is empty (could not be decoded?)")
-    if image.format() != QImage.Format_ARGB32:
-        image = image.convertToFormat(QImage.Format_ARGB32)
+    if image.format() != QImage.Format.Format_ARGB32:
+        image = image.convertToFormat(QImage.Format.Format_ARGB32)
     return _image_bytes(image, 4)
 
 
 def bgra16_to_bgra8(data: bytes, width: int, height: int) -> bytes:
     """Krita U16 BGRA → 8-bit BGRA through QImage's RGBA64 conversion (rounded)."""
     _check_size(data, width, height, 8)
-    wide = QImage(data, width, height, width * 8, QImage.Format_RGBA64)
+    wide = QImage(data, width, height, width * 8, QImage.Format.Format_RGBA64)
     # The buffer is B,G,R,A; read as R,G,B,A the red and blue channels swap, so swap back.
-    narrow = wide.convertToFormat(QImage.Format_ARGB32).rgbSwapped()
+    narrow = wide.convertToFormat(QImage.Format.Format_ARGB32).rgbSwapped()
     return _image_bytes(narrow, 4)
 
 
 def bgra8_to_bgra16(data: bytes, width: int, height: int) -> bytes:
     """8-bit BGRA → Krita U16 BGRA (for writing results into 16-bit documents)."""
     image = bgra_to_qimage(data, width, height).rgbSwapped()
-    wide = image.convertToFormat(QImage.Format_RGBA64)
+    wide = image.convertToFormat(QImage.Format.Format_RGBA64)
     return _image_bytes(wide, 8)
 
 
 def apply_mask(data: bytes, mask: bytes, width: int, height: int) -> bytes:
-    """Multiply alpha by an 8-bit mask (255 keeps, 0 clears): transparent outside a selection."""
+    """Multiply alpha by an 8-bit mask (255 keeps, 0 clears): transparent outside a selection.
+
+    Alpha becomes ``(alpha * mask + 127) // 255``; the colour bytes are untouched."""
     _check_size(mask, width, height, 1)
     image = bgra_to_qimage(data, width, height)
-    alpha = QImage(mask, width, height, width, QImage.Format_Alpha8).copy()
+    alpha = QImage(mask, width, height, width, QImage.Format.Format_Alpha8).copy()
     painter = QPainter(image)
-    painter.setCompositionMode(QPainter.CompositionMode_DestinationIn)
+    painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationIn)
     painter.drawImage(0, 0, alpha)
     painter.end()
-    return qimage_to_bgra(image)
+    # Painting goes through premultiplied alpha, which rounds the colour of nearly transparent
+    # pixels; keep the colour bytes as they were and take only the (exact) alpha from Qt.
+    out = bytearray(data)
+    out[3::4] = qimage_to_bgra(image)[3::4]
+    return bytes(out)
 
 
 def crop_gray(mask: bytes, width: int, height: int, rect: QRect) -> bytes:
     """Cut a window out of an 8-bit mask; parts outside the mask read as 0."""
     _check_size(mask, width, height, 1)
-    image = QImage(mask, width, height, width, QImage.Format_Grayscale8).copy(rect)
+    image = QImage(mask, width, height, width, QImage.Format.Format_Grayscale8).copy(rect)
     return _image_bytes(image, 1)
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from .qt import Qt
-
 from .canvas import Canvas, NewLayer
 from .client import Client
 from .errors import ControlLayerMissing, InvalidSetting, NoDocument, PluginError
 from .geometry import canvas_region, selection_region
 from .pixels import decode_image, qimage_to_bgra
 from .protocol import CONTROL_TYPES
+from .qt import Qt
 from .request import build_preprocess
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .qt import QRect
-
 from . import layer_params
 from .canvas import CanvasDocument, NewLayer
 from .client import Client, OnError
@@ -15,6 +13,7 @@ from .geometry import Rect
 from .pixels import apply_mask, crop_gray
 from .placement import layer_name, mask_window, preview_name, result_rect
 from .protocol import JobParams, ResultInfo
+from .qt import QRect
 
 
 @dataclass

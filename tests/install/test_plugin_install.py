@@ -247,3 +247,34 @@ def test_explicit_home_ignores_xdg_variables(tmp_path):
     assert (home / ".local" / "share" / "krita" / "pykrita" / "diffusion_layers.desktop").is_file()
     assert (home / ".config" / "kritarc").is_file()
     assert not (tmp_path / "xdg-data").exists() and not (tmp_path / "xdg-config").exists()
+
+
+def test_one_package_serves_krita_5_and_6(tmp_path):
+    """Nothing binding-specific is chosen at install or package time: the same files go to
+    every Krita, and the binding is picked at start-up by qt.py (both bindings' imports are in
+    the shipped source; see docs/plugin.md)."""
+    installed = {}
+    for major in ("5", "6"):
+        home = tmp_path / f"home{major}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+        env.update(HOME=str(home), DIFFUSION_LAYERS_QT=major)
+        done = subprocess.run(
+            [sys.executable, str(REPO / "install" / "install_plugin.py")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        pykrita = home / ".local" / "share" / "krita" / "pykrita"
+        installed[major] = {p: (pykrita / p).read_bytes() for p in tree(pykrita)}
+    assert installed["5"] == installed["6"]
+    with zipfile.ZipFile(package.build_zip(tmp_path / "zip")) as archive:
+        names = set(archive.namelist())
+        chooser = archive.read("diffusion_layers/qt.py").decode()
+        widgets = archive.read("diffusion_layers/ui/qt_widgets.py").decode()
+    assert names == set(installed["5"]) == expected_files()
+    assert {"diffusion_layers/startup.py", "diffusion_layers/ui/qt_widgets.py"} <= names
+    for source in (chooser, widgets):
+        assert "from PyQt5." in source and "from PyQt6." in source

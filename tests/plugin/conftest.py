@@ -18,7 +18,13 @@ for path in (HERE / "fake_krita", ROOT / "plugin"):
         sys.path.insert(0, str(path))
 
 import krita  # noqa: E402  (the fake)
-from PyQt5.QtWidgets import QApplication  # noqa: E402
+from qt_binding import BINDING, QtWidgets  # noqa: E402  (PyQt5 or PyQt6: DIFFUSION_LAYERS_QT)
+
+QApplication = QtWidgets.QApplication
+
+
+def pytest_report_header() -> str:
+    return f"plugin Qt binding: {BINDING} (set DIFFUSION_LAYERS_QT=5 or 6 to choose)"
 
 
 @pytest.fixture(scope="session")

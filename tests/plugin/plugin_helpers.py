@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from PyQt5.QtWidgets import QApplication
+from qt_binding import QtWidgets  # the binding the plugin uses (PyQt5 or PyQt6)
+
+QApplication = QtWidgets.QApplication
 
 
 def wait_until(

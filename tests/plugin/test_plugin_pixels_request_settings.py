@@ -50,7 +50,7 @@ def test_alpha_checks() -> None:
 
 
 def test_crop_gray_reads_zero_outside(qapp) -> None:
-    from PyQt5.QtCore import QRect
+    from diffusion_layers.qt import QRect
 
     assert pixels.crop_gray(bytes([1, 2, 3, 4]), 2, 2, QRect(1, 1, 2, 2)) == bytes([4, 0, 0, 0])
 

@@ -33,6 +33,25 @@ if importlib.util.find_spec("backend.commands.serve") is None:  # pragma: no cov
     )
 
 
+def _backend_python() -> str:
+    """The interpreter that runs the backend process: ``DL_BACKEND_PYTHON``, else this one when
+    it has torch. The PyQt6 plugin tier runs in a venv without torch and points it at the
+    main venv: the backend is a separate process in real use too."""
+    chosen = os.environ.get("DL_BACKEND_PYTHON", "")
+    if chosen:
+        return chosen
+    if importlib.util.find_spec("torch") is None:  # pragma: no cover
+        pytest.skip(
+            "REAL-BACKEND PLUGIN TESTS SKIPPED: no torch in this venv and DL_BACKEND_PYTHON"
+            " is not set (install/test.sh sets it for the PyQt6 tier)",
+            allow_module_level=True,
+        )
+    return sys.executable
+
+
+BACKEND_PYTHON = _backend_python()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,7 +66,7 @@ def backend_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(
         [
-            sys.executable,
+            BACKEND_PYTHON,
             "-m",
             "backend",
             "serve",

@@ -308,7 +308,7 @@ def test_reconnect_backs_off_while_needed_and_connects_when_the_server_appears(
     conn.changed.connect(lambda: delays.append(conn.next_retry_ms))
     conn.want("docker", True)
     ticks: list[float] = [time.monotonic()]
-    from PyQt5.QtCore import QTimer
+    from diffusion_layers.qt import QTimer
 
     tick = QTimer()
     tick.timeout.connect(lambda: ticks.append(time.monotonic()))

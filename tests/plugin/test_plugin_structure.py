@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import enum
 import sys
 from pathlib import Path
 
@@ -44,15 +45,90 @@ def _imports(path: Path):
             yield node.module or "", node.level
 
 
+#: The only modules that import a Qt binding (they choose PyQt5 or PyQt6); all others take
+#: their Qt names from them.
+BINDING_MODULES = {"qt.py", "qt_widgets.py"}
+#: The only modules that import ``krita``: the adapter, and start-up (which must work when the
+#: Qt binding does not, to say so in the docker).
+KRITA_MODULES = {"krita_adapter.py", "startup.py"}
+
+
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_only_stdlib_pyqt5_and_the_package(path: Path) -> None:
+def test_only_stdlib_the_package_and_qt_through_qt_py(path: Path) -> None:
     for name, level in _imports(path):
         top = name.split(".")[0]
         if level > 0:
             continue
-        if path.name == "krita_adapter.py" and top == "krita":
+        if path.name in KRITA_MODULES and top == "krita":
             continue
-        assert top in STDLIB or top == "PyQt5" or top == "__future__", f"{path.name} imports {name}"
+        if top in ("PyQt5", "PyQt6", "sip", "PySide2", "PySide6"):
+            assert path.name in BINDING_MODULES, (
+                f"{path.name} imports {name}: import Qt names from diffusion_layers.qt"
+                " (widgets: ui/qt_widgets.py), which choose PyQt5 or PyQt6"
+            )
+            continue
+        assert top in STDLIB or top == "__future__", f"{path.name} imports {name}"
+
+
+def _qt_names(tree: ast.AST) -> dict[str, object]:
+    """Local name → Qt object for every name a module imports from qt.py / ui/qt_widgets.py."""
+    import diffusion_layers.qt
+    import diffusion_layers.ui.qt_widgets
+
+    sources = {"qt": diffusion_layers.qt, "qt_widgets": diffusion_layers.ui.qt_widgets}
+    names: dict[str, object] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level and node.module in sources:
+            for alias in node.names:
+                names[alias.asname or alias.name] = getattr(sources[node.module], alias.name)
+    return names
+
+
+def _is_enum_member(value: object) -> bool:
+    if isinstance(value, enum.Enum):  # PyQt6
+        return True
+    return type(type(value)).__name__ == "enumtype"  # PyQt5: sip enum values
+
+
+def _attribute_chains(tree: ast.AST):
+    """(line, root name, [attr, ...]) for every maximal ``Name.attr.attr`` chain."""
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or id(node) in inner:
+            continue
+        attrs: list[str] = []
+        current: ast.expr = node
+        while isinstance(current, ast.Attribute):
+            attrs.insert(0, current.attr)
+            current = current.value
+        if isinstance(current, ast.Name):
+            yield node.lineno, current.id, attrs
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_qt_names_are_written_the_way_both_bindings_accept(path: Path) -> None:
+    """Enums fully scoped (``QImage.Format.Format_ARGB32``, not ``QImage.Format_ARGB32``), no
+    ``exec_``, and every ``Qt.X.Y`` name exists in the binding under test — run under PyQt5 and
+    under PyQt6 (``DIFFUSION_LAYERS_QT``), so a name one of them lacks fails too."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = _qt_names(tree)
+    where = path.relative_to(PACKAGE)
+    for line, root, attrs in _attribute_chains(tree):
+        assert not {"exec_", "print_"} & set(attrs), f"{where}:{line}: use exec()/print()"
+        if root not in names:
+            continue
+        owner, written = names[root], root
+        for attr in attrs:
+            if not attr[:1].isupper():
+                break  # a method or plain attribute: the rest is not a Qt name
+            assert hasattr(owner, attr), f"{where}:{line}: {written}.{attr} does not exist here"
+            value = getattr(owner, attr)
+            if _is_enum_member(value):
+                assert isinstance(owner, type) and isinstance(value, owner), (
+                    f"{where}:{line}: unscoped enum {written}.{attr}: write it with its enum"
+                    f" type, {written}.{type(value).__name__}.{attr}"
+                )
+            owner, written = value, f"{written}.{attr}"
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -66,9 +142,9 @@ def test_layering_and_py38_rules(path: Path) -> None:
         f"{path.name}: no future import first"
     )
     names = [n for n, _ in _imports(path)]
-    assert "krita" not in names or path.name == "krita_adapter.py", f"{path.name} imports krita"
+    assert "krita" not in names or path.name in KRITA_MODULES, f"{path.name} imports krita"
     if path.stem in CORE and path.parent == PACKAGE:
-        assert not any(n.startswith("PyQt5.QtWidgets") for n in names), (
+        assert not any(n.endswith("qt_widgets") or ".QtWidgets" in n for n in names), (
             f"{path.name} uses QtWidgets"
         )
         assert not any("ui" == n.split(".")[0] for n, lvl in _imports(path) if lvl), (

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import List
 
+from ..protocol import CONTROL_TYPES, MAX_CONTROLS
 from ..qt import pyqtSignal
+from ..settings import ControlLayer
 from .qt_widgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -15,9 +17,6 @@ from .qt_widgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from ..protocol import CONTROL_TYPES, MAX_CONTROLS
-from ..settings import ControlLayer
 
 TYPE_LABELS = {
     "scribble": "Scribble",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, List
 
-from ..qt import Qt, QTimer
-from ..qt import QHideEvent, QImage, QPixmap, QShowEvent
+from ..controller import GENERATING, PREVIEW, Controller
+from ..protocol import MAX_BATCH, MAX_SEED
+from ..qt import QHideEvent, QImage, QPixmap, QShowEvent, Qt, QTimer
+from .controls import ControlList
+from .loras import LoraList
 from .qt_widgets import (
     QCheckBox,
     QComboBox,
@@ -24,11 +27,6 @@ from .qt_widgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from ..controller import GENERATING, PREVIEW, Controller
-from ..protocol import MAX_BATCH, MAX_SEED
-from .controls import ControlList
-from .loras import LoraList
 from .thumbnails import ThumbnailStrip
 
 MODE_REFRESH_MS = 1500
@@ -85,7 +83,7 @@ class DockerPanel(QScrollArea):
         self.status.setWordWrap(True)
         self.url = QLineEdit(self.controller.settings.server_url)
         self.token = QLineEdit(self.controller.settings.token)
-        self.token.setEchoMode(QLineEdit.Password)
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("optional")
         self.connect_button = QPushButton("Connect")
         self.connect_button.clicked.connect(self._connect)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import List
 
+from ..protocol import MAX_LORAS
 from ..qt import pyqtSignal
+from ..settings import LoraChoice
 from .qt_widgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -14,9 +16,6 @@ from .qt_widgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from ..protocol import MAX_LORAS
-from ..settings import LoraChoice
 
 
 class LoraList(QWidget):

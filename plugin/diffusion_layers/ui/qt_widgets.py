@@ -1,59 +1,78 @@
-"""Qt widget classes for the docker, from the binding :mod:`..qt` chose (widgets live only in ui/)."""
+"""Qt widget classes for the docker, from the binding :mod:`..qt` chose (widgets live only in ui/).
+
+``QAction`` lives in QtWidgets in Qt 5 and in QtGui in Qt 6: import it from here either way.
+A failing import raises :class:`..qt.QtBindingError`, as :mod:`..qt` does.
+"""
 
 from __future__ import annotations
 
-from ..qt import QT6
+from ..qt import BINDING, ENV_VAR, QT6, QtBindingError
 
-if not QT6:
-    from PyQt5.QtWidgets import (
-        QCheckBox,
-        QComboBox,
-        QDoubleSpinBox,
-        QFormLayout,
-        QGridLayout,
-        QGroupBox,
-        QHBoxLayout,
-        QLabel,
-        QLineEdit,
-        QListView,
-        QListWidget,
-        QListWidgetItem,
-        QPlainTextEdit,
-        QProgressBar,
-        QPushButton,
-        QScrollArea,
-        QSlider,
-        QSpinBox,
-        QVBoxLayout,
-        QWidget,
-    )
-else:
-    from PyQt6.QtWidgets import (  # type: ignore[no-redef]
-        QCheckBox,
-        QComboBox,
-        QDoubleSpinBox,
-        QFormLayout,
-        QGridLayout,
-        QGroupBox,
-        QHBoxLayout,
-        QLabel,
-        QLineEdit,
-        QListView,
-        QListWidget,
-        QListWidgetItem,
-        QPlainTextEdit,
-        QProgressBar,
-        QPushButton,
-        QScrollArea,
-        QSlider,
-        QSpinBox,
-        QVBoxLayout,
-        QWidget,
-    )
+try:
+    if not QT6:
+        from PyQt5.QtWidgets import (
+            QAction,
+            QApplication,
+            QCheckBox,
+            QComboBox,
+            QDockWidget,
+            QDoubleSpinBox,
+            QFormLayout,
+            QGridLayout,
+            QGroupBox,
+            QHBoxLayout,
+            QLabel,
+            QLineEdit,
+            QListView,
+            QListWidget,
+            QListWidgetItem,
+            QPlainTextEdit,
+            QProgressBar,
+            QPushButton,
+            QScrollArea,
+            QSlider,
+            QSpinBox,
+            QVBoxLayout,
+            QWidget,
+        )
+    else:
+        from PyQt6.QtGui import QAction
+        from PyQt6.QtWidgets import (
+            QApplication,
+            QCheckBox,
+            QComboBox,
+            QDockWidget,
+            QDoubleSpinBox,
+            QFormLayout,
+            QGridLayout,
+            QGroupBox,
+            QHBoxLayout,
+            QLabel,
+            QLineEdit,
+            QListView,
+            QListWidget,
+            QListWidgetItem,
+            QPlainTextEdit,
+            QProgressBar,
+            QPushButton,
+            QScrollArea,
+            QSlider,
+            QSpinBox,
+            QVBoxLayout,
+            QWidget,
+        )
+except ImportError as exc:
+    raise QtBindingError(
+        f"Diffusion Layers could not load {BINDING}'s widgets ({exc}); install the {BINDING}"
+        f" that matches this Krita, or set {ENV_VAR} to the other binding."
+    ) from exc
 
 __all__ = [
+    "QAction",
+    "QApplication",
     "QCheckBox",
     "QComboBox",
+    "QDockWidget",
     "QDoubleSpinBox",
     "QFormLayout",
     "QGridLayout",

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import List
 
-from ..qt import QSize, Qt, pyqtSignal
-from ..qt import QIcon, QPixmap
-from .qt_widgets import QListView, QListWidget, QListWidgetItem, QWidget
-
 from ..pixels import bgra_to_qimage
+from ..qt import QIcon, QPixmap, QSize, Qt, pyqtSignal
 from ..results import Result
+from .qt_widgets import QListView, QListWidget, QListWidgetItem, QWidget
 
 THUMB = 72
 
@@ -19,12 +17,12 @@ class ThumbnailStrip(QListWidget):
 
     def __init__(self, parent: "QWidget | None" = None) -> None:
         super().__init__(parent)
-        self.setViewMode(QListView.IconMode)
-        self.setFlow(QListView.LeftToRight)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
         self.setWrapping(False)
         self.setIconSize(QSize(THUMB, THUMB))
         self.setFixedHeight(THUMB + 34)
-        self.setMovement(QListView.Static)
+        self.setMovement(QListView.Movement.Static)
         self._shown: List[int] = []
         self.currentRowChanged.connect(self._row_changed)
 

@@ -1,10 +1,21 @@
 # Typed stub of the parts of Krita's Python API (libkis, Krita 5.1) that the plugin uses.
 from __future__ import annotations
 
+import enum
 from typing import List, Optional
 
-from PyQt5.QtCore import QByteArray, QObject, QUuid
-from PyQt5.QtWidgets import QAction, QDockWidget
+# Krita is built against one binding; pyright reads this stub once per binding (QT6 is a
+# defineConstant: false in pyproject.toml, true in pyrightconfig.qt6.json).
+QT6: bool
+if QT6:
+    from PyQt6.QtCore import QByteArray, QObject, QUuid
+    from PyQt6.QtGui import QAction
+    from PyQt6.QtWidgets import QDockWidget
+    from PyQt6.QtWidgets import QLabel as QLabel  # `krita` re-exports every Qt class
+else:
+    from PyQt5.QtCore import QByteArray, QObject, QUuid
+    from PyQt5.QtWidgets import QAction, QDockWidget
+    from PyQt5.QtWidgets import QLabel as QLabel  # `krita` re-exports every Qt class
 
 class Selection:
     def __init__(self, parent: Optional[QObject] = ...) -> None: ...
@@ -71,15 +82,19 @@ class DockWidget(QDockWidget):
     def canvasChanged(self, canvas: Canvas) -> None: ...
 
 class DockWidgetFactoryBase:
-    DockRight: int
-    DockLeft: int
+    class DockPosition(enum.Enum):
+        DockRight = ...
+        DockLeft = ...
 
 class DockWidgetFactory(DockWidgetFactoryBase):
-    def __init__(self, id: str, position: int, klass: type) -> None: ...
+    def __init__(
+        self, id: str, position: DockWidgetFactoryBase.DockPosition, klass: type
+    ) -> None: ...
 
 class Krita(QObject):
     @staticmethod
     def instance() -> Krita: ...
+    def version(self) -> str: ...
     def activeDocument(self) -> Optional[Document]: ...
     def documents(self) -> List[Document]: ...
     def readSetting(self, group: str, name: str, default_value: str) -> str: ...

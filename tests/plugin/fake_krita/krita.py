@@ -9,11 +9,20 @@ each (``Document.undo_steps``), annotations are stored per type. Helpers for tes
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
-from PyQt5.QtCore import QByteArray, QObject, QRect, QUuid
-from PyQt5.QtGui import QImage, QPainter
-from PyQt5.QtWidgets import QAction, QDockWidget
+from qt_binding import (  # the plugin's binding, PyQt5 or PyQt6 (Krita re-exports QLabel & co.)
+    QAction,
+    QByteArray,
+    QDockWidget,
+    QImage,
+    QLabel,  # noqa: F401  (the real `krita` module re-exports it; startup.py uses it)
+    QObject,
+    QPainter,
+    QRect,
+    QUuid,
+)
 
 BPP = {"U8": 4, "U16": 8, "F16": 8, "F32": 16}
 
@@ -260,7 +269,7 @@ class Document(QObject):
 
     def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
         """The projection: visible paint layers composited source-over, bottom to top."""
-        fmt = QImage.Format_ARGB32 if self.bpp == 4 else QImage.Format_RGBA64
+        fmt = QImage.Format.Format_ARGB32 if self.bpp == 4 else QImage.Format.Format_RGBA64
         image = QImage(self._w, self._h, fmt)
         image.fill(0)
         painter = QPainter(image)
@@ -324,8 +333,11 @@ class DockWidget(QDockWidget):
 
 
 class DockWidgetFactoryBase:
-    DockRight = 1
-    DockLeft = 2
+    class DockPosition(enum.Enum):
+        """Scoped only, as in Krita 6's PyQt6 build (Krita 5.1.5 accepts this form too)."""
+
+        DockRight = 1
+        DockLeft = 2
 
 
 class DockWidgetFactory(DockWidgetFactoryBase):
@@ -371,6 +383,12 @@ class Krita(QObject):
         )
         Krita._instance = new
         return new
+
+    #: What ``version()`` reports (a test may set an old one to see the plugin refuse it).
+    VERSION = "5.1.5"
+
+    def version(self) -> str:
+        return Krita.VERSION
 
     def activeDocument(self) -> Document | None:
         return self._active
