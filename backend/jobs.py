@@ -285,7 +285,7 @@ class JobQueue:
         request = job.request
         assert request is not None
         # 1. Announce the start.
-        job.total_steps = request.steps
+        job.total_steps = request.steps * request.batch  # progress counts every item
         job.events.publish("started", self._state_data(job))
         started = time.perf_counter()
         bar = self._progress_bar(job)

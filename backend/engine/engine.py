@@ -24,7 +24,7 @@ from backend.engine.compositing import prefill, resize_rgb
 from backend.engine.controlnet import control_map, prepare_controls
 from backend.engine.errors import Cancelled, InvalidRequest, OutOfMemory
 from backend.engine.geometry import native_size
-from backend.engine.inpaint import crop_like_plan, finish_inpaint, plan_inpaint
+from backend.engine.inpaint import crop_like_plan, finish_inpaint, item_sources, plan_inpaint
 from backend.engine.pipelines import (
     DenoiseTask,
     PipelineCache,
@@ -192,6 +192,7 @@ class Engine:
             plan = plan_inpaint(request, loaded.native_resolution, multiple)
             task.width, task.height = plan.native_width, plan.native_height
             task.image, task.mask = plan.native_image, plan.native_mask
+            task.item_images = item_sources(plan, request.inpaint.fill, seeds)
             task.controls = self._controls(request, family, lambda m: crop_like_plan(plan, m))
             images = self._denoise(task, on_step)
             placed = [finish_inpaint(plan, image, request.inpaint.color_match) for image in images]
@@ -203,8 +204,14 @@ class Engine:
             task.width, task.height = width, height
             if request.mode == "img2img":
                 assert request.image is not None
-                filled = prefill(request.image, request.inpaint.fill, seed=request.seed)
-                task.image = resize_rgb(filled, width, height)
+                # One source per seed: the fill noise is seeded per item (see item_sources).
+                task.item_images = [
+                    resize_rgb(
+                        prefill(request.image, request.inpaint.fill, seed=seed), width, height
+                    )
+                    for seed in seeds
+                ]
+                task.image = task.item_images[0]
             task.controls = self._controls(request, family, lambda m: resize_rgb(m, width, height))
             images = self._denoise(task, on_step)
             placed = [

@@ -83,6 +83,19 @@ def plan_inpaint(request: GenerationRequest, native: int, multiple: int = 8) -> 
     )
 
 
+def item_sources(plan: InpaintPlan, fill: str, seeds: list[int]) -> list[np.ndarray]:
+    """The native-size source of each seed: the fill noise under transparent pixels is seeded
+    per item, so item i starts from exactly what a single run with ``seeds[i]`` starts from
+    (``seeds[0]`` is ``plan.native_image``)."""
+    if bool((plan.original[..., 3] == 255).all()):
+        return [plan.native_image] * len(seeds)  # nothing to fill: one source for all
+    sources = [plan.native_image]
+    for seed in seeds[1:]:
+        filled = prefill(plan.original, fill, seed=seed)
+        sources.append(resize_rgb(filled, plan.native_width, plan.native_height))
+    return sources
+
+
 def finish_inpaint(
     plan: InpaintPlan, generated: np.ndarray, match_colors: bool = True
 ) -> tuple[np.ndarray, int, int]:

@@ -29,7 +29,7 @@ from PIL import Image
 
 from backend.engine.errors import InvalidRequest
 from backend.engine.prompts import PromptEmbeds
-from backend.engine.schedulers import make_scheduler
+from backend.engine.schedulers import make_scheduler, schedule_length
 
 if TYPE_CHECKING:
     from backend.engine.acceleration import AccelerationOptions
@@ -84,9 +84,24 @@ class DenoiseTask:
     cfg_scale: float = 7.0
     sampler: str = "dpmpp_2m_karras"
     strength: float = 1.0
-    image: np.ndarray | None = None  # (h, w, 3) uint8 RGB: img2img/inpaint source
+    image: np.ndarray | None = None  # (h, w, 3) uint8 RGB: img2img/inpaint source (seeds[0])
     mask: np.ndarray | None = None  # (h, w) float32 0..1: the denoise mask (inpaint)
     controls: list[ControlTask] = field(default_factory=list)
+    # One source per seed when they differ (the fill noise under transparent pixels is seeded
+    # per item); empty = ``image`` for every seed.
+    item_images: list[np.ndarray] = field(default_factory=list)
+
+    def sources(self) -> list[np.ndarray | None]:
+        """The source image of each seed (None: no source given)."""
+        if self.item_images:
+            if len(self.item_images) != len(self.seeds):
+                raise InvalidRequest(
+                    "item_images",
+                    len(self.item_images),
+                    f"expected {len(self.seeds)} (one per seed)",
+                )
+            return list(self.item_images)
+        return [self.image] * len(self.seeds)
 
 
 def pipeline_kind(task_kind: str, inpaint_checkpoint: bool) -> str:
@@ -98,14 +113,9 @@ def pipeline_kind(task_kind: str, inpaint_checkpoint: bool) -> str:
 
 
 def inference_steps(steps: int, strength: float) -> int:
-    """Scheduler steps so that about ``steps`` denoising steps actually run at ``strength``
-    (diffusers skips the first ``(1 - strength)`` of the schedule)."""
-    if strength >= 1.0:
-        return steps
-    total = max(steps, math.ceil(steps / max(strength, 1e-3) - 1e-9))
-    while int(total * strength) < steps and total < 1000:  # diffusers truncates with int()
-        total += 1
-    return min(1000, total)
+    """Scheduler steps so that exactly ``steps`` denoising steps run at ``strength``
+    (``schedulers.schedule_length``; ``schedulers.check_steps`` refuses what cannot)."""
+    return schedule_length(steps, strength)
 
 
 def acceleration_options(config: EngineConfig, device: str) -> AccelerationOptions:
@@ -263,23 +273,28 @@ def _pil_mask(mask: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
 
 
-def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str) -> dict[str, Any]:
-    """The keyword arguments of the pipeline call for ``task`` run as ``kind``."""
-    # 1. Common arguments: embeddings, steps, guidance, one CPU generator per image.
+def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str, item: int = 0) -> dict[str, Any]:
+    """The keyword arguments of the pipeline call for item ``item`` of ``task`` (seed
+    ``task.seeds[item]``) run as ``kind``: every item is its own call, drawing every random
+    number (VAE encoding, noise, ancestral steps) from its own generator exactly as a single
+    run with that seed does."""
+    if not 0 <= item < len(task.seeds):
+        raise InvalidRequest("item", item, f"expected 0..{len(task.seeds) - 1}")
+    # 1. Common arguments: embeddings, steps, guidance, the item's CPU generator.
     strength = task.strength if kind != "txt2img" else 1.0
     kwargs: dict[str, Any] = {
         **task.embeds.pipeline_kwargs(),
         "num_inference_steps": inference_steps(task.steps, strength),
         "guidance_scale": task.cfg_scale,
-        "num_images_per_prompt": len(task.seeds),
-        "generator": [torch.Generator("cpu").manual_seed(seed) for seed in task.seeds],
+        "num_images_per_prompt": 1,
+        "generator": [torch.Generator("cpu").manual_seed(task.seeds[item])],
         "output_type": "np",
         "width": task.width,
         "height": task.height,
     }
     # 2. Source image and mask (an inpaint checkpoint gets a full mask outside inpaint).
     if kind in ("img2img", "inpaint"):
-        source = task.image
+        source = task.sources()[item]
         if source is None:
             source = np.full((task.height, task.width, 3), 127, np.uint8)
         kwargs["image"] = _pil_rgb(source)
@@ -305,23 +320,45 @@ def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str) -> dict[str, Any]
 def run_denoise(
     cache: PipelineCache, task: DenoiseTask, on_step: StepCallback | None = None
 ) -> np.ndarray:
-    """Run ``task``; returns (N, height, width, 3) uint8 RGB, one image per seed."""
-    # 1. The task pipeline and a fresh scheduler for the sampler.
+    """Run ``task``; returns (N, height, width, 3) uint8 RGB, one image per seed.
+
+    The items of a batch run one after another through the same task pipeline, each with its
+    own generator and a fresh scheduler: item i is byte-identical to a single run with seed
+    ``seeds[i]`` (a batched call would differ by the batch's rounding, and diffusers draws
+    some random numbers for the whole batch from the first generator). Progress counts the
+    sampler steps of the whole job: ``steps`` per item.
+    """
+    # 1. The task pipeline (shared by every item).
     kind = pipeline_kind(task.kind, bool(task.model.inpaint))
     pipe = cache.get(task.model, kind, task.controls)
-    pipe.scheduler = make_scheduler(task.sampler, cache.scheduler_config)
-    kwargs = build_call_kwargs(pipe, task, kind)
+    total = task.steps * len(task.seeds)
+    images = []
+    for item in range(len(task.seeds)):
+        # 2. A fresh scheduler per item, planned for the steps that must run.
+        kwargs = build_call_kwargs(pipe, task, kind, item)
+        schedule = int(kwargs["num_inference_steps"])
+        pipe.scheduler = make_scheduler(task.sampler, cache.scheduler_config, schedule)
+        order = max(1, int(getattr(pipe.scheduler, "order", 1)))
+        done_before = item * task.steps
 
-    # 2. Step callback: progress, preview and cancel, within one step.
-    def step_end(pipeline: Any, step: int, _timestep: Any, tensors: dict) -> dict:
-        if on_step is not None:
-            total = int(getattr(pipeline, "num_timesteps", 0) or kwargs["num_inference_steps"])
-            on_step(step + 1, total, tensors["latents"])
-        return tensors
+        # 3. Step callback: progress, preview and cancel, within one step (order-2 samplers
+        # such as Heun evaluate twice per step: progress counts sampler steps).
+        def step_end(
+            _pipeline: Any,
+            step: int,
+            _timestep: Any,
+            tensors: dict,
+            _before: int = done_before,
+            _order: int = order,
+        ) -> dict:
+            if on_step is not None:
+                done = min(task.steps, math.ceil((step + 1) / _order))
+                on_step(_before + done, total, tensors["latents"])
+            return tensors
 
-    kwargs["callback_on_step_end"] = step_end
-    kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
-    # 3. Denoise and decode.
-    with torch.inference_mode():
-        images = pipe(**kwargs).images
-    return np.clip(np.asarray(images) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        kwargs["callback_on_step_end"] = step_end
+        kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        # 4. Denoise and decode.
+        with torch.inference_mode():
+            images.append(np.asarray(pipe(**kwargs).images)[0])
+    return np.clip(np.stack(images) * 255.0 + 0.5, 0, 255).astype(np.uint8)

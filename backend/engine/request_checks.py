@@ -15,6 +15,7 @@ import numpy as np
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.fill import FILL_METHODS
 from backend.engine.masks import NOISE_LEVEL, has_selection
+from backend.engine.schedulers import check_steps
 from backend.engine.types import CheckpointEntry, GenerationRequest, Inventory
 from backend.engine.used_inputs import check_used_inputs
 
@@ -107,7 +108,9 @@ def check_request(
     strength = _number("strength", request.strength, 0.0, 1.0)
     if strength == 0.0 and request.mode in ("img2img", "inpaint"):
         raise InvalidRequest("strength", strength, "0 would return the image unchanged")
-    _integer("steps", request.steps, 1, MAX_STEPS)
+    steps = _integer("steps", request.steps, 1, MAX_STEPS)
+    if request.mode in ("img2img", "inpaint"):
+        check_steps(steps, strength)  # the artist's steps must fit in the strength's window
     _number("cfg_scale", request.cfg_scale, 0.0, MAX_CFG)
     _integer("batch", request.batch, 1, MAX_BATCH)
     _integer("clip_skip", request.clip_skip, 1, MAX_CLIP_SKIP)

@@ -7,6 +7,7 @@ spacing) is kept and only the sampling algorithm changes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,11 @@ from typing import Any
 from backend.engine.errors import InvalidRequest
 
 DEFAULT_SAMPLER = "dpmpp_2m_karras"
+#: Training timesteps of every SD1.5/SDXL schedule.
+TRAIN_TIMESTEPS = 1000
+#: The longest schedule every sampler runs: DPM++ and UniPC with "leading" spacing repeat
+#: timesteps (and return NaN) at one step per training timestep.
+MAX_SCHEDULE = TRAIN_TIMESTEPS - 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
 # Keys a scheduler config may carry that only make sense for its own class; dropped before
 # building another class so one sampler's settings never leak into the next one.
 _PER_CLASS_KEYS = (
+    "original_inference_steps",
     "use_karras_sigmas",
     "algorithm_type",
     "solver_order",
@@ -73,9 +80,57 @@ def check_sampler(name: str, field_name: str = "sampler") -> None:
         raise InvalidRequest(field_name, name, f"unknown sampler; choose one of {sampler_names()}")
 
 
-def make_scheduler(name: str, base_config: Mapping[str, Any]) -> Any:
+def max_steps(strength: float) -> int:
+    """The most denoising steps that can run at ``strength``: a schedule of ``total`` steps
+    keeps its last ``int(total * strength)`` (as diffusers truncates), and no schedule is
+    longer than ``MAX_SCHEDULE``."""
+    if strength >= 1.0:
+        return MAX_SCHEDULE
+    return int(MAX_SCHEDULE * strength)
+
+
+def schedule_length(steps: int, strength: float) -> int:
+    """``num_inference_steps`` so that exactly ``steps`` denoising steps run at ``strength``
+    (diffusers skips the first ``1 - strength`` of the schedule). ``check_steps`` first."""
+    if strength >= 1.0:
+        return steps
+    total = max(steps, math.ceil(steps / max(strength, 1e-6) - 1e-9))
+    while int(total * strength) < steps and total < MAX_SCHEDULE:  # diffusers uses int()
+        total += 1
+    return min(MAX_SCHEDULE, total)
+
+
+def check_steps(steps: int, strength: float) -> None:
+    """Refuse a steps x strength pair that cannot run as asked, naming the parameter to
+    change; every listed sampler runs every other pair (see ``make_scheduler``)."""
+    limit = max_steps(strength)
+    if limit < 1:
+        smallest = math.ceil(1e6 / MAX_SCHEDULE) / 1e6
+        raise InvalidRequest(
+            "strength",
+            strength,
+            f"is too small to change anything: the smallest strength that runs one step is "
+            f"{smallest:g}",
+        )
+    if steps > limit:
+        raise InvalidRequest(
+            "steps",
+            steps,
+            f"at strength {strength:g} at most {limit} steps can run; lower steps to {limit} "
+            "or raise strength",
+        )
+
+
+def make_scheduler(name: str, base_config: Mapping[str, Any], schedule: int | None = None) -> Any:
     """A new scheduler of sampler ``name`` built from ``base_config`` (a model's scheduler
-    config, e.g. ``pipe.scheduler.config``)."""
+    config, e.g. ``pipe.scheduler.config``: its training schedule and prediction type are
+    kept whatever the sampler).
+
+    ``schedule``: the ``num_inference_steps`` it will be set to. Few-step samplers (LCM, TCD)
+    pick their timesteps from a grid of ``original_inference_steps`` (50); the grid is widened
+    to ``schedule`` when that is longer (a low-strength img2img schedules ``steps / strength``
+    steps), where diffusers would refuse the schedule.
+    """
     check_sampler(name)
     import diffusers
 
@@ -83,4 +138,9 @@ def make_scheduler(name: str, base_config: Mapping[str, Any]) -> Any:
     scheduler_class: Callable[..., Any] = getattr(diffusers, spec.class_name)
     config = {k: v for k, v in dict(base_config).items() if k not in _PER_CLASS_KEYS}
     config.update(spec.overrides)
-    return scheduler_class.from_config(config)
+    scheduler = scheduler_class.from_config(config)
+    grid = scheduler.config.get("original_inference_steps")
+    if schedule is not None and grid is not None and schedule > int(grid):
+        config["original_inference_steps"] = min(schedule, MAX_SCHEDULE)
+        scheduler = scheduler_class.from_config(config)
+    return scheduler
