@@ -15,15 +15,20 @@ Automatic sizes (``mask_params``), with ``s = sqrt(selection width x height)`` i
 so a 64 px selection gets grow 4 / blur 4 / feather 2 and a 512 px one 26 / 20 / 15.
 
 **What counts as selected** (``clean_selection``, applied to every mask before anything else):
-values up to ``NOISE_LEVEL`` = 8 (of 255, about 3 %) are *unselected*, and values from
-``255 - NOISE_LEVEL`` up are *fully selected*; the levels between are stretched linearly, so 128
-stays 128 and a soft selection stays soft and continuous. A JPEG round trip of a black/white
-mask leaves up to 5 levels of ringing at quality 95 and 13-22 at 90-75 right at the edge, and
-canvas exports dither flat black to 1-3: without the threshold such noise made the layer cover
-the whole region and shifted every pixel outside the selection by a few levels. For
-comparison, diffusers binarizes inpaint masks at 50 % and GIMP/Krita count any non-zero pixel
-in a selection's bounds; 8 keeps soft selections (feathered edges) while dropping that noise.
-A mask with nothing above the threshold is refused at submit ("nothing is selected").
+a mask value *is* the selection's strength (128 stays 128, so a soft selection's value is its
+alpha), except for *noise*: values up to ``NOISE_LEVEL`` = 8 (of 255, about 3 %) that are not
+the faint tail of a soft edge. A canvas export dithers flat black to 1-3 and a JPEG round trip
+leaves 1-5 levels around a white shape: taken as a selection, such noise made the layer cover
+the whole region and shifted every pixel outside the selection by a few levels. A feathered
+selection, though, fades out through 8 ... 1, and those faint levels are part of the artist's
+feather. The rule: a value of 1-8 is kept only within ``TAIL`` (1/2) of the width of the soft
+band next to it, that is where its distance to the nearest value above 8 is at most half the
+distance from there on to the selection's core (values within 8 of the mask's maximum);
+everything else at or below 8 becomes 0. A hard edge has no soft band, so a white square on
+1-3 noise is exactly the square; a Gaussian feather keeps every level of its tail (its 1-8 tail
+is about a quarter of its band). For comparison, diffusers binarizes inpaint masks at 50 % and
+GIMP/Krita count any non-zero pixel in a selection's bounds. A mask with nothing above 8 is
+refused at submit ("nothing is selected").
 
 **The feather never swallows a small selection**: the ramp of ``composite_alpha`` is capped by
 how thick the selection is around each pixel (the deepest pixel within ``feather + 1`` px), so
@@ -48,8 +53,10 @@ GROW_FACTOR, GROW_RANGE = 0.05, (4, 48)
 BLUR_FACTOR, BLUR_RANGE = 0.04, (4, 32)
 FEATHER_FACTOR, FEATHER_RANGE = 0.03, (2, 24)
 MAX_PX = 512
-#: Mask values up to this are unselected noise; from 255 - NOISE_LEVEL up fully selected.
+#: Mask values up to this are noise unless they are the tail of a soft edge (clean_selection).
 NOISE_LEVEL = 8
+#: A faint tail reaches at most this fraction of the soft band's width past the band.
+TAIL = 0.5
 
 
 def _scaled(size: float, factor: float, bounds: tuple[int, int]) -> int:
@@ -82,12 +89,21 @@ def mask_params(
 
 
 def clean_selection(mask: np.ndarray) -> np.ndarray:
-    """The selection an artist means, uint8 (H, W): values <= NOISE_LEVEL become 0, values >=
-    255 - NOISE_LEVEL become 255, the levels between stretched linearly (128 stays 128)."""
+    """The selection an artist means, uint8 (H, W): values above NOISE_LEVEL as they are;
+    values 1..NOISE_LEVEL only as the tail of a soft edge (within TAIL x the soft band's width
+    of it), else 0. See the module doc."""
     check_mask("mask", mask)
-    low, high = NOISE_LEVEL, 255 - NOISE_LEVEL
-    table = np.clip(np.round((np.arange(256) - low) * 255.0 / (high - low)), 0, 255)
-    return cv2.LUT(mask, table.astype(np.uint8))
+    selected = mask > NOISE_LEVEL
+    faint = (mask > 0) & ~selected
+    if not faint.any() or not selected.any():
+        return np.where(selected, mask, 0).astype(np.uint8)
+    # Distances (px) from every pixel to the nearest selected pixel and to the core.
+    core = mask >= max(NOISE_LEVEL + 1, int(mask.max()) - NOISE_LEVEL)
+    to_selected = cv2.distanceTransform((~selected).astype(np.uint8), cv2.DIST_L2, 3)
+    to_core = cv2.distanceTransform((~core).astype(np.uint8), cv2.DIST_L2, 3)
+    # The soft band between here and the core is (to_core - to_selected) px wide.
+    tail = faint & (to_selected <= TAIL * (to_core - to_selected))
+    return np.where(selected | tail, mask, 0).astype(np.uint8)
 
 
 def has_selection(mask: np.ndarray) -> bool:

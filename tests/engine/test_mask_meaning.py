@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -123,12 +124,27 @@ def test_mask_with_nothing_above_the_noise_level_is_refused(engine: Engine) -> N
     assert info.value.field == "mask"
 
 
-def test_clean_selection_levels() -> None:
-    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    cleaned = clean_selection(values).reshape(-1).astype(int)
-    assert cleaned[: NOISE_LEVEL + 1].max() == 0 and cleaned[NOISE_LEVEL + 1] == 1
-    assert cleaned[255 - NOISE_LEVEL :].min() == 255
-    assert cleaned[128] == 128 and np.all(np.diff(cleaned) >= 0)
+def test_clean_selection_keeps_values_and_feather_tails_but_drops_noise() -> None:
+    hard = np.zeros((300, 300), np.uint8)
+    hard[60:240, 60:240] = 255
+    rng = np.random.default_rng(2)
+    noise = rng.integers(1, NOISE_LEVEL + 1, size=hard.shape, dtype=np.uint8)
+    # A hard edge on noise: exactly the shape; any level above the noise stays as it is.
+    for level in (255, 128, NOISE_LEVEL + 1):
+        mask = np.maximum(np.where(hard > 0, level, 0), noise).astype(np.uint8)
+        mask[hard == 0] = noise[hard == 0]
+        assert np.array_equal(clean_selection(mask), np.where(hard > 0, level, 0))
+    # A Gaussian feather keeps every level of its tail, 1 .. 8 included (value = alpha).
+    for sigma in (1.5, 4, 13, 30):
+        soft = cv2.GaussianBlur(hard, (0, 0), sigma)
+        assert np.array_equal(clean_selection(soft), soft), sigma
+    # Noise next to a feather survives only within half the feather's band of it.
+    soft = cv2.GaussianBlur(hard, (0, 0), 8)
+    noisy = np.maximum(soft, noise)
+    cleaned = clean_selection(noisy)
+    assert np.array_equal(cleaned[soft > 0], noisy[soft > 0])  # the whole feather is kept
+    assert cleaned[:20].max() == 0 and cleaned[:, :20].max() == 0  # far noise dropped
+    assert np.array_equal(clean_selection(noise), np.zeros_like(noise))  # nothing selected
 
 
 def test_feather_is_capped_by_the_selection_depth() -> None:
