@@ -15,6 +15,16 @@ import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes: (x start, y start, x step, y step).
+ADAM7 = [
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+]
 #: Every legal (colour type, bit depth) pair of the PNG specification.
 PNG_TYPES = [
     (0, 1),
@@ -67,12 +77,13 @@ def write_png(
     trns: bytes | None = None,
     exif: bytes | None = None,
     exif_after_idat: bool = False,
+    interlaced: bool = False,
 ) -> bytes:
     samples = np.asarray(samples)
     if samples.ndim == 2:
         samples = samples[:, :, None]
     height, width = samples.shape[:2]
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, int(interlaced))
     out = SIGNATURE + chunk(b"IHDR", ihdr)
     if palette is not None:
         out += chunk(b"PLTE", np.asarray(palette, np.uint8).tobytes())
@@ -80,7 +91,12 @@ def write_png(
         out += chunk(b"tRNS", trns)
     if exif is not None and not exif_after_idat:
         out += chunk(b"eXIf", exif)
-    out += chunk(b"IDAT", zlib.compress(pack_rows(samples, depth)))
+    if interlaced:  # Adam7: seven reduced images, each its own scanlines
+        passes = [samples[y::dy, x::dx] for x, y, dx, dy in ADAM7]
+        raw = b"".join(pack_rows(p, depth) for p in passes if p.shape[0] and p.shape[1])
+    else:
+        raw = pack_rows(samples, depth)
+    out += chunk(b"IDAT", zlib.compress(raw))
     if exif is not None and exif_after_idat:
         out += chunk(b"eXIf", exif)
     return out + chunk(b"IEND", b"")
@@ -101,7 +117,8 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma as Pillow's "L" conversion computes it (grey stays exact)."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB").convert("L"))
+    pixels = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
+    return np.asarray(Image.fromarray(pixels, "RGB").convert("L"))
 
 
 def expected_mask(rgba: np.ndarray) -> np.ndarray:
@@ -116,6 +133,8 @@ class Sample:
     name: str
     data: bytes
     rgba: np.ndarray  # what the file means, (H, W, 4) uint8
+    samples: np.ndarray  # the file's raw samples (H, W, channels)
+    palette: np.ndarray | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -163,7 +182,7 @@ def make_sample(
     rgba = np.dstack([rgb, alpha]).astype(np.uint8)
     data = write_png(samples, color_type, depth, palette=palette, trns=trns_body)
     name = f"type{color_type}-{depth}bit" + ("-tRNS" if trns else "")
-    return Sample(name, data, rgba)
+    return Sample(name, data, rgba, samples, palette)
 
 
 def all_samples(width: int = 13, height: int = 7) -> list[Sample]:

@@ -38,6 +38,18 @@ def test_every_png_type_and_depth_decodes_exactly(sample) -> None:
     assert np.array_equal(mask_from_rgba(rgba), sample.mask)
 
 
+@pytest.mark.parametrize(
+    ("color_type", "depth"), [(0, 2), (0, 16), (2, 16), (3, 4), (4, 8), (6, 16)]
+)
+def test_interlaced_png_decodes_like_the_plain_one(color_type: int, depth: int) -> None:
+    sample = make_sample(color_type, depth, width=13, height=11)
+    plain = decode_file(sample.data, "image", LIMIT)
+    data = write_png(sample.samples, color_type, depth, palette=sample.palette, interlaced=True)
+    assert data[28] == 1  # IHDR interlace method: Adam7
+    assert np.array_equal(decode_file(data, "image", LIMIT), plain)
+    assert np.array_equal(plain, sample.rgba)
+
+
 def test_16_bit_grey_keeps_its_value() -> None:
     """The issue's example: 64x48 grey, depth 16, value v * 257 -> v (was 255 for every v > 0)."""
     values = np.arange(64 * 48).reshape(48, 64) % 256
