@@ -33,6 +33,7 @@ from backend.engine.pipelines import (
     run_denoise,
     unet_for_loras,
 )
+from backend.engine.prediction import from_scheduler_config
 from backend.engine.preprocess import NO_DEPTH, PREPROCESSORS
 from backend.engine.previews import latents_to_preview
 from backend.engine.prompts import PromptEncoder
@@ -220,7 +221,7 @@ class Engine:
             ]
         # 4. Layers with what made them.
         return [
-            Layer(image, x, y, seed, self._metadata(request, loaded.name, seed, strength))
+            Layer(image, x, y, seed, self._metadata(request, loaded, seed, strength))
             for (image, x, y), seed in zip(placed, seeds, strict=True)
         ]
 
@@ -282,13 +283,17 @@ class Engine:
         return on_step
 
     def _metadata(
-        self, request: GenerationRequest, model: str, seed: int, strength: float
+        self, request: GenerationRequest, loaded: Any, seed: int, strength: float
     ) -> ResultMetadata:
+        # The prediction the job ran as: every sampler is built from this config.
+        prediction = from_scheduler_config(loaded.pipe.scheduler.config)
         return ResultMetadata(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
             seed=seed,
-            model=model,
+            model=loaded.name,
+            prediction_type=prediction.type,
+            zero_terminal_snr=prediction.zero_terminal_snr,
             sampler=request.sampler,
             steps=request.steps,
             cfg_scale=request.cfg_scale,

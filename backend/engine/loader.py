@@ -31,6 +31,7 @@ from backend.engine.detect import (
     read_header,
 )
 from backend.engine.errors import EngineError, ModelLoadError, ModelNotFound, UnsafeModelFile
+from backend.engine.prediction import apply_prediction, detect_prediction
 from backend.engine.tokenizer import copy_tokenizer_files, default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -186,22 +187,26 @@ def _check_source_file(path: Path, allow_pickle: bool) -> None:
         raise ModelLoadError(f"{path.name}: unsupported model file type {path.suffix!r}.")
 
 
-def _single_file_config(path: Path) -> tuple[Path, CheckpointKind]:
+def _single_file_config(path: Path) -> tuple[Path, CheckpointKind, set[str]]:
+    """The config folder and kind of a single file, and its state dict's key names."""
     if path.suffix.lower() == ".safetensors":
         keys, metadata = read_header(path)
+        names = set(keys)
         text = metadata.get(CONFIG_KEY)
         if text is None:
             kind = detect_checkpoint(path)
-            return config_folder_for_family(kind), kind
+            return config_folder_for_family(kind), kind, names
     else:
         text, shapes = _read_pickle(path)
+        names = set(shapes)
         if text is None:
             kind = kind_from_header(shapes, path.name)
-            return config_folder_for_family(kind), kind
+            return config_folder_for_family(kind), kind, names
     try:
-        return config_folder_for_embedded(text)
+        folder, kind = config_folder_for_embedded(text)
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"{path.name} has a damaged embedded config: {exc}") from exc
+    return folder, kind, names
 
 
 def pipeline_class(family: str) -> Any:
@@ -227,11 +232,13 @@ def _load_pipe(
         if not path.is_file():
             raise ModelNotFound(f"Model file not found: {path}")
         _check_source_file(path, allow_pickle)
-        folder, kind = _single_file_config(path)
+        folder, kind, names = _single_file_config(path)
         cls = pipeline_class(kind.family)
         if kind.family == "sd15":
             extra.update(safety_checker=None, requires_safety_checker=False)
         pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, **extra)
+        # v-prediction from the file's marker keys or its sidecar YAML (prediction.py).
+        apply_prediction(pipe, detect_prediction(path, names, pipe.scheduler.config))
         return pipe, kind
     if path.is_dir():
         kind = detect_checkpoint(path)

@@ -94,6 +94,9 @@ def parameters_text(meta: ResultMetadata) -> str:
         fields.append(("Denoising strength", _number(meta.strength)))
     if meta.clip_skip > 1:
         fields.append(("Clip skip", str(meta.clip_skip)))
+    if meta.prediction_type != "epsilon" or meta.zero_terminal_snr:
+        fields.append(("Prediction", meta.prediction_type))
+        fields.append(("Zero terminal SNR", str(meta.zero_terminal_snr)))
     for index, control in enumerate(meta.controls):
         described = ", ".join(
             f"{key.capitalize()}: {value}" for key, value in control.items() if key != "image"

@@ -298,8 +298,14 @@ def _save_atomic(state: dict, metadata: dict[str, str], target: Any) -> None:
             os.unlink(temp_name)
 
 
-def tiny_checkpoint_file(family: str, inpaint: bool, target: Any, seed: int = 0) -> None:
-    """Write a tiny checkpoint as a single LDM-layout .safetensors with its config embedded."""
+def tiny_checkpoint_file(
+    family: str, inpaint: bool, target: Any, seed: int = 0, markers: Iterable[str] = ()
+) -> None:
+    """Write a tiny checkpoint as a single LDM-layout .safetensors with its config embedded.
+    ``markers``: empty marker tensors to add, as v-prediction files carry them ("v_pred",
+    "ztsnr": see prediction.py)."""
+    import torch
+
     from backend.engine.checkpoint_format import pipeline_to_ldm_state_dict
     from backend.engine.loader import CONFIG_KEY, embedded_config
 
@@ -308,7 +314,9 @@ def tiny_checkpoint_file(family: str, inpaint: bool, target: Any, seed: int = 0)
         CONFIG_KEY: embedded_config(family, pipeline_configs(family, inpaint)),
         TINY_VERSION_KEY: TINY_FORMAT_VERSION,
     }
-    _save_atomic(pipeline_to_ldm_state_dict(pipe), metadata, target)
+    state = pipeline_to_ldm_state_dict(pipe)
+    state.update({name: torch.zeros(0) for name in markers})
+    _save_atomic(state, metadata, target)
 
 
 def tiny_controlnet_file(family: str, target: Any, seed: int = 0) -> None:

@@ -91,6 +91,9 @@ class ResultMetadata:
     clip_skip: int = 1
     loras: list[dict] = field(default_factory=list)
     controls: list[dict] = field(default_factory=list)
+    # What the model was run as (prediction.py): "epsilon" | "v_prediction".
+    prediction_type: str = "epsilon"
+    zero_terminal_snr: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
