@@ -81,6 +81,7 @@ def start() -> None:
 def register_notice(message: str) -> None:
     """A docker with id :data:`DOCKER_ID` that shows ``message`` and nothing else."""
     label_class: Any = getattr(krita, "QLabel", None)
+    qt: Any = getattr(krita, "Qt", None)
 
     class DiffusionLayersNotice(krita.DockWidget):
         notice = message
@@ -92,6 +93,8 @@ def register_notice(message: str) -> None:
             if label_class is not None:
                 label = label_class(message)
                 label.setWordWrap(True)
+                if qt is not None:  # at the top, under the docker's title
+                    label.setAlignment(qt.AlignmentFlag.AlignTop | qt.AlignmentFlag.AlignLeft)
                 self.setWidget(label)
 
         def canvasChanged(self, canvas: Any) -> None:

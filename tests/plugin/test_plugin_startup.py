@@ -45,6 +45,7 @@ print(json.dumps({
     "extensions": len(k.extensions()),
     "title": docker.windowTitle() if docker is not None else None,
     "text": label.text() if hasattr(label, "text") else None,
+    "top": bool(label.alignment() & krita.Qt.AlignmentFlag.AlignTop) if hasattr(label, "text") else None,
 }))
 """
 
@@ -81,6 +82,7 @@ def test_unusable_binding_is_one_sentence_in_the_docker_and_one_log_line() -> No
     assert text.startswith(f"Diffusion Layers could not load {BINDING} (No module named")
     assert "QtNetwork" in text and text.endswith("or set DIFFUSION_LAYERS_QT to the other binding.")
     assert log == [text]  # no traceback storm
+    assert state["top"] is True
 
 
 def test_too_old_krita_is_named_in_the_docker() -> None:

@@ -21,6 +21,7 @@ from qt_binding import (  # the plugin's binding, PyQt5 or PyQt6 (Krita re-expor
     QObject,
     QPainter,
     QRect,
+    Qt,  # noqa: F401  (re-exported like QLabel)
     QUuid,
 )
 

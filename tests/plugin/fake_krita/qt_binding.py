@@ -38,3 +38,4 @@ QAction = QtGui.QAction if QT_MAJOR == 6 else QtWidgets.QAction
 QByteArray, QObject, QRect, QUuid = QtCore.QByteArray, QtCore.QObject, QtCore.QRect, QtCore.QUuid
 QImage, QPainter = QtGui.QImage, QtGui.QPainter
 QDockWidget, QLabel = QtWidgets.QDockWidget, QtWidgets.QLabel
+Qt = QtCore.Qt
