@@ -31,3 +31,18 @@ def test_cli_usage_errors_stay_one_line(tmp_path: Path, capsys, spec) -> None:
                  "--out", str(tmp_path / "o.png")])  # fmt: skip
     assert code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cli_vae_option_is_checked_like_the_api(
+    tmp_path: Path, tiny_models_dir: Path, capsys, monkeypatch
+) -> None:
+    cache = tmp_path / "cache"
+    (cache / "diffusion-layers").mkdir(parents=True)
+    (cache / "diffusion-layers" / "tiny-models").symlink_to(tiny_models_dir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    code = main(["generate", "--model", "tiny", "--vae", "no-such-vae", "--prompt", "x",
+                 "--width", "64", "--height", "64", "--device", "cpu",
+                 "--out", str(tmp_path / "o.png")])  # fmt: skip
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: vae: ") and "no-such-vae" in last
