@@ -56,6 +56,9 @@ MAX_SIDE = 8192
 MAX_SEED = 2**32 - 1
 
 
+VAE_DESCRIPTION = "VAE name from /v1/models; null = the model's default VAE"
+
+
 SIZE_DESCRIPTION = (
     "size of the region; null = the image part's own size (a PNG/JPEG/WebP file); "
     "required for txt2img and raw image parts"
@@ -108,6 +111,7 @@ class JobParams(_Model):
     prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=200)
+    vae: str | None = Field(default=None, max_length=200, description=VAE_DESCRIPTION)
     width: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
     height: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
     x: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="region's canvas offset")
@@ -186,6 +190,7 @@ class CheckpointInfo(_Model):
     name: str
     family: str
     inpaint: bool
+    has_vae: bool = Field(default=True, description="false: runs with a VAE from vae/")
 
 
 class ControlNetInfo(_Model):
@@ -197,6 +202,14 @@ class ControlNetInfo(_Model):
 class LoraInfo(_Model):
     name: str
     family: str | None = None
+    format: str = Field(default="lora", description="lora | locon | diffusers | loha | lokr | ...")
+    problem: str | None = Field(default=None, description="why it cannot be used; null = usable")
+
+
+class VaeInfo(_Model):
+    name: str
+    family: str | None = None
+    problem: str | None = Field(default=None, description="why it cannot be used; null = usable")
 
 
 class ModelsInfo(_Model):
@@ -204,6 +217,7 @@ class ModelsInfo(_Model):
     checkpoints: list[CheckpointInfo] = Field(default_factory=list)
     controlnets: list[ControlNetInfo] = Field(default_factory=list)
     loras: list[LoraInfo] = Field(default_factory=list)
+    vaes: list[VaeInfo] = Field(default_factory=list)
     samplers: list[str] = Field(default_factory=list)
     control_types: list[str] = Field(default_factory=lambda: list(CONTROL_TYPES))
     preprocessors: list[str] = Field(default_factory=list)
@@ -245,6 +259,7 @@ class LiveParams(_Model):
     prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=200)
+    vae: str | None = Field(default=None, max_length=200, description=VAE_DESCRIPTION)
     width: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
     height: int | None = Field(default=None, ge=8, le=MAX_SIDE, description=SIZE_DESCRIPTION)
     x: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="region's canvas offset")

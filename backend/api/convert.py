@@ -30,6 +30,7 @@ def inventory_names(inventory: Inventory) -> set[str]:
     names = {c.name for c in inventory.checkpoints}
     names |= {c.name for c in inventory.controlnets}
     names |= {lo.name for lo in inventory.loras}
+    names |= {vae.name for vae in inventory.vaes}
     return names
 
 
@@ -45,6 +46,7 @@ def check_name(field: str, name: str | None, known: set[str]) -> None:
 
 def check_names(params: JobParams, known: set[str]) -> None:
     check_name("model", params.model, known)
+    check_name("vae", params.vae, known)
     for i, lora in enumerate(params.loras):
         check_name(f"loras[{i}].name", lora.name, known)
     for i, control in enumerate(params.controls):
@@ -111,6 +113,7 @@ def build_request(
         prompt=params.prompt,
         negative_prompt=params.negative_prompt,
         model=params.model,
+        vae=params.vae,
         image=image,
         mask=mask,
         strength=params.strength,

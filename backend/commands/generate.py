@@ -38,6 +38,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "models: tiny, tiny-inpaint, tiny-sdxl, tiny-sdxl-inpaint (random weights).",
     )
     parser.add_argument("--model", required=True, help="checkpoint name, or a tiny built-in")
+    parser.add_argument("--vae", help="VAE name from models/vae/ (default: the model's)")
     parser.add_argument("--mode", choices=MODES, default="txt2img")
     parser.add_argument("--image", help="the region (PNG/JPEG/WebP; transparency = empty canvas)")
     parser.add_argument(
@@ -197,6 +198,7 @@ def build_request(args: argparse.Namespace) -> Any:
         prompt=args.prompt,
         negative_prompt=args.negative,
         model=args.model,
+        vae=args.vae,
         image=image,
         mask=mask,
         strength=args.strength,

@@ -115,6 +115,7 @@ class Engine:
             SAMPLERS,
             PREPROCESSORS,
             self.max_pixels,
+            self.config.model_vaes,
         )
         for index, control in enumerate(request.controls):
             if control.type == "depth" and control.preprocess and not self._depth_available():
@@ -144,7 +145,7 @@ class Engine:
         self.check_request(request)
         cancel = cancel or CancelToken()
         cancel.check()
-        loaded = self._load(request.model)
+        loaded = self._load(request.model, request.vae)
         on_step = self._step_callback(loaded.family, on_progress, cancel)
         try:
             # 2. LoRAs stay applied only for this job (on the plain UNet, see unet_for_loras).
@@ -231,7 +232,7 @@ class Engine:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _load(self, model: str | None) -> Any:
+    def _load(self, model: str | None, vae: str | None = None) -> Any:
         name = model or self.default_model()
         if self._loaded is not None and self._loaded.name != name:
             # Another model: drop the task pipelines first so the manager can free the old
@@ -244,6 +245,10 @@ class Engine:
         if self._loaded is not None and loaded.pipe is not self._loaded.pipe:
             self.prompts.clear(loaded.name)  # same name, new weights
         self._loaded = loaded
+        # The job's VAE (or the model's default); task pipelines hold the old one: rebuild.
+        use_vae = getattr(self.models, "use_vae", None)
+        if callable(use_vae) and use_vae(loaded, vae):
+            self._pipelines.clear()
         # The speed-ups, once per loaded model (before any job's LoRAs are attached).
         self._pipelines.adopt(loaded)
         return loaded

@@ -12,12 +12,14 @@ from collections.abc import Collection
 
 import numpy as np
 
+from backend.engine.architecture import describe_widths
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.fill import FILL_METHODS
 from backend.engine.masks import NOISE_LEVEL, has_selection
 from backend.engine.schedulers import check_steps
 from backend.engine.types import CheckpointEntry, GenerationRequest, Inventory
 from backend.engine.used_inputs import check_used_inputs
+from backend.engine.vae import FAMILY_LABELS, choose_vae, missing_vae_sentence
 
 MODES = ("txt2img", "img2img", "inpaint", "outpaint")
 MIN_SIDE, MAX_SIDE = 8, 8192
@@ -75,8 +77,14 @@ def check_request(
     samplers: Collection[str],
     control_types: Collection[str],
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    model_vaes: dict[str, str] | None = None,
 ) -> CheckpointEntry:
-    """Raise on the first bad parameter; returns the checkpoint the request will use."""
+    """Raise on the first bad parameter; returns the checkpoint the request will use.
+
+    Everything the model files' headers tell is checked here, before queueing: ControlNet and
+    LoRA families and widths against the checkpoint's, LoRA formats we cannot load, the VAE's
+    family, and whether a checkpoint without a VAE has one to run with (``model_vaes``: the
+    per-model default VAEs)."""
     # 1. Mode and size.
     if request.mode not in MODES:
         raise InvalidRequest("mode", request.mode, f"expected one of {list(MODES)}")
@@ -123,26 +131,72 @@ def check_request(
     # 4. Names against the inventory.
     checkpoint = find_checkpoint(inventory, request.model or default_model)
     for index, control in enumerate(request.controls):
-        _check_control(index, control, checkpoint.family, inventory, control_types, height, width)
+        _check_control(index, control, checkpoint, inventory, control_types, height, width)
     for index, lora in enumerate(request.loras):
-        field = f"loras[{index}]"
-        _number(f"{field}.weight", lora.weight, -4.0, 4.0)
-        entry = next((item for item in inventory.loras if item.name == lora.name), None)
-        if entry is None:
-            raise ModelNotFound(f"LoRA {lora.name!r} is not installed.", field=f"{field}.name")
-        if entry.family is not None and entry.family != checkpoint.family:
-            raise InvalidRequest(
-                f"{field}.name",
-                lora.name,
-                f"is a {entry.family} LoRA; the model is {checkpoint.family}",
-            )
+        _check_lora(index, lora, checkpoint, inventory)
+    _check_vae(request.vae, checkpoint, inventory, model_vaes or {})
     return checkpoint
+
+
+def _check_lora(
+    index: int, lora: object, checkpoint: CheckpointEntry, inventory: Inventory
+) -> None:
+    field = f"loras[{index}]"
+    name = getattr(lora, "name", None)
+    _number(f"{field}.weight", getattr(lora, "weight", None), -4.0, 4.0)
+    entry = next((item for item in inventory.loras if item.name == name), None)
+    if entry is None:
+        raise ModelNotFound(f"LoRA {name!r} is not installed.", field=f"{field}.name")
+    if entry.problem is not None:
+        raise InvalidRequest(f"{field}.name", name, entry.problem)
+    if entry.family is not None and entry.family != checkpoint.family:
+        raise InvalidRequest(
+            f"{field}.name",
+            name,
+            f"is a {entry.family} LoRA; the model {checkpoint.name!r} is {checkpoint.family}",
+        )
+    text = checkpoint.widths[1] if checkpoint.widths else None
+    if entry.text_width is not None and text is not None and entry.text_width != text:
+        raise InvalidRequest(
+            f"{field}.name",
+            name,
+            f"was made for a model with text width {entry.text_width}; the model "
+            f"{checkpoint.name!r} has {text}",
+        )
+
+
+def _check_vae(
+    requested: str | None,
+    checkpoint: CheckpointEntry,
+    inventory: Inventory,
+    model_vaes: dict[str, str],
+) -> None:
+    name = choose_vae(inventory, checkpoint, requested, model_vaes)
+    if name is None:
+        if not checkpoint.has_vae:
+            raise InvalidRequest(
+                "vae", requested, missing_vae_sentence(checkpoint.name, checkpoint.family)
+            )
+        return
+    entry = next((item for item in inventory.vaes if item.name == name), None)
+    if entry is None:
+        raise ModelNotFound(f"VAE {name!r} is not installed.", field="vae")
+    if entry.problem is not None:
+        raise InvalidRequest("vae", name, entry.problem)
+    if entry.family is not None and entry.family != checkpoint.family:
+        label = FAMILY_LABELS.get(entry.family, entry.family)
+        raise InvalidRequest(
+            "vae",
+            name,
+            f"is an {label} VAE; the model {checkpoint.name!r} is "
+            f"{FAMILY_LABELS.get(checkpoint.family, checkpoint.family)}",
+        )
 
 
 def _check_control(
     index: int,
     control: object,
-    family: str,
+    checkpoint: CheckpointEntry,
     inventory: Inventory,
     control_types: Collection[str],
     height: int,
@@ -162,13 +216,37 @@ def _check_control(
     if start > end:
         raise InvalidRequest(f"{field}.start", start, f"must not be after end={end:g}")
     name = getattr(control, "model", None)
+    family, wanted = checkpoint.family, checkpoint.widths
     nets = [net for net in inventory.controlnets if net.family == family]
     if name is not None:
-        if not any(net.name == name for net in inventory.controlnets):
+        entry = next((net for net in inventory.controlnets if net.name == name), None)
+        if entry is None:
             raise ModelNotFound(f"ControlNet {name!r} is not installed.", field=f"{field}.model")
-        if not any(net.name == name for net in nets):
-            raise InvalidRequest(f"{field}.model", name, f"is not a ControlNet for {family}")
-    elif not any(net.type in (kind, "any") for net in nets):
+        if entry.family != family:
+            raise InvalidRequest(
+                f"{field}.model",
+                name,
+                f"is a {entry.family} ControlNet; the model {checkpoint.name!r} is {family}",
+            )
+        if entry.type not in ("any", kind):
+            raise InvalidRequest(
+                f"{field}.model",
+                name,
+                f"is a {entry.type} ControlNet (by its file name); this control is {kind}: "
+                f"pick a {kind} ControlNet, or leave the model empty to pick one",
+            )
+        if wanted is not None and entry.widths is not None and entry.widths != wanted:
+            raise InvalidRequest(
+                f"{field}.model",
+                name,
+                f"does not fit the model {checkpoint.name!r}: the ControlNet has "
+                f"{describe_widths(entry.widths)}, the model {describe_widths(wanted)}",
+            )
+        return
+    fitting = [net for net in nets if wanted is None or net.widths is None or net.widths == wanted]
+    if not any(net.type in (kind, "any") for net in fitting):
         raise ModelNotFound(
-            f"No {kind} ControlNet for {family} models is installed.", field=f"{field}.type"
+            f"No {kind} ControlNet that fits the model {checkpoint.name!r} ({family}) is "
+            "installed: put one in the models/controlnet/ folder.",
+            field=f"{field}.type",
         )
