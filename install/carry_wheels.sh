@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Fill .whl/ with exactly the wheels a bare GPU benchmark machine lacks (Python 3.12, x86-64).
 #
-# That image has torch 2.11, accelerate, numpy, pillow, scipy, opencv, psutil, httpx, click,
-# safetensors ... but no diffusers/fastapi/uvicorn/pydantic, and transformers 5.x with
-# huggingface_hub 1.x and tokenizers 0.23 (our code is pinned to transformers <5, which checks
-# for hub <1.0 and tokenizers <=0.23.0 at import). The versions below are the ones the project
-# is tested with (the dev venv). install/gpu_bench.sh installs them there with
-# `pip install --no-index --no-deps --target /tmp/site .whl/*.whl`.
+# That image (/work/.library/device/KINDS.md, read 2026-11-17) has torch 2.11, accelerate,
+# numpy, pillow, scipy, opencv, psutil, httpx, click, safetensors, anyio, h11, annotated-doc,
+# typing-extensions ... but no diffusers/fastapi/uvicorn/pydantic, and transformers 5.17 with
+# huggingface_hub 1.33 and tokenizers 0.23.2. pyproject.toml still pins transformers <5 and
+# huggingface_hub <1.0 (transformers 4.57 checks for hub <1.0 and tokenizers <=0.23.0 at
+# import), so those three are still carried. Not carried, the image's own serving (fastapi
+# needs anyio >=4.1, annotated-doc >=0.0.2; uvicorn h11 >=0.8; the image's httpcore already
+# needs h11 >=0.16): anyio, h11, annotated-doc; importlib_metadata (diffusers imports it only
+# on Python < 3.8). typing_extensions stays: pydantic 2.14 needs >=4.16, newer than the
+# image may hold. install/gpu_bench.sh installs these with
+# `pip install --no-index --no-deps --target /tmp/site .whl/*.whl` and then runs
+# `python -m backend.bench.preflight /tmp/site`, which names any requirement left unmet
+# (written to gpu.txt). The versions below are the ones the project is tested with (the dev venv).
 #
 # Usage (repo root or anywhere): bash install/carry_wheels.sh
 set -euo pipefail
@@ -20,17 +27,13 @@ WHEELS=(
     fastapi==0.165.0
     starlette==1.10.0
     uvicorn==0.54.0
-    h11==0.16.0
     python-multipart==0.0.34
     pydantic==2.14.4
     pydantic_core==2.50.5
     annotated-types==0.8.0
-    annotated-doc==0.0.7
     typing-inspection==0.4.5
     typing_extensions==4.16.0
-    anyio==4.16.0
     opentelemetry-api==1.45.2
-    importlib_metadata==10.2.0
     open_clip_torch==3.3.0 # only for the CLIP BPE vocabulary file (never imported)
 )
 MAX_MIB=40 # the whole working tree that travels must stay under 64 MiB

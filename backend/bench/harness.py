@@ -4,6 +4,10 @@ Order: 1. write (or reuse) the models; 2. every scenario in plain diffusers, eac
 freed before the next; 3. our server started once (its first image is timed from the start),
 every scenario through HTTP (the live scenario through the live route, backend/bench/live.py);
 4. the transfer scenario; 5. the report (JSON + table).
+
+``on_report`` (if given) gets the report so far after every side of every scenario, so the
+caller can rewrite its JSON each time: a run killed later still leaves what was done. To cut a
+slow scenario off, run each one in its own process with a deadline (backend/bench/isolated.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -150,8 +155,27 @@ def _record(errors: dict[str, str], key: str, exc: BaseException) -> None:
     errors[key] = f"{type(exc).__name__}: {exc}"
 
 
-def run_bench(options: BenchOptions) -> dict[str, Any]:
-    """Run the benchmark; returns the report (see backend.bench.report)."""
+def _report(
+    options: BenchOptions,
+    device: str,
+    dtype: Any,
+    names: list[str],
+    plain: dict[str, Timing],
+    ours: dict[str, Timing],
+    errors: dict[str, str],
+) -> dict[str, Any]:
+    entries = {name: scenario_entry(plain.get(name), ours.get(name)) for name in names}
+    if TRANSFER in entries:
+        entries[TRANSFER]["size"] = options.transfer_size
+    config = asdict(options) | {"dtype": str(dtype).replace("torch.", ""), "device": device}
+    return build_report(device, config, entries, dict(errors))
+
+
+def run_bench(
+    options: BenchOptions, on_report: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Run the benchmark; returns the report (see backend.bench.report). ``on_report`` gets
+    the report so far after every side of every scenario (plain, ours, transfer)."""
     from backend.bench.server import BenchClient, RunningServer, TimedEngine
     from backend.bench.transfer import run_transfer
     from backend.settings import Settings
@@ -164,6 +188,14 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
     plain: dict[str, Timing] = {}
     ours: dict[str, Timing] = {}
     errors: dict[str, str] = {}
+    names = [s.name for s in scenarios] + ([TRANSFER] if want_transfer else [])
+
+    def emit() -> dict[str, Any]:
+        report = _report(options, device, dtype, names, plain, ours, errors)
+        if on_report is not None:
+            on_report(report)
+        return report
+
     with tempfile.TemporaryDirectory(prefix="dl-bench-") as tmp:
         # 1. Models (random weights unless real ones are already in models_dir).
         models = ensure_models(
@@ -182,6 +214,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
                 )
             except Exception as exc:  # report it and go on with the other scenarios
                 _record(errors, f"{scenario.name}:plain", exc)
+            emit()
         # 3. Our server: started once; its first image counts from here.
         started = time.perf_counter()
         engine = TimedEngine(_make_engine(models, device, dtype, options))
@@ -208,6 +241,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
                     except Exception as exc:
                         _record(errors, f"{scenario.name}:ours", exc)
                     first_from = None
+                    emit()
                 # 4. Transfer overhead: PNG both ways vs raw BGRA both ways.
                 if want_transfer:
                     try:
@@ -218,14 +252,8 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
                         plain[TRANSFER], ours[TRANSFER] = png, raw
                     except Exception as exc:
                         _record(errors, TRANSFER, exc)
+                    emit()
             finally:
                 client.close()
-    # 5. The report.
-    entries = {
-        name: scenario_entry(plain.get(name), ours.get(name))
-        for name in [s.name for s in scenarios] + ([TRANSFER] if want_transfer else [])
-    }
-    if TRANSFER in entries:
-        entries[TRANSFER]["size"] = options.transfer_size
-    config = asdict(options) | {"dtype": str(dtype).replace("torch.", ""), "device": device}
-    return build_report(device, config, entries, errors)
+    # 5. The report (an empty entry for a scenario that produced nothing).
+    return emit()

@@ -5,6 +5,7 @@ JSON shape (``docs/benchmarks/README.md``)::
     {"device": "...", "versions": {...}, "config": {...},
      "scenarios": {"<scenario>": {"plain_s": ..., "ours_s": ..., "ratio": ours/plain,
                                   "min_s": ..., "max_s": ..., ...}},
+     "first_image": {"<scenario>": {"plain_s": ..., "ours_s": ...}},
      "errors": {"<scenario>": "..."}}
 
 ``min_s``/``max_s`` are ours; ``plain_min_s``/``plain_max_s`` the baseline's.
@@ -13,6 +14,7 @@ JSON shape (``docs/benchmarks/README.md``)::
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 from dataclasses import dataclass, field
@@ -66,8 +68,6 @@ def device_name(device: str) -> str:
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -118,6 +118,17 @@ def scenario_entry(plain: Timing | None, ours: Timing | None) -> dict[str, Any]:
     return entry
 
 
+def first_images(scenarios: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The first-image latencies on their own (load, any compile, the first generation): not
+    part of the medians, which are taken after warm-up. Ours counts from server start."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in scenarios.items():
+        pair = {"plain_s": entry.get("plain_first_s"), "ours_s": entry.get("ours_first_s")}
+        if any(value is not None for value in pair.values()):
+            out[name] = pair
+    return out
+
+
 def build_report(
     device: str,
     config: dict[str, Any],
@@ -130,44 +141,72 @@ def build_report(
         "versions": versions(),
         "config": config,
         "scenarios": scenarios,
+        "first_image": first_images(scenarios),
         "errors": errors,
     }
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """A Markdown table (pasted into docs/benchmarks/README.md)."""
+    """Markdown tables (pasted into docs/benchmarks/README.md): steady-state medians, then the
+    first-image latencies, then each isolated scenario's status (``runs``, when present)."""
     lines = [
-        f"Device: {report['device']} - torch {report['versions'].get('torch')}, "
-        f"diffusers {report['versions'].get('diffusers')}",
+        f"Device: {report.get('device')} - torch {report.get('versions', {}).get('torch')}, "
+        f"diffusers {report.get('versions', {}).get('diffusers')}",
         "",
-        "| scenario | plain s | ours s | ours/plain | ours min-max s | first image plain/ours s |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| scenario | plain s | ours s | ours/plain | ours min-max s |",
+        "| --- | --- | --- | --- | --- |",
     ]
 
     def f(value: Any, digits: int = 3) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
     for name, e in report["scenarios"].items():
-        span = f"{f(e.get('min_s'))}-{f(e.get('max_s'))}"
-        first = f"{f(e.get('plain_first_s'), 2)} / {f(e.get('ours_first_s'), 2)}"
+        span = f"{f(e.get('min_s'))}-{f(e.get('max_s'))}" if "min_s" in e else "-"
         ratio = f(e.get("ratio"), 2)
         lines.append(
-            f"| {name} | {f(e.get('plain_s'))} | {f(e.get('ours_s'))} | {ratio} | {span} "
-            f"| {first} |"
+            f"| {name} | {f(e.get('plain_s'))} | {f(e.get('ours_s'))} | {ratio} | {span} |"
         )
     for name, message in report["errors"].items():
-        lines.append(f"| {name} | error: {message[:80]} | | | | |")
+        lines.append(f"| {name} | error: {message[:80]} | | | |")
     for name, e in report["scenarios"].items():
         if "plain_fps" in e or "ours_fps" in e:
             lines.append(
                 f"\n{name}: plain {f(e.get('plain_fps'), 2)} fps, ours {f(e.get('ours_fps'), 2)}"
                 f" fps (1 / median round trip; ours renders in {f(e.get('ours_render_s'))} s)"
             )
+    first = report.get("first_image") or first_images(report["scenarios"])
+    if first:
+        lines += ["", "| first image (load + compile + 1st run) | plain s | ours s |"]
+        lines.append("| --- | --- | --- |")
+        for name, pair in first.items():
+            lines.append(f"| {name} | {f(pair.get('plain_s'), 2)} | {f(pair.get('ours_s'), 2)} |")
+    runs = report.get("runs") or {}
+    if runs:
+        lines += ["", "| scenario run | status | seconds | budget s |", "| --- | --- | --- | --- |"]
+        for name, run in runs.items():
+            lines.append(
+                f"| {name} | {run.get('status')} | {f(run.get('seconds'), 1)} "
+                f"| {f(run.get('budget_s'), 1)} |"
+            )
     return "\n".join(lines)
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> Path:
+    """Write ``report`` atomically (a temp file renamed over ``path``): a run killed at any
+    moment leaves the previous complete JSON, never a truncated one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, target)
+    return target
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    """Write ``text`` atomically, like ``write_json``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, target)
     return target

@@ -114,6 +114,19 @@ def _build(name: str, tiny: bool, device: str, dtype: Any) -> Any:
     return build_full_pipeline(family, inpaint, device, dtype)
 
 
+def _save_whole(model: Any, target: Path) -> None:
+    """Save into a sibling folder, then rename it into place: a run killed while writing (a
+    scenario cut off by its deadline) never leaves a half-written folder that looks complete."""
+    import shutil
+
+    partial = target.parent.parent / ".partial" / f"{target.parent.name}-{target.name}"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial.rename(target)
+
+
 def ensure_models(
     models_dir: str | Path, *, tiny: bool, device: str, dtype: Any, names: list[str] | None = None
 ) -> BenchModels:
@@ -138,14 +151,14 @@ def ensure_models(
                 net = build_tiny_controlnet("sd15").to(dtype=dtype)
             else:
                 net = build_full_controlnet(device, dtype)
-            net.save_pretrained(target, safe_serialization=True)
+            _save_whole(net, target)
             del net
         else:
             target = models.checkpoint(name)
             if (target / "model_index.json").is_file():
                 continue
             pipe = _build(name, tiny, device, dtype)
-            pipe.save_pretrained(target, safe_serialization=True)
+            _save_whole(pipe, target)
             del pipe
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

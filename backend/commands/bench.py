@@ -45,6 +45,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--budget-s", type=float, help="skip the work left after this many seconds")
     parser.add_argument("--skip-plain", action="store_true", help="only time our server")
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run each scenario in its own process with its own deadline (killed past it, "
+        "recorded as timed out); the JSON is rewritten as results come (GPU runs)",
+    )
+    parser.add_argument(
+        "--scenario-budget",
+        action="append",
+        metavar="[NAME=]SECONDS",
+        help="with --isolate: a scenario's deadline (repeatable; SECONDS alone: every one)",
+    )
+    parser.add_argument(
+        "--accel-out",
+        help="with --isolate: also run the acceleration check (its own deadline: "
+        "--scenario-budget accel=SECONDS), writing this JSON",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -55,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     from backend.bench.harness import BenchOptions, run_bench
-    from backend.bench.report import format_table, write_json
+    from backend.bench.report import format_table, write_json, write_text
 
     options = BenchOptions(
         tiny=args.tiny,
@@ -71,16 +88,44 @@ def run(args: argparse.Namespace) -> int:
         skip_plain=args.skip_plain,
         budget_s=args.budget_s,
     )
+    if args.isolate or args.accel_out or args.scenario_budget:
+        return _run_isolated(args, options)
+
+    def save(report: dict) -> None:  # after every side of every scenario
+        write_json(report, args.out)
+        if args.table:
+            write_text(format_table(report) + "\n", args.table)
+
     try:
-        report = run_bench(options)
+        report = run_bench(options, on_report=save)
     except ValueError as exc:
         log.error("bench: %s", exc)
         return 2
-    table = format_table(report)
-    print(table)
-    path = write_json(report, args.out)
-    if args.table:
-        with open(args.table, "w", encoding="utf-8") as handle:
-            handle.write(table + "\n")
-    log.info("wrote %s", path)
+    print(format_table(report))
+    log.info("wrote %s", args.out)
+    return 1 if report["errors"] else 0
+
+
+def _run_isolated(args: argparse.Namespace, options) -> int:
+    from backend.bench.isolated import IsolatedOptions, parse_budgets, run_isolated
+    from backend.bench.report import format_table
+
+    try:
+        default, named = parse_budgets(args.scenario_budget)
+        isolated = IsolatedOptions(
+            bench=options,
+            out=args.out,
+            table=args.table,
+            total_budget_s=options.budget_s,
+            budgets_s=named,
+            default_budget_s=default,
+            accel_out=args.accel_out,
+        )
+        options.budget_s = None  # the total budget is the runner's; each step has its own
+        report = run_isolated(isolated)
+    except ValueError as exc:
+        log.error("bench: %s", exc)
+        return 2
+    print(format_table(report))
+    log.info("wrote %s", args.out)
     return 1 if report["errors"] else 0

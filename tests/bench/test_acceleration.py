@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -260,10 +261,42 @@ def test_prewarm_matches_the_diffusers_call_signature(tiny_pipe) -> None:
 def test_accel_check_tiny_end_to_end() -> None:
     from backend.bench.accel_check import run_check
 
-    result = run_check(tiny=True, size=64, steps=2, repeats=1, compile_timeout=300)
+    stages: list[list[str]] = []
+    result = run_check(
+        tiny=True,
+        size=64,
+        steps=2,
+        repeats=1,
+        compile_timeout=300,
+        on_result=lambda r: stages.append(list(r["stage_s"])),
+    )
+    assert result["errors"] == {}
+    assert stages[-1] == ["plain", "eager", "while_compiling", "compiled"]
+    assert [len(s) for s in stages] == [1, 2, 3, 4]  # the JSON rewritten after every stage
     assert set(result["compile_states"].values()) == {"ready"}
     assert result["calls"]["compiled"] >= 2 and result["compiled_s"] > 0
     assert "unet:fuse_qkv" in result["applied"]
+
+
+def test_accel_check_writes_a_failed_stage_into_its_json(tmp_path) -> None:
+    """A stage that raises (60 px: not a size the pipeline takes) writes its error into the
+    JSON; the stages that need it are skipped, not run on a broken state."""
+    from backend.bench.accel_check import run_check
+    from backend.bench.report import write_json
+
+    out = tmp_path / "accel.json"
+    result = run_check(
+        tiny=True,
+        size=60,
+        steps=2,
+        repeats=1,
+        compile_timeout=5,
+        on_result=lambda r: write_json(r, out),
+    )
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written == json.loads(json.dumps(result))
+    assert list(written["errors"]) == ["plain"] and "60" in written["errors"]["plain"]
+    assert list(written["stage_s"]) == ["plain"] and "eager_s" not in written
 
 
 @pytest.mark.gpu
