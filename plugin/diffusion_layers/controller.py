@@ -245,10 +245,10 @@ class Controller(QObject):
         doc = self._alive(session)
         if doc is None or session.state != GENERATING or session.region is None:
             return
-        if not items:
-            self._fail(session, PluginError("The server finished the job without any result."))
-            return
-        session.results = results_mod.place(items, session.region)
+        try:  # no result, or one not covering what was asked: refused, nothing placed
+            session.results = results_mod.place(items, session.region, session.mask)
+        except PluginError as exc:
+            return self._fail(session, exc)
         self._show(session, doc, 0)  # the job's own document, active or not
 
     def _job_failed(self, session: Session, error: PluginError) -> None:

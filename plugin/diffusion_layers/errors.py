@@ -14,7 +14,15 @@ class NoDocument(PluginError):
 
 
 class UnsupportedDocument(PluginError):
-    """Colour model or depth the plugin cannot send (only RGBA U8/U16 are supported)."""
+    """A document Krita cannot give or take 8-bit sRGB pixels for (a colour conversion failed)."""
+
+
+class SelectionOutsideCanvas(PluginError):
+    """The selection has no selected pixel on the canvas: nothing to send."""
+
+
+class ResultMismatch(PluginError):
+    """A result (or live frame, or control map) that does not cover the region asked for."""
 
 
 class InvalidSetting(PluginError):

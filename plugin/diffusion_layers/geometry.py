@@ -1,7 +1,9 @@
 """Which part of the canvas travels: the selection's bounds plus context, clipped.
 
-Only the region the job needs is read and sent. Outpainting may extend the region past the
-canvas edge, but only as far as the selection itself reaches.
+Only the region the job needs is read and sent, and it always lies inside the canvas: a
+selection is first clipped to the canvas and tightened to its selected pixels there
+(``mask_bounds``), so a feathered selection whose bounds Krita extends past the edge is
+treated like any other selection.
 """
 
 from __future__ import annotations
@@ -107,23 +109,21 @@ def check_region(region: Rect) -> Rect:
     return region
 
 
-def selection_region(
-    selection: Rect, canvas: Rect, context: Optional[float] = None, outpaint: bool = False
-) -> Rect:
-    """The region sent for a selection: its bounds plus context, clipped.
+def selection_region(selection: Rect, canvas: Rect, context: Optional[float] = None) -> Rect:
+    """The region sent for a selection (already clipped to the canvas): bounds plus context.
 
     1. Grow the selection bounds by the context margin on every side.
-    2. Clip to the canvas, or for outpaint to the canvas united with the selection (the
-       region leaves the canvas only where the selection does).
-    3. Align to multiples of 8 px inside that bound, then check the size limits.
+    2. Clip to the canvas.
+    3. Align to multiples of 8 px inside the canvas, then check the size limits.
     """
     if selection.is_empty():
         raise GeometryError(f"selection is empty: {selection}")
     margin = context_margin(selection, context)
     grown = selection.adjusted(-margin, -margin, margin, margin)
-    bound = canvas.united(selection) if outpaint else canvas
-    clipped = grown.intersected(bound)
-    return check_region(align(clipped, bound))
+    clipped = grown.intersected(canvas)
+    if clipped.is_empty():
+        raise GeometryError(f"selection {selection} lies outside the canvas {canvas}")
+    return check_region(align(clipped, canvas))
 
 
 def canvas_region(canvas: Rect) -> Rect:
@@ -131,5 +131,24 @@ def canvas_region(canvas: Rect) -> Rect:
     return check_region(canvas)
 
 
-def reaches_off_canvas(selection: Rect, canvas: Rect) -> bool:
-    return not canvas.contains_rect(selection)
+def mask_bounds(mask: bytes, rect: Rect, threshold: int = 0) -> Optional[Rect]:
+    """The tight box (canvas coordinates) around the pixels of an 8-bit mask read over
+    ``rect`` whose value is above ``threshold``; None when there is none."""
+    if len(mask) != rect.width * rect.height:
+        raise GeometryError(f"mask has {len(mask)} bytes, {rect} needs {rect.width * rect.height}")
+    if threshold:
+        mask = mask.translate(bytes(0 if v <= threshold else v for v in range(256)))
+    width = rect.width
+    top = bottom = -1
+    left, right = width, -1
+    for row in range(rect.height):
+        line = mask[row * width : (row + 1) * width]
+        if line.count(0) == width:
+            continue
+        top = row if top < 0 else top
+        bottom = row
+        left = min(left, width - len(line.lstrip(b"\x00")))
+        right = max(right, len(line.rstrip(b"\x00")) - 1)
+    if top < 0:
+        return None
+    return Rect(rect.x + left, rect.y + top, right - left + 1, bottom - top + 1)

@@ -1,7 +1,9 @@
 """The only module that imports ``krita``: documents, layers, selection, settings, registration.
 
-Pixels leave here as 8-bit BGRA whatever the document depth (16-bit integer is converted
-through QImage); colour models other than RGBA and float depths are refused with a clear error.
+Pixels leave and enter here as 8-bit sRGB BGRA in every colour model, depth and profile: Krita
+converts (``colour_io``). The image is read as it looks (its projection, converted to 8-bit
+sRGB), a layer from its own colour space, and results are written in the layer's (= the
+document's) colour space: RGBA U8/U16/F16/F32, GRAYA, CMYKA, LABA … all work.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
+from . import colour_io
 from .canvas import NewLayer
-from .errors import UnsupportedDocument
 from .geometry import Rect
 from .live import LIVE_PREFIX
-from .pixels import bgra8_to_bgra16, bgra16_to_bgra8, bgra_to_qimage, qimage_to_bgra
 from .placement import PREVIEW_PREFIX
-from .qt import QByteArray, QImage, QPainter, QTimer
+from .qt import QByteArray, QTimer
 from .settings import GROUP
 
 __all__ = [
@@ -31,8 +32,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_DEPTHS = {"U8": 4, "U16": 8}
 
 
 def register(
@@ -96,12 +95,7 @@ class KritaDocument:
         return Rect(0, 0, int(self._doc.width()), int(self._doc.height()))
 
     def check_supported(self) -> None:
-        model, depth = self._doc.colorModel(), self._doc.colorDepth()
-        if model != "RGBA" or depth not in SUPPORTED_DEPTHS:
-            raise UnsupportedDocument(
-                f"Unsupported document: colour model {model} / depth {depth}. "
-                "Convert it to RGB/Alpha 8-bit or 16-bit integer (Image ▸ Convert Image Color Space)."
-            )
+        """Every colour model, depth and profile is supported: Krita converts (colour_io)."""
 
     def selection_bounds(self) -> Optional[Rect]:
         sel = self._doc.selection()
@@ -109,36 +103,12 @@ class KritaDocument:
             return None
         return Rect(int(sel.x()), int(sel.y()), int(sel.width()), int(sel.height()))
 
-    def _to_bgra8(self, data: Any, width: int, height: int) -> bytes:
-        raw = bytes(data)
-        if self._doc.colorDepth() == "U16":
-            return bgra16_to_bgra8(raw, width, height)
-        return raw
-
     def _read(self, source: Any, rect: Rect) -> bytes:
-        """Read rect from a node or the projection; off-canvas parts come back transparent."""
-        inside = rect.intersected(self.bounds())
-        if inside == rect:
-            return self._to_bgra8(
-                source.pixelData(rect.x, rect.y, rect.width, rect.height), rect.width, rect.height
-            )
-        image = QImage(rect.width, rect.height, QImage.Format.Format_ARGB32)
-        image.fill(0)
-        if not inside.is_empty():
-            part = self._to_bgra8(
-                source.pixelData(inside.x, inside.y, inside.width, inside.height),
-                inside.width,
-                inside.height,
-            )
-            painter = QPainter(image)
-            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
-            painter.drawImage(
-                inside.x - rect.x,
-                inside.y - rect.y,
-                bgra_to_qimage(part, inside.width, inside.height),
-            )
-            painter.end()
-        return qimage_to_bgra(image)
+        """rect of the image (source: the document) or of a node as 8-bit sRGB BGRA; off-canvas
+        parts come back transparent."""
+        if source is self._doc:
+            return colour_io.read_image(self._doc, self.bounds(), rect)
+        return colour_io.read_node(Krita.instance(), source, self.bounds(), rect)
 
     def read_pixels(self, rect: Rect) -> bytes:
         if self._live_nodes():  # the live preview is not the artist's canvas
@@ -187,11 +157,8 @@ class KritaDocument:
         return active.parentNode(), active
 
     def _set_pixels(self, node: Any, layer: NewLayer) -> None:
-        r = layer.rect
-        data = layer.pixels
-        if self._doc.colorDepth() == "U16":
-            data = bgra8_to_bgra16(data, r.width, r.height)
-        node.setPixelData(QByteArray(data), r.x, r.y, r.width, r.height)
+        """BGRA8 sRGB → the node's (the document's) colour space, converted by Krita."""
+        colour_io.write_node(Krita.instance(), node, layer.pixels, layer.rect)
 
     def _previews(self) -> List[Any]:
         return [

@@ -28,7 +28,8 @@ from .client import Client
 from .errors import BackendError, ControlLayerMissing, NoDocument, PluginError
 from .geometry import GeometryError, Rect, canvas_region, selection_region
 from .pixels import apply_mask, crop_gray
-from .placement import layer_name, mask_window
+from .placement import check_result, layer_name, mask_window
+from .planning import selection_on_canvas
 from .protocol import RAW_BGRA, ControlParams, JobParams, LiveParams, LoraParams
 from .qt import QObject, QRect, QTimer, pyqtSignal
 from .request import Part
@@ -107,13 +108,10 @@ def session_id(doc_key: str) -> str:
 def live_region(doc: LiveDocument) -> Tuple[Rect, Optional[bytes]]:
     """The region a frame covers and the selection mask over it (None: whole canvas)."""
     canvas = doc.bounds()
-    selection = doc.selection_bounds()
-    if selection is None or selection.is_empty():
+    selection = selection_on_canvas(doc)  # clipped to the canvas
+    if selection is None:
         return canvas_region(canvas), None
-    inside = selection.intersected(canvas)
-    if inside.is_empty():
-        raise GeometryError("the selection lies outside the canvas")
-    region = selection_region(inside, canvas, context=0.0)
+    region = selection_region(selection, canvas, context=0.0)
     return region, doc.read_selection(region)
 
 
@@ -347,7 +345,12 @@ class LiveLoop(QObject):
             width,
             height,
         )
-        pixels = data
+        try:  # a frame is the whole region (the server gets no mask): anything else is refused
+            check_result(region, rect, None, "live frame")
+        except PluginError as exc:
+            self.stop(str(exc))
+            return
+        pixels = data  # the selection's softness is applied here, once (the server had no mask)
         if mask is not None:
             window = mask_window(region, rect)
             qrect = QRect(window.x, window.y, window.width, window.height)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CanvasFacts:
-    """What the controller read from the document before choosing."""
+    """What the controller read from the document before choosing (the selection already
+    clipped to the canvas: where it reaches past the edge does not count)."""
 
     has_selection: bool
-    selection_off_canvas: bool = False
     transparent_under_selection: bool = False
     canvas_empty: bool = False
 
@@ -26,7 +26,7 @@ class ModeChoice:
 def choose_mode(facts: CanvasFacts, strength: float) -> ModeChoice:
     """Pick the protocol mode.
 
-    * a selection reaching off-canvas or transparent pixels → outpaint (fill)
+    * a selection over transparent pixels → outpaint (fill)
     * a selection → inpaint at 100 % strength, refine (inpaint with strength < 1) below
     * no selection and an empty image → txt2img
     * no selection, pixels present → txt2img at 100 %, img2img (refine) below
@@ -35,7 +35,7 @@ def choose_mode(facts: CanvasFacts, strength: float) -> ModeChoice:
         raise ValueError(f"strength must be within 0..1, got {strength!r}")
     full = strength >= 1.0
     if facts.has_selection:
-        if facts.selection_off_canvas or facts.transparent_under_selection:
+        if facts.transparent_under_selection:
             return ModeChoice(
                 "outpaint", "Outpaint: extend the image into the selection", True, True
             )

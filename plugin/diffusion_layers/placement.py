@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
-from .geometry import Rect
+from .errors import ResultMismatch
+from .geometry import Rect, mask_bounds
 
 MAX_NAME_WORDS = 6
 MAX_NAME_CHARS = 48
@@ -16,6 +18,33 @@ def result_rect(region: Rect, x: int, y: int, width: int, height: int) -> Rect:
     if width <= 0 or height <= 0:
         raise ValueError(f"result size must be positive, got {width}x{height}")
     return Rect(region.x + x, region.y + y, width, height)
+
+
+#: A result must cover every pixel selected at least this much (a server may leave out the
+#: faintest edge of a soft selection, never its body).
+COVERED_ABOVE = 127
+
+
+def check_result(region: Rect, placed: Rect, mask: Optional[bytes], what: str = "result") -> None:
+    """Refuse a result that does not cover what was asked, before anything is placed.
+
+    Without a selection the result must be exactly the region. With one (``mask`` over the
+    region) it must lie inside the region and cover every pixel selected more than half.
+    """
+    wanted = region
+    if mask is not None:
+        wanted = mask_bounds(mask, region, COVERED_ABOVE) or Rect(region.x, region.y, 0, 0)
+    exact = mask is None and placed == region
+    fits = mask is not None and region.contains_rect(placed)
+    covers = wanted.is_empty() or placed.contains_rect(wanted)
+    if exact or (fits and covers):
+        return
+    raise ResultMismatch(
+        f"The server sent a {what} of {placed.width}x{placed.height} px at "
+        f"({placed.x}, {placed.y}) for the {region.width}x{region.height} px area at "
+        f"({region.x}, {region.y}) that was asked for, so nothing was placed. Make sure the "
+        "server and the plugin are the same version, then generate again."
+    )
 
 
 def mask_window(region: Rect, placed: Rect) -> Rect:

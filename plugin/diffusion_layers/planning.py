@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Protocol
 
 from .canvas import CanvasDocument
-from .errors import ControlLayerMissing
-from .geometry import Rect, canvas_region, reaches_off_canvas, selection_region
+from .errors import ControlLayerMissing, SelectionOutsideCanvas
+from .geometry import Rect, canvas_region, mask_bounds, selection_region
 from .mode import CanvasFacts, ModeChoice, choose_mode
 from .pixels import is_fully_transparent, transparent_under_mask
 from .request import ControlImage
@@ -25,18 +25,44 @@ class Plan:
     controls: List[ControlImage]
 
 
+OUTSIDE = (
+    "The selection does not cover any part of the canvas. Select something inside the image,"
+    " or deselect (Select ▸ Deselect) to work on the whole canvas."
+)
+
+
+class SelectionSource(Protocol):
+    def bounds(self) -> Rect: ...
+
+    def selection_bounds(self) -> Optional[Rect]: ...
+
+    def read_selection(self, rect: Rect) -> bytes: ...
+
+
+def selection_on_canvas(doc: SelectionSource) -> Optional[Rect]:
+    """The selection's bounds clipped to the canvas and tightened to the pixels selected
+    there (a feather reaching past the edge does not count); None without a selection.
+    Raises SelectionOutsideCanvas when no selected pixel lies on the canvas."""
+    selection = doc.selection_bounds()
+    if selection is None or selection.is_empty():
+        return None
+    inside = selection.intersected(doc.bounds())
+    tight = None if inside.is_empty() else mask_bounds(doc.read_selection(inside), inside)
+    if tight is None:
+        raise SelectionOutsideCanvas(OUTSIDE)
+    return tight
+
+
 def plan_job(doc: CanvasDocument, settings: PluginSettings, read_controls: bool = True) -> Plan:
-    """1. selection → region, 2. read pixels and mask, 3. choose the mode, 4. controls."""
+    """1. selection (clipped to the canvas) → region, 2. read pixels and mask, 3. choose the
+    mode, 4. controls. The region always lies inside the canvas."""
     settings.check()
     canvas = doc.bounds()
-    selection = doc.selection_bounds()
-    if selection is not None and selection.is_empty():
-        selection = None
+    selection = selection_on_canvas(doc)
     if selection is not None:
-        off = reaches_off_canvas(selection, canvas)
-        region = selection_region(selection, canvas, outpaint=off)
+        region = selection_region(selection, canvas)
         image, mask = doc.read_pixels(region), doc.read_selection(region)
-        facts = CanvasFacts(True, off, transparent_under_mask(image, mask))
+        facts = CanvasFacts(True, transparent_under_mask(image, mask))
     else:
         region = canvas_region(canvas)
         image, mask = doc.read_pixels(region), None

@@ -8,10 +8,11 @@ from typing import Callable
 from .canvas import Canvas, NewLayer
 from .client import Client
 from .errors import ControlLayerMissing, InvalidSetting, NoDocument, PluginError
-from .geometry import canvas_region, selection_region
+from .geometry import Rect, canvas_region, selection_region
 from .pixels import decode_image, qimage_to_bgra
+from .placement import check_result
+from .planning import selection_on_canvas
 from .protocol import CONTROL_TYPES
-from .qt import Qt
 from .request import build_preprocess
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def preprocess_to_layer(
     if doc is None:
         raise NoDocument("Open or create a document first.")
     doc.check_supported()
-    selection = doc.selection_bounds()
+    selection = selection_on_canvas(doc)  # clipped to the canvas
     bounds = doc.bounds()
     region = selection_region(selection, bounds) if selection else canvas_region(bounds)
     pixels = doc.read_layer(layer, region)
@@ -47,18 +48,16 @@ def preprocess_to_layer(
             return
         try:
             image = decode_image(data)
-            if (image.width(), image.height()) != (region.width, region.height):
-                image = image.scaled(
-                    region.width,
-                    region.height,
-                    Qt.AspectRatioMode.IgnoreAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation,
-                )
+            placed = Rect(region.x, region.y, image.width(), image.height())
+            check_result(region, placed, None, "control map")
             layer_id = target.add_layer(
                 NewLayer(f"[Control] {control_type}: {layer}", qimage_to_bgra(image), region)
             )
         except ValueError as exc:
             on_error(PluginError(f"The control map could not be read: {exc}"))
+            return
+        except PluginError as exc:  # wrong size: refused, nothing placed
+            on_error(exc)
             return
         on_done(layer_id)
 

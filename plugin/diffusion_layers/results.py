@@ -8,10 +8,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import layer_params
 from .canvas import CanvasDocument, NewLayer
 from .client import Client, OnError
-from .errors import PluginError
+from .errors import PluginError, ResultMismatch
 from .geometry import Rect
-from .pixels import apply_mask, crop_gray
-from .placement import layer_name, mask_window, preview_name, result_rect
+from .pixels import crop_gray
+from .placement import check_result, layer_name, mask_window, preview_name, result_rect
 from .protocol import JobParams, ResultInfo
 from .qt import QRect
 
@@ -65,10 +65,41 @@ def fetch_all(
         client.fetch_raw(info.raw_url, lambda d, w, h, info=info: arrived(info, d, w, h), broke)
 
 
-def place(items: List[Result], region: Rect) -> List[Result]:
+def place(items: List[Result], region: Rect, mask: Optional[bytes] = None) -> List[Result]:
+    """Canvas positions of the results; raises ResultMismatch (nothing placed) when any does
+    not cover what was asked (``placement.check_result``), or when there is none."""
+    if not items:
+        raise PluginError("The server finished the job without any result.")
     for item in items:
-        item.rect = result_rect(region, item.info.x, item.info.y, item.info.width, item.info.height)
+        rect = result_rect(region, item.info.x, item.info.y, item.info.width, item.info.height)
+        check_result(region, rect, mask)
+        if len(item.pixels) != rect.width * rect.height * 4:
+            raise ResultMismatch(
+                f"The server sent {len(item.pixels)} bytes for a {rect.width}x{rect.height} px "
+                "result, so nothing was placed. Generate again."
+            )
+        item.rect = rect
     return items
+
+
+_KEEP_SELECTED = bytes([0] + [255] * 255)
+
+
+def clip_to_selection(pixels: bytes, mask: bytes) -> bytes:
+    """Alpha 0 where the selection is 0, every other byte unchanged.
+
+    The server's layer already carries the selection's softness (its alpha is the soft
+    selection value, once); multiplying by the mask again would square it (v²/255). This only
+    guarantees nothing shows where nothing was selected."""
+    if len(mask) * 4 != len(pixels):
+        raise ResultMismatch(f"mask of {len(mask)} px for a result of {len(pixels) // 4} px")
+    if mask.count(0) == 0:
+        return pixels
+    keep = mask.translate(_KEEP_SELECTED)
+    alpha = int.from_bytes(pixels[3::4], "little") & int.from_bytes(keep, "little")
+    out = bytearray(pixels)
+    out[3::4] = alpha.to_bytes(len(mask), "little")
+    return bytes(out)
 
 
 def new_layer(
@@ -78,18 +109,14 @@ def new_layer(
     mask: Optional[bytes],
     preview: bool = False,
 ) -> NewLayer:
-    """A result as a layer: transparent outside the selection when the job had one."""
+    """A result as a layer: its own alpha (the server applied the selection's softness), and
+    transparent wherever the selection is empty."""
     prompt = params.prompt if params is not None else ""
     pixels = item.pixels
     if mask is not None and region is not None:
         window = mask_window(region, item.rect)
         qrect = QRect(window.x, window.y, window.width, window.height)
-        pixels = apply_mask(
-            pixels,
-            crop_gray(mask, region.width, region.height, qrect),
-            item.rect.width,
-            item.rect.height,
-        )
+        pixels = clip_to_selection(pixels, crop_gray(mask, region.width, region.height, qrect))
     name = preview_name(prompt, item.seed) if preview else layer_name(prompt, item.seed)
     return NewLayer(name, pixels, item.rect)
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import pytest
+from diffusion_layers.errors import ResultMismatch
 from diffusion_layers.geometry import (
     GeometryError,
     Rect,
     align,
     canvas_region,
     context_margin,
-    reaches_off_canvas,
+    mask_bounds,
     selection_region,
 )
 from diffusion_layers.mode import CanvasFacts, choose_mode
-from diffusion_layers.placement import layer_name, mask_window, preview_name, result_rect
+from diffusion_layers.placement import (
+    check_result,
+    layer_name,
+    mask_window,
+    preview_name,
+    result_rect,
+)
 
 CANVAS = Rect(0, 0, 1000, 800)
 
@@ -39,13 +46,49 @@ def test_selection_region_is_clipped_at_the_canvas_edge() -> None:
     assert region == Rect(0, 0, 128, 128)
 
 
-def test_outpaint_region_leaves_the_canvas_only_where_the_selection_does() -> None:
-    selection = Rect(900, 100, 300, 200)  # reaches 200 px past the right edge
-    assert reaches_off_canvas(selection, CANVAS)
-    region = selection_region(selection, CANVAS, outpaint=True)
-    assert region.right == 1200  # not past the selection
-    assert region.x < 900 and region.y < 100
-    assert not reaches_off_canvas(Rect(10, 10, 10, 10), CANVAS)
+@pytest.mark.parametrize(
+    "selection",
+    [Rect(-64, 236, 528, 528), Rect(900, 100, 300, 200), Rect(-10, -10, 1020, 820)],
+)
+def test_selection_region_never_leaves_the_canvas(selection: Rect) -> None:
+    region = selection_region(selection.intersected(CANVAS), CANVAS)
+    assert CANVAS.contains_rect(region), region
+    with pytest.raises(GeometryError, match="outside the canvas"):
+        selection_region(Rect(1100, 900, 50, 50), CANVAS)
+
+
+def test_mask_bounds_is_the_tight_box_of_selected_pixels() -> None:
+    rect = Rect(10, 20, 6, 4)
+    mask = bytearray(24)
+    mask[1 * 6 + 2] = 5  # (12, 21)
+    mask[3 * 6 + 4] = 200  # (14, 23)
+    assert mask_bounds(bytes(mask), rect) == Rect(12, 21, 3, 3)
+    assert mask_bounds(bytes(mask), rect, threshold=127) == Rect(14, 23, 1, 1)
+    assert mask_bounds(bytes(24), rect) is None
+    with pytest.raises(GeometryError, match="bytes"):
+        mask_bounds(bytes(5), rect)
+
+
+def test_results_that_do_not_cover_the_region_are_refused() -> None:
+    region = Rect(0, 0, 64, 48)
+    check_result(region, Rect(0, 0, 64, 48), None)  # exact: fine
+    for wrong in (Rect(0, 0, 128, 96), Rect(0, 0, 60, 48), Rect(0, 0, 64, 45), Rect(2, 0, 64, 48)):
+        with pytest.raises(ResultMismatch, match="nothing was placed"):
+            check_result(region, wrong, None)
+    mask = bytearray(64 * 48)
+    for y in range(10, 20):
+        mask[y * 64 + 8 : y * 64 + 40] = b"\xff" * 32  # selected: (8, 10, 32, 10)
+    mask[0] = 3  # a faint speck the server may leave out
+    check_result(region, Rect(8, 10, 32, 10), bytes(mask))  # trimmed to the selection: fine
+    check_result(region, region, bytes(mask))
+    for wrong in (
+        Rect(8, 10, 30, 10),
+        Rect(8, 12, 32, 8),
+        Rect(8, 10, 64, 10),
+        Rect(-8, 0, 64, 48),
+    ):
+        with pytest.raises(ResultMismatch):
+            check_result(region, wrong, bytes(mask))
 
 
 def test_whole_canvas_and_size_limits() -> None:
@@ -73,7 +116,6 @@ def test_align_never_grows_past_the_bound() -> None:
         (CanvasFacts(False), 0.6, "img2img"),
         (CanvasFacts(True), 1.0, "inpaint"),
         (CanvasFacts(True), 0.4, "inpaint"),
-        (CanvasFacts(True, selection_off_canvas=True), 1.0, "outpaint"),
         (CanvasFacts(True, transparent_under_selection=True), 0.5, "outpaint"),
     ],
 )

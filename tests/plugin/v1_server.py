@@ -43,9 +43,14 @@ class Job:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     cancelled: bool = False
+    box: tuple[int, int, int, int] | None = None  # results' (x, y, w, h); None: the region
+
+    def result_box(self) -> tuple[int, int, int, int]:
+        return self.box or (0, 0, self.params["width"], self.params["height"])
 
     def info(self) -> dict[str, Any]:
         p = self.params
+        x, y, w, h = self.result_box()
         results = []
         if self.state == "done":
             seed = p["seed"] if p.get("seed", -1) >= 0 else 1000
@@ -54,10 +59,10 @@ class Job:
                     {
                         "index": i,
                         "seed": seed + i,
-                        "x": 0,
-                        "y": 0,
-                        "width": p["width"],
-                        "height": p["height"],
+                        "x": x,
+                        "y": y,
+                        "width": w,
+                        "height": h,
                         "url": f"/v1/jobs/{self.id}/results/{i}.png",
                         "raw_url": f"/v1/jobs/{self.id}/results/{i}.raw",
                         "file": None,
@@ -94,6 +99,7 @@ class V1Server:
         # The next event streams each drop (connection closed) after this many events.
         self.stream_drops: list[int] = []
         self.submit_faults: list[tuple[int, dict[str, str]]] = []  # next POST /v1/jobs answers
+        self.result_box: tuple[int, int, int, int] | None = None  # next jobs' results (x,y,w,h)
         self.last_event_ids: list[str] = []  # Last-Event-ID header of every stream request
         self.paused = False
         self.cond = threading.Condition()
@@ -267,7 +273,7 @@ def _handler(server: V1Server) -> type:
                     self._events(job)
                 elif path.endswith(".raw"):
                     index = int(path.rsplit("/", 1)[1].split(".")[0])
-                    w, h = job.params["width"], job.params["height"]
+                    _x, _y, w, h = job.result_box()
                     self._send(
                         200,
                         result_color(index) * (w * h),
@@ -375,7 +381,7 @@ def _handler(server: V1Server) -> type:
                 if len(data) != params["width"] * params["height"] * per_pixel:
                     self._error(422, "invalid_image", f"part {name} has the wrong size", name)
                     return
-            job = Job(uuid.uuid4().hex[:12], params, parts)
+            job = Job(uuid.uuid4().hex[:12], params, parts, box=server.result_box)
             server.jobs[job.id] = job
             server._event(job, "queued", {"id": job.id})
             threading.Thread(target=server.run_job, args=(job,), daemon=True).start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from colour_model import Space, convert, from_bgra8, to_bgra8
 from qt_binding import (  # the plugin's binding, PyQt5 or PyQt6 (Krita re-exports QLabel & co.)
     QAction,
     QByteArray,
@@ -24,8 +25,6 @@ from qt_binding import (  # the plugin's binding, PyQt5 or PyQt6 (Krita re-expor
     Qt,  # noqa: F401  (re-exported like QLabel)
     QUuid,
 )
-
-BPP = {"U8": 4, "U16": 8, "F16": 8, "F32": 16}
 
 
 def _copy_rect(src: bytes, sw: int, sh: int, bpp: int, x: int, y: int, w: int, h: int) -> bytes:
@@ -101,7 +100,8 @@ class Node(QObject):
         self._children: list[Node] = []
         self._locked = False
         self._visible = True
-        self.pixels = bytearray(doc.width() * doc.height() * doc.bpp)
+        self.space: Space = doc.space  # a new node is in the document's colour space
+        self.pixels = bytearray(doc.width() * doc.height() * doc.space.bpp)
 
     def name(self) -> str:
         return self._name
@@ -142,7 +142,8 @@ class Node(QObject):
     def bounds(self) -> QRect:
         """Extent of the non-transparent pixels (Krita: exact bounds of the paint device)."""
         d = self._doc
-        alpha = bytes(self.pixels)[d.bpp - 1 :: d.bpp]
+        bpp = self.space.bpp
+        alpha = bytes(self.pixels)[bpp - 1 :: bpp]
         rows = [
             y
             for y in range(d.height())
@@ -187,23 +188,47 @@ class Node(QObject):
         return True
 
     def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
-        d = self._doc
-        return QByteArray(_copy_rect(bytes(self.pixels), d.width(), d.height(), d.bpp, x, y, w, h))
+        d, bpp = self._doc, self.space.bpp
+        return QByteArray(_copy_rect(bytes(self.pixels), d.width(), d.height(), bpp, x, y, w, h))
 
     def setPixelData(self, value: Any, x: int, y: int, w: int, h: int) -> bool:
-        d = self._doc
+        d, bpp = self._doc, self.space.bpp
         data = bytes(value)
-        if len(data) != w * h * d.bpp:
-            raise ValueError(f"setPixelData: {len(data)} bytes for {w}x{h} at {d.bpp} bytes/pixel")
-        _paste_rect(self.pixels, d.width(), d.height(), d.bpp, data, x, y, w, h)
+        if len(data) != w * h * bpp:
+            raise ValueError(f"setPixelData: {len(data)} bytes for {w}x{h} at {bpp} bytes/pixel")
+        _paste_rect(self.pixels, d.width(), d.height(), bpp, data, x, y, w, h)
+        return True
+
+    def colorModel(self) -> str:
+        return self.space.model
+
+    def colorDepth(self) -> str:
+        return self.space.depth
+
+    def colorProfile(self) -> str:
+        return self.space.profile
+
+    def setColorSpace(self, model: str, depth: str, profile: str) -> bool:
+        """Converts the pixels (Krita: a 'Convert Layer Color Space' undo step in the node's
+        document, recorded even for a node outside the tree)."""
+        if self._type != "paintlayer":  # the fake converts paint layers only
+            return False
+        target = Space.make(model, depth, profile)
+        self.pixels = bytearray(convert(self.space, target, bytes(self.pixels)))
+        self.space = target
+        self._doc.undo_steps.append(("convert", self._name))
         return True
 
 
 class Document(QObject):
-    def __init__(self, width: int, height: int, name: str, model: str, depth: str) -> None:
+    def __init__(
+        self, width: int, height: int, name: str, model: str, depth: str, profile: str = ""
+    ) -> None:
         super().__init__()
         self._w, self._h, self._name, self._model, self._depth = width, height, name, model, depth
-        self.bpp = BPP.get(depth, 4)
+        self.space = Space.make(model, depth, profile)
+        self.bpp = self.space.bpp
+        self._opened_over: Document | None = None  # the active document when this one was made
         self._root = Node(self, "root", "grouplayer")
         self._selection: Selection | None = None
         self._active: Node | None = None
@@ -232,6 +257,9 @@ class Document(QObject):
 
     def colorDepth(self) -> str:
         return self._depth
+
+    def colorProfile(self) -> str:
+        return self.space.profile
 
     def rootNode(self) -> Node:
         return self._root
@@ -269,8 +297,29 @@ class Document(QObject):
         self._selection = selection
 
     def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
-        """The projection: visible paint layers composited source-over, bottom to top."""
-        fmt = QImage.Format.Format_ARGB32 if self.bpp == 4 else QImage.Format.Format_RGBA64
+        """The projection in the document's colour space: visible layers composited."""
+        full = self.composite(self._root)
+        return QByteArray(_copy_rect(full, self._w, self._h, self.bpp, x, y, w, h))
+
+    def projection(self, x: int, y: int, w: int, h: int) -> QImage:
+        """The projection as an 8-bit sRGB ARGB32 QImage, whatever the colour space (Krita
+        5.1.5: parts outside the canvas read as opaque white)."""
+        full = self.composite_bgra8(self._root)
+        data = bytearray(_copy_rect(full, self._w, self._h, 4, x, y, w, h))
+        for row in range(h):
+            for col in range(w):
+                if not (0 <= x + col < self._w and 0 <= y + row < self._h):
+                    data[(row * w + col) * 4 : (row * w + col) * 4 + 4] = b"\xff\xff\xff\xff"
+        return QImage(bytes(data), w, h, w * 4, QImage.Format.Format_ARGB32).copy()
+
+    def composite(self, group: Node) -> bytes:
+        """The visible layers below ``group`` in the document's colour space, whole canvas."""
+        return from_bgra8(self.space, self.composite_bgra8(group))
+
+    def composite_bgra8(self, group: Node) -> bytes:
+        """The visible paint layers below ``group`` as 8-bit sRGB BGRA: each layer converted
+        from its own colour space, then composited source-over."""
+        fmt = QImage.Format.Format_ARGB32
         image = QImage(self._w, self._h, fmt)
         image.fill(0)
         painter = QPainter(image)
@@ -280,16 +329,15 @@ class Document(QObject):
                 if not child.visible():
                     continue
                 if child.type() == "paintlayer":
-                    data = bytes(child.pixels)
-                    layer = QImage(data, self._w, self._h, self._w * self.bpp, fmt)
+                    data = to_bgra8(child.space, bytes(child.pixels))
+                    layer = QImage(data, self._w, self._h, self._w * 4, fmt)
                     painter.drawImage(0, 0, layer)
                 paint(child)
 
-        paint(self._root)
+        paint(group)
         painter.end()
         ptr = image.constBits()
-        full = ptr.asstring(image.sizeInBytes())  # type: ignore[union-attr]
-        return QByteArray(_copy_rect(full, self._w, self._h, self.bpp, x, y, w, h))
+        return ptr.asstring(image.sizeInBytes())  # type: ignore[union-attr]
 
     def refreshProjection(self) -> None:
         pass
@@ -407,7 +455,8 @@ class Krita(QObject):
         profile: str = "",
         res: float = 72.0,
     ) -> Document:
-        doc = Document(w, h, name, model, depth)
+        doc = Document(w, h, name, model, depth, profile)
+        doc._opened_over = self._active
         self._documents.append(doc)
         self._active = doc
         return doc
@@ -417,8 +466,11 @@ class Krita(QObject):
 
     def close_document(self, doc: Document) -> None:
         self._documents.remove(doc)
-        if self._active is doc:
-            self._active = self._documents[-1] if self._documents else None
+        if self._active is doc:  # back to the one that was active before (if still open)
+            back = doc._opened_over
+            self._active = back if back in self._documents else None
+            if self._active is None and self._documents:
+                self._active = self._documents[-1]
 
     def readSetting(self, group: str, name: str, default: str) -> str:
         return self.settings.get((group, name), default)

@@ -29,12 +29,13 @@ def smoke(ctx: Context):
 
 
 def _registry() -> dict:
-    from . import scenarios_generate, scenarios_live, scenarios_robust
+    from . import scenarios_colour, scenarios_generate, scenarios_live, scenarios_robust
 
     found = {"smoke": smoke}
     found.update(scenarios_generate.SCENARIOS)
     found.update(scenarios_robust.SCENARIOS)
     found.update(scenarios_live.SCENARIOS)
+    found.update(scenarios_colour.SCENARIOS)
     return found
 
 
