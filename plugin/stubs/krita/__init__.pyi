@@ -8,12 +8,12 @@ from typing import List, Optional
 # defineConstant: false in pyproject.toml, true in pyrightconfig.qt6.json).
 QT6: bool
 if QT6:
-    from PyQt6.QtCore import QByteArray, QObject, QUuid
+    from PyQt6.QtCore import QByteArray, QObject, QUuid, pyqtBoundSignal
     from PyQt6.QtGui import QAction
     from PyQt6.QtWidgets import QDockWidget
     from PyQt6.QtWidgets import QLabel as QLabel  # `krita` re-exports every Qt class
 else:
-    from PyQt5.QtCore import QByteArray, QObject, QUuid
+    from PyQt5.QtCore import QByteArray, QObject, QUuid, pyqtBoundSignal
     from PyQt5.QtWidgets import QAction, QDockWidget
     from PyQt5.QtWidgets import QLabel as QLabel  # `krita` re-exports every Qt class
 
@@ -91,10 +91,14 @@ class DockWidgetFactory(DockWidgetFactoryBase):
         self, id: str, position: DockWidgetFactoryBase.DockPosition, klass: type
     ) -> None: ...
 
+class Notifier(QObject):
+    imageCreated: pyqtBoundSignal  # (Document)
+
 class Krita(QObject):
     @staticmethod
     def instance() -> Krita: ...
     def version(self) -> str: ...
+    def notifier(self) -> Notifier: ...
     def activeDocument(self) -> Optional[Document]: ...
     def documents(self) -> List[Document]: ...
     def readSetting(self, group: str, name: str, default_value: str) -> str: ...
