@@ -8,7 +8,7 @@ adapter converts 16-bit documents. Rectangles are canvas coordinates and may lea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Protocol
+from typing import List, Optional, Protocol, Sequence
 
 from .geometry import Rect
 
@@ -42,26 +42,54 @@ class CanvasDocument(Protocol):
 
     def read_selection(self, rect: Rect) -> bytes: ...
 
-    def read_layer(self, name: str, rect: Rect) -> Optional[bytes]:
-        """One layer's pixels over rect (None when no layer has that name)."""
+    def read_layer(self, ref: str, rect: Rect) -> Optional[bytes]:
+        """What layer ``ref`` (its uniqueId, else its name) renders over rect, BGRA8: its
+        projection, so every layer type works. None when the document has no such layer;
+        raises ControlLayerUnusable (a sentence) for a mask or a hidden layer."""
+        ...
+
+    def layer_name(self, ref: str) -> Optional[str]:
+        """The current name of layer ``ref`` (uniqueId, else name), None once it is gone."""
         ...
 
     def active_layer_id(self) -> str: ...
 
     def active_layer_name(self) -> str: ...
 
-    def show_preview(self, layer: NewLayer) -> None:
-        """Create or replace the locked ``[Preview]`` layer."""
+    def active_layer_kind(self) -> str:
+        """Krita's node type of the active node (``paintlayer``, ``filtermask`` …)."""
         ...
 
-    def remove_preview(self) -> None: ...
+    def has_node(self, node_id: str) -> bool:
+        """The node is in the document's layer tree now (not removed, not undone)."""
+        ...
+
+    def show_preview(self, layer: NewLayer, preview_id: str) -> str:
+        """Show ``layer`` in the locked preview ``preview_id`` (its pixels replaced in place) or,
+        when that is not in the document, in a new one above the active node's layer; the
+        artist's active layer stays active. Returns the preview's uniqueId."""
+        ...
+
+    def remove_preview(self, preview_id: str) -> None: ...
+
+    def keep_preview(self, preview_id: str, name: str) -> bool:
+        """Make the shown preview the artist's layer (renamed, unlocked; no undo step of its
+        own: undoing the preview's addition removes it). False when it is gone."""
+        ...
 
     def add_layer(self, layer: NewLayer) -> str:
-        """Add a paint layer above the active one, replacing any preview; returns its uniqueId."""
+        """Add a paint layer above the active node's layer; returns its uniqueId."""
         ...
 
-    def add_group(self, name: str, layers: List[NewLayer]) -> List[str]:
-        """A group above the active layer holding ``layers`` (replaces the preview); their ids."""
+    def add_group(self, name: str, layers: List[NewLayer], preview_id: str = "") -> List[str]:
+        """A group holding ``layers`` where the preview is (else above the active node's layer);
+        the preview goes. Returns the layers' ids."""
+        ...
+
+    def remove_strays(self, keep: Sequence[str], keep_live: bool = False) -> int:
+        """Remove ``[Preview]``/``[Live]`` layers anywhere in the tree whose uniqueId is not in
+        ``keep`` (copies, leftovers saved in a file) — ``[Live]`` ones too unless ``keep_live``
+        (live mode runs on this document); returns how many went."""
         ...
 
     def read_annotation(self, kind: str) -> bytes: ...

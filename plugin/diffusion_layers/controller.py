@@ -1,9 +1,8 @@
 """The generation state machine: idle → generating → preview (→ idle on apply) or error.
 
-One Session per document keeps its job and results apart from other documents; the public
-``state``/``last_error``/``results`` follow the active document. Every asynchronous callback
-first checks that its document is still open, so a job whose document was closed is dropped.
-Nothing on the canvas changes until a job's results have all arrived.
+One Session per document holds all of that document's state (job, results, previews, controls,
+errors); ``state``/``last_error``/``results``/``controls`` follow the active document. Callbacks
+drop a job whose document was closed; the canvas changes only once all its results arrived.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional, cast
 
+from . import doc_controls, previews
 from . import results as results_mod
 from .canvas import Canvas, CanvasDocument
 from .client import Client
@@ -26,7 +26,7 @@ from .protocol import JobCreated, JobInfo, ProgressEvent
 from .qt import QObject, pyqtSignal
 from .request import build_job
 from .session import ERROR, GENERATING, IDLE, PREVIEW, Session
-from .settings import ControlLayer, PluginSettings, SettingsStore
+from .settings import PluginSettings, SettingsStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,13 @@ class Controller(QObject):
         self.connection = Connection(client, self)
         self.connection.changed.connect(self.changed)
         self._error = ""  # errors with no document to attach them to
-        self.live = LiveLoop(cast(LiveCanvas, canvas), client, lambda: self.settings, self)
+        #: Each document's control layers (``controls.current()`` for the active one).
+        self.controls = doc_controls.DocumentControls(
+            canvas, self._session_of, self.changed.emit, self._set_error
+        )
+        self.live = LiveLoop(
+            cast(LiveCanvas, canvas), client, lambda: self.settings, self, controls=self.controls.of
+        )
         self.live.changed.connect(self.changed)
         self.changed.connect(self._track_jobs)  # a pending job keeps reconnects going
 
@@ -59,12 +65,18 @@ class Controller(QObject):
         doc = self.canvas.active_document()
         return None if doc is None else self.sessions.get(doc.key)
 
+    def _session_of(self, doc: CanvasDocument) -> Session:
+        s = self.sessions.setdefault(doc.key, Session(doc.key))
+        if not s.controls_loaded:
+            s.controls, s.controls_loaded = doc_controls.load(doc), True
+        return s
+
     @property
     def state(self) -> str:
         s = self.session()
         if s is None:
             return ERROR if self._error else IDLE
-        return s.state
+        return previews.state(s, self.canvas.active_document())
 
     @property
     def last_error(self) -> str:
@@ -75,7 +87,9 @@ class Controller(QObject):
     @property
     def results(self) -> List[results_mod.Result]:
         s = self.session()
-        return [] if s is None else list(s.results)
+        if s is None or (s.discarded and self.state != PREVIEW):
+            return []
+        return list(s.results)
 
     @property
     def selected_index(self) -> int:
@@ -93,6 +107,8 @@ class Controller(QObject):
         """The sentence the docker shows: which mode Generate will run."""
         try:
             doc = self._document()
+            if self.live.running and self.live.doc_key == doc.key:
+                return "Live mode is on: every change is rendered into the [Live] layer."
             return plan_job(doc, self.settings, read_controls=False).choice.label
         except (PluginError, GeometryError) as exc:
             return f"Cannot generate: {exc}"
@@ -131,11 +147,11 @@ class Controller(QObject):
             self.changed.emit()
             return False
         self._error = ""
-        session = self.sessions.setdefault(doc.key, Session(doc.key))
+        session = self._session_of(doc)
         if session.state == GENERATING:
             return False
         try:
-            plan = plan_job(doc, self.settings)
+            plan = plan_job(doc, self.settings, session.controls)
             params, parts = build_job(
                 self.settings, plan.choice, plan.region, plan.image, plan.mask, plan.controls
             )
@@ -145,15 +161,7 @@ class Controller(QObject):
         session.state, session.last_error, session.cancel_requested = GENERATING, "", False
         session.params, session.region, session.mask = params, plan.region, plan.mask
         session.job_id, session.step, session.total_steps = None, 0, params.steps
-        log.info(
-            "job for %s: %s %dx%d at %d,%d",
-            doc.key,
-            params.mode,
-            params.width,
-            params.height,
-            params.x,
-            params.y,
-        )
+        log.info("job for %s: %s over %s", doc.key, params.mode, plan.region)
         submit_job(
             self.client,
             parts,
@@ -288,66 +296,62 @@ class Controller(QObject):
 
     def _show(self, s: Session, doc: CanvasDocument, index: int) -> bool:
         """Show a result in the preview layer of the session's own document."""
-        if not 0 <= index < len(s.results):
+        try:
+            shown = previews.show(s, doc, index, keep_live=self.live.doc_key == doc.key)
+        except PluginError as exc:
+            self._fail(s, exc)
             return False
-        s.selected = index
-        preview = results_mod.new_layer(s.results[index], s.params, s.region, s.mask, preview=True)
-        doc.show_preview(preview)
-        s.state = PREVIEW
         self.changed.emit()
-        return True
+        return shown
 
     def apply(self) -> Optional[str]:
         """The previewed result (live mode: the live frame) as a layer; returns its uniqueId."""
-        if self.live.frame_ready:
-            return self.live.apply()
         s, doc = self.session(), self.canvas.active_document()
-        if s is None or doc is None or s.state != PREVIEW or s.params is None:
+        try:
+            if self.live.frame_ready:
+                return self.live.apply()
+            if s is None or doc is None or s.state == GENERATING or not s.previews:
+                return None
+            layer_id = previews.apply(s, doc, self.live.doc_key == doc.key)
+        except PluginError as exc:
+            self._set_error(exc)
             return None
-        item = s.results[s.selected]
-        layer_id = doc.add_layer(results_mod.new_layer(item, s.params, s.region, s.mask))
-        results_mod.remember(doc, layer_id, s.params, item)
-        s.state = IDLE
+        s.last_error = ""
         self.changed.emit()
         return layer_id
 
     def apply_all(self) -> List[str]:
         """Every result of the batch as layers in one new group."""
         s, doc = self.session(), self.canvas.active_document()
-        if (
-            s is None
-            or doc is None
-            or s.state not in (PREVIEW, IDLE)
-            or not s.results
-            or s.params is None
-        ):
+        if s is None or doc is None or s.state == GENERATING:
             return []
-        layers = [results_mod.new_layer(item, s.params, s.region, s.mask) for item in s.results]
-        ids = doc.add_group(results_mod.group_name(s.params), layers)
-        for index, layer_id in enumerate(ids):
-            results_mod.remember(doc, layer_id, s.params, s.results[index])
-        s.state = IDLE
+        try:
+            ids = previews.apply_all(s, doc, self.live.doc_key == doc.key)
+        except PluginError as exc:
+            self._set_error(exc)
+            return []
         self.changed.emit()
         return ids
 
     def discard(self) -> None:
         s, doc = self.session(), self.canvas.active_document()
         if s is not None and doc is not None and s.state != GENERATING:
-            doc.remove_preview()
-            s.results, s.selected, s.state = [], -1, IDLE
+            previews.discard(s, doc, self.live.doc_key == doc.key)
             self.changed.emit()
+
+    def tidy(self, doc_key: str) -> None:
+        """Remove preview/live layers nothing tracks (a document just opened, saved with one)."""
+        doc = self.canvas.document(doc_key)
+        if doc is not None:
+            previews.tidy(doc, self.sessions.get(doc_key), self.live.doc_key == doc_key)
 
     def reuse_settings(self, layer_id: Optional[str] = None) -> bool:
         """Load the parameters stored for a layer (default: the active one) into the settings."""
         doc = self.canvas.active_document()
-        if doc is None:
-            return False
-        found = results_mod.recall(doc, layer_id or doc.active_layer_id())
-        if found is None:
-            return False
-        params, seed = found
-        self.update_settings(**results_mod.settings_from(params, seed))
-        return True
+        found = None if doc is None else results_mod.recall(doc, layer_id or doc.active_layer_id())
+        if found is not None:
+            self.update_settings(**results_mod.settings_from(*found))
+        return found is not None
 
     def reuse_seed(self) -> None:
         if self.used_seed is not None:
@@ -355,37 +359,26 @@ class Controller(QObject):
 
     def preprocess_to_layer(self, control_type: str, layer: str = "") -> bool:
         """Put the control map of ``layer`` (default: the active layer) into the document."""
-        doc = self.canvas.active_document()
+        doc, done = self.canvas.active_document(), lambda _id: self.changed.emit()
         try:
-            name = layer or (doc.active_layer_name() if doc is not None else "")
-            preprocess_to_layer(
-                self.canvas,
-                self.client,
-                control_type,
-                name,
-                lambda _id: self.changed.emit(),
-                self._set_error,
-            )
+            ref = layer or (doc.active_layer_id() if doc is not None else "")
+            preprocess_to_layer(self.canvas, self.client, control_type, ref, done, self._set_error)
         except (PluginError, GeometryError) as exc:
             self._set_error(exc)
             return False
         return True
 
     def _set_error(self, error: Exception) -> None:
-        s = self.session()
-        if s is not None:
-            s.last_error = str(error)
+        """An error of the active document (shown while it is active), else of the plugin."""
+        doc = self.canvas.active_document()
+        if doc is not None:
+            self._session_of(doc).last_error = str(error)
         else:
             self._error = str(error)
         self.changed.emit()
 
     def add_active_layer_as_control(self, control_type: str = "scribble") -> bool:
-        doc = self.canvas.active_document()
-        name = doc.active_layer_name() if doc is not None else ""
-        if not name or any(c.layer == name for c in self.settings.controls):
-            return False
-        self.update_settings(controls=self.settings.controls + [ControlLayer(name, control_type)])
-        return True
+        return self.controls.add_active(control_type)
 
     def toggle_live(self) -> bool:
         """Live painting on/off for the active document; True when it is now on."""

@@ -30,7 +30,15 @@ class InvalidSetting(PluginError):
 
 
 class ControlLayerMissing(PluginError):
-    """A control refers to a layer name that is not in the document."""
+    """A control refers to a layer that is not in the document (deleted, or another document's)."""
+
+
+class ControlLayerUnusable(PluginError):
+    """A control's layer cannot give an image: a mask, hidden, or empty over the region."""
+
+
+class LayerNotAdded(PluginError):
+    """Krita did not take a preview or result layer where the plugin put it."""
 
 
 class ConnectionFailed(PluginError):

@@ -6,7 +6,14 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from .client import Client
 from .controller import Controller
-from .krita_adapter import DockWidget, Extension, KritaCanvas, KritaSettingsStore, find_extension
+from .krita_adapter import (
+    DockWidget,
+    Extension,
+    KritaCanvas,
+    KritaSettingsStore,
+    find_extension,
+    on_document_opened,
+)
 from .krita_adapter import register as register_with_krita
 from .qt import QKeySequence, QTimer
 from .settings import PluginSettings
@@ -58,7 +65,8 @@ class DiffusionLayersExtension(Extension):
         self._runners: List[Callable[..., None]] = []  # strong references to the slots
 
     def setup(self) -> None:
-        pass
+        # A document opened from a file may hold a [Preview]/[Live] layer saved with it.
+        on_document_opened(lambda key: QTimer.singleShot(0, lambda: self.app.controller.tidy(key)))
 
     def createActions(self, window: Any) -> None:
         for action_id, text, shortcut, method in ACTIONS:
@@ -86,7 +94,9 @@ def make_docker_class(app: PluginApp) -> type:
             QTimer.singleShot(0, app.controller.connect_server)
 
         def canvasChanged(self, canvas: Any) -> None:
-            self.panel.refresh()
+            # Krita calls this while a view (and maybe its document) is being closed: reading
+            # that document now can crash Krita, so refresh once the close has finished.
+            QTimer.singleShot(0, self.panel.refresh)
 
     return DiffusionLayersDocker
 

@@ -14,8 +14,9 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
-from . import colour_io
+from . import colour_io, node_tree
 from .canvas import NewLayer
+from .errors import ControlLayerUnusable, LayerNotAdded
 from .geometry import Rect
 from .live import LIVE_PREFIX
 from .placement import PREVIEW_PREFIX
@@ -45,6 +46,11 @@ def register(
     )
 
 
+def on_document_opened(callback: Callable[[str], None]) -> None:
+    """Call ``callback(document key)`` whenever Krita opens or creates a document."""
+    Krita.instance().notifier().imageCreated.connect(lambda doc: callback(_key(doc)))
+
+
 def find_extension(kind: type) -> Any:
     """The registered extension of that class (Krita keeps the Python object), or None."""
     for extension in Krita.instance().extensions():
@@ -61,6 +67,29 @@ class KritaSettingsStore:
 
     def write(self, key: str, value: str) -> None:
         Krita.instance().writeSetting(GROUP, key, value)
+
+
+class _Rendered:
+    """A node read as it looks: ``pixelData`` is its projection (a paint layer's own pixels
+    with its masks applied, a group's composite, a vector layer's rendering …)."""
+
+    def __init__(self, node: Any) -> None:
+        self._node = node
+
+    def pixelData(self, x: int, y: int, w: int, h: int) -> Any:
+        return self._node.projectionPixelData(x, y, w, h)
+
+    def __getattr__(self, name: str) -> Any:  # colorModel(), colorDepth() … of the node
+        return getattr(self._node, name)
+
+    def colorModel(self) -> str:  # the projection's colour space is the node's
+        return str(self._node.colorModel())
+
+    def colorDepth(self) -> str:
+        return str(self._node.colorDepth())
+
+    def colorProfile(self) -> str:
+        return str(self._node.colorProfile())
 
 
 def _key(doc: Any) -> str:
@@ -121,82 +150,117 @@ class KritaDocument:
             return b"\xff" * (rect.width * rect.height)
         return bytes(sel.pixelData(rect.x, rect.y, rect.width, rect.height))
 
-    def _node(self, name: str) -> Any:
-        return self._doc.nodeByName(name)
+    # -- layers: control sources, where results go, previews (see node_tree.py) ------------
 
-    def read_layer(self, name: str, rect: Rect) -> Optional[bytes]:
-        node = self._node(name)
-        return None if node is None else self._read(node, rect)
+    def read_layer(self, ref: str, rect: Rect) -> Optional[bytes]:
+        """What the layer renders (its projection: groups, vector, clone, file, fill and filter
+        layers too), refreshed first; None when there is no such layer."""
+        root = self._doc.rootNode()
+        node = node_tree.find(root, ref)
+        if node is None:
+            return None
+        name = str(node.name())
+        if node_tree.is_mask(node):
+            kind = node_tree.KIND_WORDS.get(str(node.type()), "a mask")
+            raise ControlLayerUnusable(
+                f"'{name}' is {kind}, not a layer: use the layer it belongs to as the control."
+            )
+        hidden = node_tree.hidden_by(node, root)
+        if hidden is not None:
+            where = "" if hidden is node else f" (inside the hidden group '{hidden.name()}')"
+            raise ControlLayerUnusable(
+                f"Control layer '{name}' is hidden{where}, so it shows nothing: "
+                "make it visible, or remove the control."
+            )
+        if str(node.type()) != "paintlayer":
+            self._doc.refreshProjection()
+        self._doc.waitForDone()
+        return self._read(_Rendered(node), rect)
+
+    def layer_name(self, ref: str) -> Optional[str]:
+        node = node_tree.find(self._doc.rootNode(), ref)
+        return None if node is None else str(node.name())
 
     def active_layer_id(self) -> str:
         node = self._doc.activeNode()
-        return "" if node is None else str(node.uniqueId().toString())
+        return "" if node is None else node_tree.node_id(node)
 
     def active_layer_name(self) -> str:
         node = self._doc.activeNode()
         return "" if node is None else str(node.name())
 
-    def _anchor(self) -> Tuple[Any, Any]:
-        """(parent, sibling) to add a node directly above the active layer.
+    def active_layer_kind(self) -> str:
+        node = self._doc.activeNode()
+        return "" if node is None else str(node.type())
 
-        While a preview is shown, the spot is the preview's own (it sits right above the layer
-        that was active when it appeared), whatever Krita made active since.
-        """
-        previews = self._previews()
-        if previews:
-            preview = previews[0]
-            parent = preview.parentNode() or self._doc.rootNode()
-            siblings = parent.childNodes()
-            ids = [str(n.uniqueId().toString()) for n in siblings]
-            index = ids.index(str(preview.uniqueId().toString()))
-            below = [n for n in siblings[:index] if not str(n.name()).startswith(PREVIEW_PREFIX)]
-            return parent, (below[-1] if below else None)
-        active = self._doc.activeNode()
-        if active is None or active.parentNode() is None:
-            return self._doc.rootNode(), None
-        return active.parentNode(), active
+    def has_node(self, node_id: str) -> bool:
+        return node_tree.contains(self._doc.rootNode(), node_id)
+
+    def _insert(self, layer_name: str, node_type: str = "paintlayer", node: Any = None) -> Any:
+        """Create a node and add it above the active node's layer; raise when Krita refuses."""
+        parent, above = node_tree.anchor(self._doc.rootNode(), self._doc.activeNode())
+        return self._add(parent, above, node or self._doc.createNode(layer_name, node_type))
+
+    def _add(self, parent: Any, above: Any, node: Any) -> Any:
+        added = parent.addChildNode(node, above)
+        if not added or not self.has_node(node_tree.node_id(node)):
+            where = f"above '{above.name()}'" if above is not None else "on top of the image"
+            raise LayerNotAdded(
+                f"Krita did not add the layer '{node.name()}' {where}. "
+                "Select a visible, unlocked paint layer and try again."
+            )
+        return node
 
     def _set_pixels(self, node: Any, layer: NewLayer) -> None:
         """BGRA8 sRGB → the node's (the document's) colour space, converted by Krita."""
         colour_io.write_node(Krita.instance(), node, layer.pixels, layer.rect)
 
-    def _previews(self) -> List[Any]:
-        return [
-            n for n in self._doc.rootNode().childNodes() if str(n.name()).startswith(PREVIEW_PREFIX)
-        ]
+    def _by_id(self, node_id: str) -> Any:
+        return node_tree.by_id(self._doc.rootNode(), node_id)
 
-    def show_preview(self, layer: NewLayer) -> None:
-        """Replace the preview (same spot); the artist's active layer stays active."""
-        parent, above = self._anchor()
+    def show_preview(self, layer: NewLayer, preview_id: str = "") -> str:
+        """A new locked preview where the old one was (else above the active node's layer);
+        the old one goes, the artist's active layer stays active."""
         active = self._doc.activeNode()
-        self.remove_preview()
+        old = self._by_id(preview_id)
         node = self._doc.createNode(layer.name, "paintlayer")
-        parent.addChildNode(node, above)
+        if old is not None:
+            root = self._doc.rootNode()
+            self._add(node_tree.parent_of(old, root) or root, old, node)
+            old.remove()
+        else:
+            self._insert(layer.name, node=node)
         self._set_pixels(node, layer)
         node.setLocked(True)
-        if active is not None and not str(active.name()).startswith(PREVIEW_PREFIX):
-            self._doc.setActiveNode(active)
+        if active is not None and not node_tree.is_temporary(active):
+            self._keep_active(active, node)
         self._doc.refreshProjection()
+        return node_tree.node_id(node)
 
-    def remove_preview(self) -> None:
-        for node in self._previews():
+    def remove_preview(self, preview_id: str) -> None:
+        node = self._by_id(preview_id)
+        if node is not None:
             node.remove()
-        self._doc.refreshProjection()
+            self._doc.refreshProjection()
+
+    def keep_preview(self, preview_id: str, name: str) -> bool:
+        node = self._by_id(preview_id)
+        if node is None:
+            return False
+        node.setLocked(False)
+        node.setName(name)
+        self._doc.setActiveNode(node)
+        return True
 
     def add_layer(self, layer: NewLayer) -> str:
-        """The layer goes where the preview was (above the active layer); the preview goes."""
-        parent, above = self._anchor()
-        self.remove_preview()
-        node = self._doc.createNode(layer.name, "paintlayer")
-        parent.addChildNode(node, above)  # the one undo step
+        """A paint layer above the active node's layer (one undo step); it becomes active."""
+        node = self._insert(layer.name)
         self._set_pixels(node, layer)
         self._doc.setActiveNode(node)
         self._doc.refreshProjection()
-        return str(node.uniqueId().toString())
+        return node_tree.node_id(node)
 
-    def add_group(self, name: str, layers: List[NewLayer]) -> List[str]:
-        parent, above = self._anchor()
-        self.remove_preview()
+    def add_group(self, name: str, layers: List[NewLayer], preview_id: str = "") -> List[str]:
         group = self._doc.createGroupLayer(name)
         ids: List[str] = []
         nodes = []
@@ -204,12 +268,27 @@ class KritaDocument:
             node = self._doc.createNode(layer.name, "paintlayer")
             group.addChildNode(node, nodes[-1] if nodes else None)
             nodes.append(node)
-            ids.append(str(node.uniqueId().toString()))
-        parent.addChildNode(group, above)
+            ids.append(node_tree.node_id(node))
+        preview = self._by_id(preview_id)
+        if preview is not None:
+            root = self._doc.rootNode()
+            self._add(node_tree.parent_of(preview, root) or root, preview, group)
+            preview.remove()
+        else:
+            self._insert(name, node=group)
         for index, node in enumerate(nodes):
             self._set_pixels(node, layers[index])
         self._doc.refreshProjection()
         return ids
+
+    def remove_strays(self, keep: Sequence[str], keep_live: bool = False) -> int:
+        strays = node_tree.strays(self._doc.rootNode(), keep, keep_live)
+        for node in strays:
+            log.info("removing stray layer %s", node.name())
+            node.remove()
+        if strays:
+            self._doc.refreshProjection()
+        return len(strays)
 
     def read_annotation(self, kind: str) -> bytes:
         data = self._doc.annotation(kind)
@@ -222,9 +301,7 @@ class KritaDocument:
     # -- live painting (see live.py) --------------------------------------------------------
 
     def _live_nodes(self) -> List[Any]:
-        return [
-            n for n in self._doc.rootNode().childNodes() if str(n.name()).startswith(LIVE_PREFIX)
-        ]
+        return node_tree.temporary_nodes(self._doc.rootNode(), LIVE_PREFIX)
 
     def live_signature(self, rect: Rect, layers: Sequence[str] = ()) -> int:
         """CRC of the layer stack's state (names, visibility, opacity, blending) and of the
@@ -244,10 +321,11 @@ class KritaDocument:
             # No artist layer is active: read every visible layer instead.
             watched = [n for n in stack if n.visible() and n.type() != "grouplayer"]
         else:
-            watched = [active] + [self._doc.nodeByName(name) for name in layers]
+            root = self._doc.rootNode()
+            watched = [active] + [node_tree.find(root, ref) for ref in layers]
         for node in watched:
             if node is not None:
-                data = node.pixelData(rect.x, rect.y, rect.width, rect.height)
+                data = _Rendered(node).pixelData(rect.x, rect.y, rect.width, rect.height)
                 value = zlib.crc32(bytes(data), value)
         return value
 
@@ -269,8 +347,9 @@ class KritaDocument:
         finally:
             for node in hidden:
                 node.setVisible(True)
-            if hidden:
+            if hidden:  # idle again before Krita runs anything else (a close, say)
                 self._doc.refreshProjection()
+                self._doc.waitForDone()
 
     def show_live(self, layer: NewLayer) -> None:
         """The ``[Live]`` layer: created once (locked), then only its pixels change."""
@@ -287,15 +366,14 @@ class KritaDocument:
                 blank = bytes(clear.width * clear.height * 4)
                 self._set_pixels(node, NewLayer(layer.name, blank, clear))
         else:
-            parent, above = self._anchor()
             active = self._doc.activeNode()
-            node = self._doc.createNode(layer.name, "paintlayer")
-            parent.addChildNode(node, above)
+            node = self._insert(layer.name)
             node.setLocked(True)
             if active is not None:
                 self._keep_active(active, node)
         self._set_pixels(node, layer)
         self._doc.refreshProjection()
+        self._doc.waitForDone()
 
     def _keep_active(self, active: Any, added: Any) -> None:
         """Krita makes a new layer active, sometimes after the call returns: put the artist's

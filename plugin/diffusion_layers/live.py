@@ -25,15 +25,15 @@ from typing import Callable, List, Optional, Protocol, Sequence, Tuple, cast
 from . import layer_params
 from .canvas import CanvasDocument, NewLayer
 from .client import Client
-from .errors import BackendError, ControlLayerMissing, NoDocument, PluginError
+from .errors import BackendError, NoDocument, PluginError
 from .geometry import GeometryError, Rect, canvas_region, selection_region
 from .pixels import apply_mask, crop_gray
 from .placement import check_result, layer_name, mask_window
-from .planning import selection_on_canvas
+from .planning import read_control, selection_on_canvas
 from .protocol import RAW_BGRA, ControlParams, JobParams, LiveParams, LoraParams
 from .qt import QObject, QRect, QTimer, pyqtSignal
 from .request import Part
-from .settings import PluginSettings
+from .settings import ControlLayer, PluginSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class LiveDocument(Protocol):
 
     def read_selection(self, rect: Rect) -> bytes: ...
 
-    def read_layer(self, name: str, rect: Rect) -> Optional[bytes]: ...
+    def read_layer(self, ref: str, rect: Rect) -> Optional[bytes]: ...
 
     def live_signature(self, rect: Rect, layers: Sequence[str] = ()) -> int:
         """Changes when the layer stack changes, or the pixels in rect of the active layer or
@@ -130,9 +130,11 @@ class LiveLoop(QObject):
         poll_ms: int = POLL_MS,
         debounce_ms: int = DEBOUNCE_MS,
         max_wait_ms: int = MAX_WAIT_MS,
+        controls: Optional[Callable[[str], List[ControlLayer]]] = None,
     ) -> None:
         super().__init__(parent)
         self.canvas = canvas
+        self.controls = controls or (lambda _key: [])  # a document's controls, by its key
         self.client = client
         self.settings = settings
         self.debounce_s = debounce_ms / 1000.0
@@ -234,9 +236,10 @@ class LiveLoop(QObject):
         strength = self.frame_strength()
         shape = (region, s.prompt, s.negative_prompt, s.model, s.seed, strength, self.record)
         loras = [(lo.name, lo.weight) for lo in s.loras]
-        controls = [(c.layer, c.type, c.strength, c.start, c.end) for c in s.controls]
+        chosen = self.controls(doc.key)
+        controls = [(c.ref, c.type, c.strength, c.start, c.end) for c in chosen]
         text = repr((shape, loras, controls)).encode("utf-8")
-        pixels = doc.live_signature(region, [c.layer for c in s.controls])
+        pixels = doc.live_signature(region, [c.ref for c in chosen])
         value = zlib.crc32(text, pixels & 0xFFFFFFFF)
         return zlib.crc32(mask, value) if mask is not None else value
 
@@ -299,12 +302,8 @@ class LiveLoop(QObject):
             record=self.record,
         )
         parts = [Part("image", RAW_BGRA, doc.read_pixels_without_live(region))]
-        for index, control in enumerate(s.controls):
-            pixels = doc.read_layer(control.layer, region)
-            if pixels is None:
-                raise ControlLayerMissing(
-                    f"Control layer {control.layer!r} is not in this document."
-                )
+        for index, control in enumerate(self.controls(doc.key)):
+            pixels = read_control(cast(CanvasDocument, doc), control, region).pixels
             name = f"control_{index}"
             params.controls.append(
                 ControlParams(

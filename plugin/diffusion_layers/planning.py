@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Protocol
+from typing import List, Optional, Protocol, Sequence
 
 from .canvas import CanvasDocument
-from .errors import ControlLayerMissing, SelectionOutsideCanvas
+from .errors import ControlLayerMissing, ControlLayerUnusable, SelectionOutsideCanvas
 from .geometry import Rect, canvas_region, mask_bounds, selection_region
 from .mode import CanvasFacts, ModeChoice, choose_mode
 from .pixels import is_fully_transparent, transparent_under_mask
 from .request import ControlImage
-from .settings import PluginSettings
+from .settings import ControlLayer, PluginSettings
 
 
 @dataclass
@@ -53,7 +53,12 @@ def selection_on_canvas(doc: SelectionSource) -> Optional[Rect]:
     return tight
 
 
-def plan_job(doc: CanvasDocument, settings: PluginSettings, read_controls: bool = True) -> Plan:
+def plan_job(
+    doc: CanvasDocument,
+    settings: PluginSettings,
+    controls: Sequence[ControlLayer] = (),
+    read_controls: bool = True,
+) -> Plan:
     """1. selection (clipped to the canvas) → region, 2. read pixels and mask, 3. choose the
     mode, 4. controls. The region always lies inside the canvas."""
     settings.check()
@@ -68,10 +73,23 @@ def plan_job(doc: CanvasDocument, settings: PluginSettings, read_controls: bool 
         image, mask = doc.read_pixels(region), None
         facts = CanvasFacts(False, canvas_empty=is_fully_transparent(image))
     choice = choose_mode(facts, settings.strength)
-    controls: List[ControlImage] = []
-    for control in settings.controls if read_controls else []:
-        pixels = doc.read_layer(control.layer, region)
-        if pixels is None:
-            raise ControlLayerMissing(f"Control layer {control.layer!r} is not in this document.")
-        controls.append(ControlImage(control, pixels))
-    return Plan(choice, region, image if choice.sends_image else None, mask, controls)
+    images = [read_control(doc, c, region) for c in controls] if read_controls else []
+    return Plan(choice, region, image if choice.sends_image else None, mask, images)
+
+
+def read_control(doc: CanvasDocument, control: ControlLayer, region: Rect) -> ControlImage:
+    """What the control's layer renders over the region; a sentence when it cannot serve."""
+    pixels = doc.read_layer(control.ref, region)
+    if pixels is None:
+        raise ControlLayerMissing(
+            f"Control layer '{control.layer}' is not in this document any more (deleted?): "
+            "undo the deletion or remove the control."
+        )
+    if len(pixels) != region.width * region.height * 4:
+        raise ControlLayerUnusable(f"Control layer '{control.layer}' could not be read.")
+    if is_fully_transparent(pixels):
+        raise ControlLayerUnusable(
+            f"Control layer '{control.layer}' is empty where the image is generated: "
+            "draw on it there, or remove the control."
+        )
+    return ControlImage(control, pixels)

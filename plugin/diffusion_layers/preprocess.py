@@ -36,9 +36,10 @@ def preprocess_to_layer(
     selection = selection_on_canvas(doc)  # clipped to the canvas
     bounds = doc.bounds()
     region = selection_region(selection, bounds) if selection else canvas_region(bounds)
-    pixels = doc.read_layer(layer, region)
+    pixels = doc.read_layer(layer, region)  # layer: its uniqueId (or name)
     if pixels is None:
         raise ControlLayerMissing(f"Layer {layer!r} is not in this document.")
+    layer = doc.layer_name(layer) or layer
     key = doc.key
 
     def arrived(data: bytes) -> None:

@@ -1,14 +1,33 @@
-"""One document's generation state: its job, its results and what the preview shows."""
+"""One document's state: its job, its results, its previews and its controls.
+
+Everything here belongs to one open document (``doc_key``, its root node's uniqueId); the
+plugin's settings (prompt, steps …) are the artist's and shared by all documents.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .geometry import Rect
 from .job_watch import JobWatch
 from .protocol import JobParams
 from .results import Result
+from .settings import ControlLayer
+
+#: Previews remembered per document so that undo/redo can bring one back (oldest forgotten).
+MAX_PREVIEWS = 16
+
+
+@dataclass
+class Shown:
+    """What one ``[Preview]`` layer shows: a result and the job that made it."""
+
+    result: Result
+    params: JobParams
+    region: Rect
+    mask: Optional[bytes]
+
 
 IDLE, GENERATING, PREVIEW, ERROR = "idle", "generating", "preview", "error"
 
@@ -31,6 +50,17 @@ class Session:
     results: List[Result] = field(default_factory=list)
     selected: int = -1
     preview_fetching: bool = False
+    discarded: bool = False  # Discard hid the results (undo can bring the preview back)
+    #: Every preview layer this session made, by uniqueId; the one in the document is "the"
+    #: preview (undo/redo may remove it or bring an older one back).
+    previews: Dict[str, Shown] = field(default_factory=dict)
+    controls: List[ControlLayer] = field(default_factory=list)
+    controls_loaded: bool = False
+
+    def remember(self, preview_id: str, shown: Shown) -> None:
+        self.previews[preview_id] = shown
+        while len(self.previews) > MAX_PREVIEWS:
+            self.previews.pop(next(iter(self.previews)))
 
 
-__all__ = ["ERROR", "GENERATING", "IDLE", "PREVIEW", "Session"]
+__all__ = ["ERROR", "GENERATING", "IDLE", "PREVIEW", "Session", "Shown"]

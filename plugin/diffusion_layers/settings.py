@@ -42,16 +42,26 @@ class DictStore:
 
 @dataclass
 class ControlLayer:
-    """One control: a document layer (by name) used as a ControlNet input."""
+    """One control of a document: a layer used as a ControlNet input.
+
+    ``layer_id`` is the layer's uniqueId (how it is found); ``layer`` its name when it was
+    added (what the docker shows). A control without an id (written by hand) finds its layer
+    by name."""
 
     layer: str
     type: str = "scribble"
     strength: float = 1.0
     start: float = 0.0
     end: float = 1.0
+    layer_id: str = ""
+
+    @property
+    def ref(self) -> str:
+        """What finds the layer: its uniqueId, else its name."""
+        return self.layer_id or self.layer
 
     def check(self) -> "ControlLayer":
-        if not self.layer:
+        if not self.layer and not self.layer_id:
             raise InvalidSetting("control layer name is empty")
         if self.type not in CONTROL_TYPES:
             raise InvalidSetting(f"control type {self.type!r} is not one of {CONTROL_TYPES}")
@@ -83,7 +93,6 @@ class PluginSettings:
     sampler: str = "dpmpp_2m_karras"
     seed: int = -1  # -1 = random
     batch: int = 1
-    controls: List[ControlLayer] = field(default_factory=list)
     loras: List[LoraChoice] = field(default_factory=list)
     live: bool = False
 
@@ -103,8 +112,6 @@ class PluginSettings:
             raise InvalidSetting(f"seed must be -1 (random) or 0..{MAX_SEED}, got {self.seed!r}")
         if not 1 <= self.batch <= MAX_BATCH:
             raise InvalidSetting(f"batch must be 1..{MAX_BATCH}, got {self.batch!r}")
-        for control in self.controls:
-            control.check()
         return self
 
     @classmethod
@@ -122,7 +129,6 @@ class PluginSettings:
             sampler=store.read("sampler", d.sampler) or d.sampler,
             seed=_parse(store, "seed", int, d.seed),
             batch=_parse(store, "batch", int, d.batch),
-            controls=parse_controls(store.read("controls", "")),
             loras=parse_loras(store.read("loras", "")),
             live=store.read("live", "false").lower() == "true",
         )
@@ -132,7 +138,6 @@ class PluginSettings:
             store.write(key, str(getattr(self, key)))
         for key in ("strength", "steps", "cfg_scale", "seed", "batch"):
             store.write(key, repr(getattr(self, key)))
-        store.write("controls", json.dumps([c.__dict__ for c in self.controls]))
         store.write("loras", json.dumps([lo.__dict__ for lo in self.loras]))
         store.write("live", "true" if self.live else "false")
 
@@ -148,8 +153,12 @@ def _parse(store: SettingsStore, key: str, kind: Callable[[str], Any], default: 
         return default
 
 
+def controls_json(controls: List[ControlLayer]) -> str:
+    return json.dumps([c.__dict__ for c in controls])
+
+
 def parse_controls(text: str) -> List[ControlLayer]:
-    """The ``controls`` setting: JSON [{"layer", "type", "strength", "start", "end"}]."""
+    """A document's controls: JSON [{"layer", "type", "strength", "start", "end", "layer_id"}]."""
     if not text.strip():
         return []
     try:
@@ -164,6 +173,7 @@ def parse_controls(text: str) -> List[ControlLayer]:
                 strength=float(item.get("strength", 1.0)),
                 start=float(item.get("start", 0.0)),
                 end=float(item.get("end", 1.0)),
+                layer_id=str(item.get("layer_id", "")),
             )
             controls.append(control.check())
         return controls

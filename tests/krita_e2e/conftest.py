@@ -91,7 +91,6 @@ def plugin_settings(server_url: str, **overrides) -> dict[str, str]:
         "cfg_scale": "5.0",
         "seed": "1234",
         "batch": "1",
-        "controls": "[]",
     }
     for key, value in overrides.items():
         settings[key] = value if isinstance(value, str) else json.dumps(value)

@@ -67,6 +67,9 @@ def krita_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
         XDG_CACHE_HOME=str(home / ".cache"),
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONUNBUFFERED="1",
+        # A crash (segfault in Krita, called from Python) prints every thread's Python stack
+        # into krita.log, so the report shows which plugin line was running.
+        PYTHONFAULTHANDLER="1",
     )
     env.update(extra)
     return env
@@ -183,10 +186,27 @@ class KritaRun:
             raise AssertionError(f"Krita wrote no report ({self.describe()})")
         entry = self.report.get("scenarios", {}).get(name)
         if entry is None:
-            raise AssertionError(f"scenario {name!r} never finished ({self.describe()})")
+            crash = f"\n{self.crash_report()}" if self.crashed else ""
+            raise AssertionError(f"scenario {name!r} never finished ({self.describe()}){crash}")
         if not entry["ok"]:
             raise AssertionError(f"scenario {name!r} failed inside Krita:\n{entry['error']}")
         return entry["data"]
+
+    @property
+    def crashed(self) -> bool:
+        """Krita died of a signal (segfault, abort) instead of quitting."""
+        if self.timed_out:
+            return False
+        signal_exit = self.returncode is not None and (
+            self.returncode < 0 or self.returncode in CRASH_EXIT_CODES
+        )
+        return signal_exit or any(mark in _tail(self.log_path, 200000) for mark in CRASH_MARKS)
+
+    def crash_report(self) -> str:
+        """The faulthandler output (Python stacks at the crash) from the Krita log."""
+        text = _tail(self.log_path, 200000)
+        starts = [text.find(mark) for mark in CRASH_MARKS if mark in text]
+        return text[min(starts) :][:6000] if starts else "(no Python stack in the log)"
 
     def describe(self) -> str:
         phases = ""
@@ -197,7 +217,8 @@ class KritaRun:
             phases += f", quit took {self.ended_at - done:.1f}s)" if done else ")"
         return (
             f"launch {self.label!r}: exit code {self.returncode}, {self.seconds:.1f}s{phases}"
-            f"{', TIMED OUT and killed' if self.timed_out else ''}; artifacts in {self.folder}"
+            f"{', TIMED OUT and killed' if self.timed_out else ''}"
+            f"{', KRITA CRASHED' if self.crashed else ''}; artifacts in {self.folder}"
         )
 
     def logs(self) -> str:
@@ -205,6 +226,11 @@ class KritaRun:
         if self.backend_log is not None:
             text += ["----- backend log (tail) -----", self.backend_log()]
         return "\n".join(text)
+
+
+#: Exit codes of a process killed by SIGSEGV / SIGABRT as a shell (xvfb-run) reports them.
+CRASH_EXIT_CODES = (128 + 11, 128 + 6)
+CRASH_MARKS = ("Fatal Python error", "Segmentation fault")
 
 
 def _tail(path: Path, chars: int = 12000) -> str:

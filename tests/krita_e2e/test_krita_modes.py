@@ -19,14 +19,10 @@ from .checks import (
 )
 from .conftest import plugin_settings
 
-SKETCH_CONTROL = [
-    {"layer": "Sketch", "type": "scribble", "strength": 1.0, "start": 0.0, "end": 1.0}
-]
-
 
 @pytest.fixture(scope="module")
 def control_run(launch_krita, e2e_backend):
-    settings = plugin_settings(e2e_backend.url, controls=SKETCH_CONTROL)
+    settings = plugin_settings(e2e_backend.url)  # the scenario adds "Sketch" as its control
     return launch_krita("control", ["control_scribble"], settings, e2e_backend)
 
 

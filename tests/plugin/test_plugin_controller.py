@@ -91,11 +91,10 @@ def test_txt2img_preview_then_apply_makes_one_layer(
     assert ctl.used_seed == 42
     before = len(doc.undo_steps)
     layer_id = ctl.apply()
-    assert layer_id
+    assert layer_id == str(preview[0].uniqueId().toString())  # the preview became the layer
     assert ctl.state == "idle"
-    assert names(doc) == ["Background", "a red fox #42"]
-    added = [s for s in doc.undo_steps[before:] if s[0] == "add"]
-    assert added == [("add", "a red fox #42")]
+    assert names(doc) == ["Background", "a red fox #42"] and not preview[0].locked()
+    assert doc.undo_steps[before:] == []  # adding the preview was its one undo step
     layer = doc.nodeByName("a red fox #42")
     assert pixel(layer, 63, 63) == result_color(0)
     stored = json.loads(bytes(doc.annotation(ANNOTATION_TYPE)))
@@ -290,18 +289,32 @@ def test_controls_travel_as_parts_and_a_missing_layer_is_named(
     doc.setActiveNode(lines)
     assert ctl.add_active_layer_as_control("lineart")
     assert not ctl.add_active_layer_as_control("lineart")  # no duplicates
-    stored = json.loads(fake_krita.readSetting(GROUP, "controls", ""))
+    assert "already a control layer" in ctl.last_error
+    stored = json.loads(bytes(doc.annotation("diffusion_layers_controls")))  # kept in the .kra
+    layer_id = str(lines.uniqueId().toString())
     assert stored == [
-        {"layer": "Lines", "type": "lineart", "strength": 1.0, "start": 0.0, "end": 1.0}
+        {
+            "layer": "Lines",
+            "type": "lineart",
+            "strength": 1.0,
+            "start": 0.0,
+            "end": 1.0,
+            "layer_id": layer_id,
+        }
     ]
     ctl.generate()
     finish(ctl)
     job = server.last_job()
     assert job.params["controls"][0]["type"] == "lineart"
     assert job.parts["control_0"][1] == bytes([0, 0, 0, 255]) * 4096
-    lines.setName("Renamed")
+    lines.setName("Renamed")  # found by its uniqueId: a rename changes nothing
+    assert ctl.generate()
+    finish(ctl)
+    assert ctl.controls.labels() == ["Renamed"]
+    lines.remove()
+    assert ctl.controls.labels() == ["Renamed — layer deleted"]
     assert not ctl.generate()
-    assert "Control layer 'Lines' is not in this document" in ctl.last_error
+    assert "Control layer 'Renamed' is not in this document any more" in ctl.last_error
 
 
 def test_apply_all_makes_a_group_and_reuse_restores_settings(

@@ -14,7 +14,14 @@ from diffusion_layers.geometry import Rect
 from diffusion_layers.mode import CanvasFacts, choose_mode
 from diffusion_layers.protocol import RAW_BGRA, RAW_GRAY, JobParams
 from diffusion_layers.request import ControlImage, build_job, build_preprocess, encode_multipart
-from diffusion_layers.settings import ControlLayer, DictStore, LoraChoice, PluginSettings
+from diffusion_layers.settings import (
+    ControlLayer,
+    DictStore,
+    LoraChoice,
+    PluginSettings,
+    controls_json,
+    parse_controls,
+)
 from diffusion_layers.sse import SseParser
 
 
@@ -74,17 +81,15 @@ def test_inpaint_request_parses_back_with_raw_parts() -> None:
         seed=5,
         batch=2,
         strength=0.7,
-        controls=[ControlLayer("lines", "canny", 0.8, 0.0, 0.9)],
         loras=[LoraChoice("film", 0.5)],
     )
+    lines = ControlLayer("lines", "canny", 0.8, 0.0, 0.9)
     region = Rect(-8, 16, 16, 8)
     image = bytes(range(256)) * 2
     mask = bytes([255] * 64 + [0] * 64)
     control = bytes([7]) * 512
     choice = choose_mode(CanvasFacts(True), settings.strength)
-    params, parts = build_job(
-        settings, choice, region, image, mask, [ControlImage(settings.controls[0], control)]
-    )
+    params, parts = build_job(settings, choice, region, image, mask, [ControlImage(lines, control)])
     content_type, body = encode_multipart(parts)
     got = _parse_multipart(content_type, body)
     assert list(got) == ["params", "image", "mask", "control_0"]
@@ -133,28 +138,27 @@ def test_settings_round_trip_through_a_store() -> None:
         sampler="euler_a",
         seed=99,
         batch=3,
-        controls=[ControlLayer("Sketch", "scribble", 1.1, 0.1, 0.8)],
         loras=[LoraChoice("grain", -0.25)],
         live=True,
     )
     settings.save(store)
-    assert json.loads(store.values["controls"]) == [
-        {"layer": "Sketch", "type": "scribble", "strength": 1.1, "start": 0.1, "end": 0.8}
-    ]
+    assert "controls" not in store.values  # controls belong to each document (doc_controls)
     assert PluginSettings.load(store) == settings
+    controls = [ControlLayer("Sketch", "scribble", 1.1, 0.1, 0.8, layer_id="{1}")]
+    assert parse_controls(controls_json(controls)) == controls
 
 
 def test_settings_defaults_and_bad_values_fall_back() -> None:
     defaults = PluginSettings.load(DictStore())
     assert defaults.server_url == "http://127.0.0.1:7860" and defaults.seed == -1
-    store = DictStore(
-        {"steps": "many", "controls": '[{"layer": "a", "type": "bogus"}]', "batch": "2"}
-    )
+    store = DictStore({"steps": "many", "batch": "2"})
     loaded = PluginSettings.load(store)
-    assert loaded.steps == 20 and loaded.controls == [] and loaded.batch == 2
-    # Controls written by hand in kritarc (only the layer name is required).
-    loaded = PluginSettings.load(DictStore({"controls": '[{"layer": "Lines", "type": "lineart"}]'}))
-    assert loaded.controls == [ControlLayer("Lines", "lineart", 1.0, 0.0, 1.0)]
+    assert loaded.steps == 20 and loaded.batch == 2
+    assert parse_controls('[{"layer": "a", "type": "bogus"}]') == []
+    # Controls written by hand (only the layer name is required; found by name then).
+    loaded_controls = parse_controls('[{"layer": "Lines", "type": "lineart"}]')
+    assert loaded_controls == [ControlLayer("Lines", "lineart", 1.0, 0.0, 1.0)]
+    assert loaded_controls[0].ref == "Lines"
 
 
 def test_sse_parser_handles_any_chunking_and_comments() -> None:

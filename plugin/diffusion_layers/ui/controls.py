@@ -40,12 +40,13 @@ def _spin(low: float, high: float, value: float, step: float = 0.05) -> QDoubleS
 
 class ControlList(QWidget):
     edited = pyqtSignal(object)  # List[ControlLayer]
-    preprocess = pyqtSignal(str, str)  # control type, layer name
+    preprocess = pyqtSignal(str, str)  # control type, layer (uniqueId, else name)
     add_active = pyqtSignal()
 
     def __init__(self, parent: "QWidget | None" = None) -> None:
         super().__init__(parent)
         self._controls: List[ControlLayer] = []
+        self._labels: List[str] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.add_button = QPushButton("Add active layer as control")
@@ -54,24 +55,28 @@ class ControlList(QWidget):
         self.rows = QVBoxLayout()
         layout.addLayout(self.rows)
 
-    def set_controls(self, controls: List[ControlLayer]) -> None:
-        if [c.__dict__ for c in controls] == [c.__dict__ for c in self._controls]:
+    def set_controls(self, controls: List[ControlLayer], labels: List[str]) -> None:
+        """One row per control; ``labels`` name each one's layer (marked when deleted)."""
+        same = [c.__dict__ for c in controls] == [c.__dict__ for c in self._controls]
+        if same and labels == self._labels:
             return
         self._controls = [ControlLayer(**c.__dict__) for c in controls]
+        self._labels = list(labels)
         while self.rows.count():
             item = self.rows.takeAt(0)
             widget = item.widget() if item is not None else None
             if widget is not None:
                 widget.deleteLater()
         for index, control in enumerate(self._controls):
-            self.rows.addWidget(self._row(index, control))
+            label = self._labels[index] if index < len(self._labels) else control.layer
+            self.rows.addWidget(self._row(index, control, label))
         self.add_button.setEnabled(len(self._controls) < MAX_CONTROLS)
 
-    def _row(self, index: int, control: ControlLayer) -> QWidget:
+    def _row(self, index: int, control: ControlLayer, label: str) -> QWidget:
         row = QWidget()
         grid = QGridLayout(row)
         grid.setContentsMargins(0, 2, 0, 2)
-        grid.addWidget(QLabel(control.layer), 0, 0, 1, 2)
+        grid.addWidget(QLabel(label), 0, 0, 1, 2)
         kind = QComboBox()
         for name in CONTROL_TYPES:
             kind.addItem(TYPE_LABELS[name], name)
@@ -91,7 +96,7 @@ class ControlList(QWidget):
         pre = QPushButton("Preprocess to layer")
         pre.clicked.connect(
             lambda _c=False, n=index: self.preprocess.emit(
-                self._controls[n].type, self._controls[n].layer
+                self._controls[n].type, self._controls[n].ref
             )
         )
         remove = QPushButton("Remove")

@@ -70,7 +70,7 @@ class DockerPanel(QScrollArea):
         self._prompt_timer.setSingleShot(True)
         self._prompt_timer.timeout.connect(self._save_prompts)
         self._mode_timer = QTimer(self)
-        self._mode_timer.timeout.connect(self.refresh_mode)
+        self._mode_timer.timeout.connect(self._tick)
         self._mode_timer.start(MODE_REFRESH_MS)
         self.refresh()
 
@@ -161,7 +161,7 @@ class DockerPanel(QScrollArea):
     def _build_extras(self) -> None:
         controls_box = QGroupBox("Control layers")
         self.controls = ControlList()
-        self.controls.edited.connect(lambda items: self._set(controls=items))
+        self.controls.edited.connect(self.controller.controls.set)
         self.controls.add_active.connect(_slot(self.controller.add_active_layer_as_control))
         self.controls.preprocess.connect(self._preprocess)
         QVBoxLayout(controls_box).addWidget(self.controls)
@@ -270,6 +270,10 @@ class DockerPanel(QScrollArea):
         if self.isVisible() and self.controller.state != GENERATING:
             self.mode.setText(self.controller.mode_preview())
 
+    def _tick(self) -> None:
+        if self.isVisible():
+            self._refresh_state()
+
     def refresh(self) -> None:
         c, s = self.controller, self.controller.settings
         widgets: List[QWidget] = [
@@ -300,13 +304,21 @@ class DockerPanel(QScrollArea):
         if self.prompt.toPlainText() != s.prompt and not self._prompt_timer.isActive():
             self.prompt.setPlainText(s.prompt)
             self.negative.setPlainText(s.negative_prompt)
-        self.controls.set_controls(s.controls)
         self.loras.set_loras(s.loras)
+        self._refresh_state()
+
+    def _refresh_state(self) -> None:
+        """What follows the active document and may change behind the plugin's back (undo,
+        a deleted layer, another document): controls, buttons, error, results."""
+        c = self.controller
+        labels = c.controls.labels()
+        self.controls.set_controls(c.controls.current(), labels)
         state = c.state
         self.generate.setEnabled(state != GENERATING)
         self.cancel.setEnabled(state == GENERATING)
         self.apply.setEnabled(state == PREVIEW or c.live.frame_ready)
-        self.live_toggle.setChecked(c.live.running)
+        doc = c.canvas.active_document()
+        self.live_toggle.setChecked(doc is not None and c.live.doc_key == doc.key)
         self.apply_all.setEnabled(bool(c.results) and state != GENERATING)
         self.discard.setEnabled(bool(c.results) and state != GENERATING)
         seed = c.used_seed

@@ -3,8 +3,14 @@
 It implements the calls the plugin makes with Krita's observable behaviour as recorded in
 /work/shared/notes/krita-facts.md: BGRA pixel data (8 bytes/pixel for U16), ``doc.selection()``
 is None without a selection, ``addChildNode``/``remove`` on an attached node are one undo step
-each (``Document.undo_steps``), annotations are stored per type. Helpers for tests are
-``Krita.reset()``, ``Krita.close_document(doc)``, ``Krita.set_active(doc)`` and ``FakeWindow``.
+each (``Document.undo_steps``; ``Document.undo()``/``redo()`` revert and replay them as
+Edit ▸ Undo/Redo do), annotations are stored per type. Layers as in Krita 5.1.5: a group has
+no pixels of its own (``pixelData`` is empty) but a ``projectionPixelData``; vector, fill,
+file, clone and filter layers render (here: their ``pixels``) without own pixels; masks go on
+layers only and a paint layer refuses a child layer (``addChildNode`` returns False); adding
+a node makes it active; ``Krita.notifier().imageCreated`` fires for new documents. Helpers
+for tests are ``Krita.reset()``, ``Krita.close_document(doc)``, ``Krita.set_active(doc)`` and
+``FakeWindow``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from qt_binding import (  # the plugin's binding, PyQt5 or PyQt6 (Krita re-expor
     QPainter,
     QRect,
     Qt,  # noqa: F401  (re-exported like QLabel)
+    QtCore,
     QUuid,
 )
 
@@ -168,12 +175,17 @@ class Node(QObject):
 
     def addChildNode(self, child: Node, above: Node | None) -> bool:
         # Children are ordered bottom to top; above=None puts the child on top (libkis uses
-        # childCount() as the index then).
+        # childCount() as the index then). Only groups take layers (masks go on any layer):
+        # Krita refuses a paint layer inside a paint layer (returns False, adds nothing).
+        if self._type != "grouplayer" and not child._type.endswith("mask"):
+            return False
         index = self._children.index(above) + 1 if above in self._children else len(self._children)
         self._children.insert(index, child)
         child._parent = self
         if self.attached():
             self._doc.undo_steps.append(("add", child.name()))
+            self._doc.history.append(("add", child, self, index))
+            self._doc.redo_stack.clear()
             self._doc._active = child  # Krita activates the node it just added
         return True
 
@@ -181,14 +193,31 @@ class Node(QObject):
         if self._parent is None:
             return False
         was_attached = self.attached()
+        parent, index = self._parent, self._parent._children.index(self)
         self._parent._children.remove(self)
         self._parent = None
         if was_attached:
             self._doc.undo_steps.append(("remove", self._name))
+            self._doc.history.append(("remove", self, parent, index))
+            self._doc.redo_stack.clear()
         return True
 
     def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
+        """A layer's own pixels: groups and masks have none (0 bytes), vector, fill, file,
+        clone and filter layers none of their own (transparent); see projectionPixelData."""
         d, bpp = self._doc, self.space.bpp
+        if self._type == "grouplayer" or self._type.endswith("mask"):
+            return QByteArray()
+        if self._type != "paintlayer":
+            return QByteArray(bytes(w * h * bpp))
+        return QByteArray(_copy_rect(bytes(self.pixels), d.width(), d.height(), bpp, x, y, w, h))
+
+    def projectionPixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
+        """What the node renders: a group its visible children composited, any other layer
+        its pixels (here ``pixels`` stands for a vector/fill/file/clone layer's rendering)."""
+        d, bpp = self._doc, self.space.bpp
+        if self._type == "grouplayer":
+            return QByteArray(_copy_rect(d.composite(self), d.width(), d.height(), bpp, x, y, w, h))
         return QByteArray(_copy_rect(bytes(self.pixels), d.width(), d.height(), bpp, x, y, w, h))
 
     def setPixelData(self, value: Any, x: int, y: int, w: int, h: int) -> bool:
@@ -234,6 +263,9 @@ class Document(QObject):
         self._active: Node | None = None
         self._annotations: dict[str, tuple[str, bytes]] = {}
         self.undo_steps: list[tuple[str, str]] = []
+        # Krita's undo stack for layer additions/removals: (what, node, parent, index).
+        self.history: list[tuple[str, Node, Node, int]] = []
+        self.redo_stack: list[tuple[str, Node, Node, int]] = []
         self.modified = False
         background = Node(self, "Background", "paintlayer")
         self._root._children.append(background)
@@ -317,8 +349,8 @@ class Document(QObject):
         return from_bgra8(self.space, self.composite_bgra8(group))
 
     def composite_bgra8(self, group: Node) -> bytes:
-        """The visible paint layers below ``group`` as 8-bit sRGB BGRA: each layer converted
-        from its own colour space, then composited source-over."""
+        """The visible layers below ``group`` (masks not modelled) as 8-bit sRGB BGRA: each
+        layer converted from its own colour space, then composited source-over."""
         fmt = QImage.Format.Format_ARGB32
         image = QImage(self._w, self._h, fmt)
         image.fill(0)
@@ -326,9 +358,9 @@ class Document(QObject):
 
         def paint(node: Node) -> None:
             for child in node._children:
-                if not child.visible():
+                if not child.visible() or child.type().endswith("mask"):
                     continue
-                if child.type() == "paintlayer":
+                if child.type() != "grouplayer":
                     data = to_bgra8(child.space, bytes(child.pixels))
                     layer = QImage(data, self._w, self._h, self._w * 4, fmt)
                     painter.drawImage(0, 0, layer)
@@ -338,6 +370,33 @@ class Document(QObject):
         painter.end()
         ptr = image.constBits()
         return ptr.asstring(image.sizeInBytes())  # type: ignore[union-attr]
+
+    def undo(self) -> bool:
+        """Test helper, Krita's edit_undo for layer steps: reverts the last add/remove."""
+        if not self.history:
+            return False
+        step = self.history.pop()
+        self._revert(step, undo=True)
+        self.redo_stack.append(step)
+        return True
+
+    def redo(self) -> bool:
+        if not self.redo_stack:
+            return False
+        step = self.redo_stack.pop()
+        self._revert(step, undo=False)
+        self.history.append(step)
+        return True
+
+    def _revert(self, step: tuple[str, Node, Node, int], undo: bool) -> None:
+        what, node, parent, index = step
+        if (what == "add") == undo:  # take the node out again
+            if node._parent is not None:
+                node._parent._children.remove(node)
+                node._parent = None
+        else:
+            parent._children.insert(min(index, len(parent._children)), node)
+            node._parent = parent
 
     def refreshProjection(self) -> None:
         pass
@@ -402,6 +461,10 @@ class FakeWindow(QObject):
         return action
 
 
+class Notifier(QObject):
+    imageCreated = QtCore.pyqtSignal(object)  # Document
+
+
 class Krita(QObject):
     _instance: Krita | None = None
 
@@ -413,6 +476,16 @@ class Krita(QObject):
         self._extensions: list[Extension] = []
         self.dock_factories: list[DockWidgetFactory] = []
         self.actions: dict[str, QAction] = {}
+        self._notifier = Notifier()
+
+    def notifier(self) -> Notifier:
+        return self._notifier
+
+    #: What ``version()`` reports (a test may set an old one to see the plugin refuse it).
+    VERSION = "5.1.5"
+
+    def version(self) -> str:
+        return Krita.VERSION
 
     @staticmethod
     def instance() -> Krita:
@@ -432,12 +505,6 @@ class Krita(QObject):
         )
         Krita._instance = new
         return new
-
-    #: What ``version()`` reports (a test may set an old one to see the plugin refuse it).
-    VERSION = "5.1.5"
-
-    def version(self) -> str:
-        return Krita.VERSION
 
     def activeDocument(self) -> Document | None:
         return self._active
@@ -459,6 +526,7 @@ class Krita(QObject):
         doc._opened_over = self._active
         self._documents.append(doc)
         self._active = doc
+        self._notifier.imageCreated.emit(doc)
         return doc
 
     def set_active(self, doc: Document | None) -> None:

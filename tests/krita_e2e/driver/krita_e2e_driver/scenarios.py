@@ -36,6 +36,9 @@ def _registry() -> dict:
     found.update(scenarios_robust.SCENARIOS)
     found.update(scenarios_live.SCENARIOS)
     found.update(scenarios_colour.SCENARIOS)
+    from . import scenarios_layers
+
+    found.update(scenarios_layers.SCENARIOS)
     return found
 
 

@@ -75,6 +75,8 @@ def control_scribble(ctx: Context):
     doc.rootNode().addChildNode(sketch, None)
     for x, y, w, h in ([40, 40, 240, 6], [40, 40, 6, 170], [150, 80, 6, 150], [40, 200, 240, 6]):
         sketch.setPixelData(QByteArray(bytes((0, 0, 0, 255)) * (w * h)), x, y, w, h)
+    yield ctx.activate(doc, sketch)  # "Add active layer as control" (controls are per document)
+    ctx.data["control_added"] = ctx.controller().add_active_layer_as_control("scribble")
     yield ctx.activate(doc, doc.rootNode().childNodes()[0])
     yield from generate_and_apply(ctx, doc)
 
