@@ -100,7 +100,9 @@ def register_notice(message: str) -> None:
         def canvasChanged(self, canvas: Any) -> None:
             pass
 
-    position = krita.DockWidgetFactoryBase.DockPosition.DockRight
+    # Scoped, as Krita 6 requires; a Krita too old to scope its enums still gets the notice.
+    base: Any = krita.DockWidgetFactoryBase
+    position = getattr(base, "DockPosition", base).DockRight
     krita.Krita.instance().addDockWidgetFactory(
         krita.DockWidgetFactory(DOCKER_ID, position, DiffusionLayersNotice)
     )
