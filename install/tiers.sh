@@ -51,7 +51,7 @@ print_summary() {
     local i
     printf '\n==================== install/test.sh summary ====================\n'
     for i in "${!TIER_NAMES[@]}"; do
-        printf '  %-16s %s\n' "${TIER_NAMES[$i]}" "${TIER_RESULTS[$i]}"
+        printf '  %-20s %s\n' "${TIER_NAMES[$i]}" "${TIER_RESULTS[$i]}"
     done
     if [ "$FAILED" -ne 0 ]; then
         printf '\nRESULT: FAILED (see the tiers marked FAIL above)\n'
