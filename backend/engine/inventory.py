@@ -16,7 +16,14 @@ from backend.engine.architecture import checkpoint_facts, controlnet_signature, 
 from backend.engine.detect import PICKLE_SUFFIXES, detect_checkpoint, detect_controlnet, read_header
 from backend.engine.errors import EngineError, ModelNotFound
 from backend.engine.lora_formats import lora_facts
-from backend.engine.types import CheckpointEntry, ControlNetEntry, Inventory, LoraEntry, VaeEntry
+from backend.engine.types import (
+    CheckpointEntry,
+    ControlNetEntry,
+    Inventory,
+    LoraEntry,
+    SkippedModel,
+    VaeEntry,
+)
 from backend.engine.vae import detect_vae
 
 log = logging.getLogger(__name__)
@@ -157,6 +164,9 @@ def _scan_kind(models_dir: Path, kind: str, allow_pickle: bool, inventory: Inven
                 inventory.vaes.append(VaeEntry(name, facts.family, str(path), facts.problem))
         except (EngineError, OSError, ValueError) as exc:
             log.warning("skipping %s model %s: %s", kind, path, exc)
+            reason = exc.message if isinstance(exc, EngineError) else None
+            reason = reason or f"The file {path.name} in the {kind} folder cannot be read."
+            inventory.skipped.append(SkippedModel(kind, name, reason))
 
 
 def merge_inventories(base: Inventory, extra: Inventory) -> Inventory:
@@ -172,6 +182,7 @@ def merge_inventories(base: Inventory, extra: Inventory) -> Inventory:
     merged.loras += [e for e in extra.loras if e.name not in names]
     names = {entry.name for entry in merged.vaes}
     merged.vaes += [e for e in extra.vaes if e.name not in names]
+    merged.skipped = list(base.skipped) + list(extra.skipped)
     return merged
 
 

@@ -67,7 +67,15 @@ def find_checkpoint(inventory: Inventory, name: str | None) -> CheckpointEntry:
     for entry in inventory.checkpoints:
         if entry.name == name:
             return entry
+    _refuse_skipped(inventory, "checkpoints", name, "model")
     raise ModelNotFound(f"Model {name!r} is not installed.", field="model")
+
+
+def _refuse_skipped(inventory: Inventory, kind: str, name: object, field: str) -> None:
+    """A file of that name was found but cannot be used: say why, not "not installed"."""
+    reason = inventory.skipped_reason(kind, name)
+    if reason is not None:
+        raise InvalidRequest(field, name, reason)
 
 
 def check_request(
@@ -146,6 +154,7 @@ def _check_lora(
     _number(f"{field}.weight", getattr(lora, "weight", None), -4.0, 4.0)
     entry = next((item for item in inventory.loras if item.name == name), None)
     if entry is None:
+        _refuse_skipped(inventory, "lora", name, f"{field}.name")
         raise ModelNotFound(f"LoRA {name!r} is not installed.", field=f"{field}.name")
     if entry.problem is not None:
         raise InvalidRequest(f"{field}.name", name, entry.problem)
@@ -180,6 +189,7 @@ def _check_vae(
         return
     entry = next((item for item in inventory.vaes if item.name == name), None)
     if entry is None:
+        _refuse_skipped(inventory, "vae", name, "vae")
         raise ModelNotFound(f"VAE {name!r} is not installed.", field="vae")
     if entry.problem is not None:
         raise InvalidRequest("vae", name, entry.problem)
@@ -221,6 +231,7 @@ def _check_control(
     if name is not None:
         entry = next((net for net in inventory.controlnets if net.name == name), None)
         if entry is None:
+            _refuse_skipped(inventory, "controlnet", name, f"{field}.model")
             raise ModelNotFound(f"ControlNet {name!r} is not installed.", field=f"{field}.model")
         if entry.family != family:
             raise InvalidRequest(

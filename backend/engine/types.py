@@ -187,11 +187,26 @@ class VaeEntry:
 
 
 @dataclass
+class SkippedModel:
+    """A file in the models folder that cannot be used, and why (a sentence): a request
+    naming it is refused with that reason instead of "not installed"."""
+
+    kind: str  # "checkpoints" | "controlnet" | "lora" | "vae"
+    name: str
+    reason: str
+
+
+@dataclass
 class Inventory:
     checkpoints: list[CheckpointEntry] = field(default_factory=list)
     controlnets: list[ControlNetEntry] = field(default_factory=list)
     loras: list[LoraEntry] = field(default_factory=list)
     vaes: list[VaeEntry] = field(default_factory=list)
+    skipped: list[SkippedModel] = field(default_factory=list)
+
+    def skipped_reason(self, kind: str, name: object) -> str | None:
+        """Why the file ``name`` of ``kind`` was left out of the lists, if it was."""
+        return next((s.reason for s in self.skipped if (s.kind, s.name) == (kind, name)), None)
 
 
 @dataclass

@@ -53,6 +53,16 @@ def client(tmp_path_factory):
         {"ss_base_model_version": "sdxl_base_v1-0"},
     )
     fake(root / "lora" / "style-lokr.safetensors", {f"{ATTN2_K}.lokr_w1": (4, 4)}, SD15)
+    # Files found but unusable: an SD3 checkpoint, an SD2.1 ControlNet, a damaged VAE.
+    fake(
+        root / "checkpoints" / "sd3-medium.safetensors",
+        {"model.diffusion_model.joint_blocks.0.x": (4,)},
+    )
+    sd21 = root / "controlnet" / "sd21_canny"
+    sd21.mkdir(parents=True)
+    (sd21 / "config.json").write_text(json.dumps({**config, "cross_attention_dim": 1024}))
+    (root / "vae").mkdir(parents=True, exist_ok=True)
+    (root / "vae" / "half.safetensors").write_bytes(b"\x10\x00" * 8)
     # VAEs.
     tiny_vae_file("sd15", root / "vae" / "tiny-vae.safetensors")
     tiny_vae_file("sdxl", root / "vae" / "xl-vae.safetensors")
@@ -122,6 +132,19 @@ CASES = {
         "loras[0].name",
         "sd15 LoRA",
     ),
+    "checkpoint of a family we do not run": (
+        job_params(model="sd3-medium"),
+        422,
+        "model",
+        "Stable Diffusion 3",
+    ),
+    "controlnet of a family we do not run": (
+        job_params(model="tiny", controls=[{**CONTROL, "model": "sd21_canny"}]),
+        422,
+        "controls[0].model",
+        "SD2.x",
+    ),
+    "damaged vae": (job_params(model="tiny", vae="half"), 422, "vae", "not a readable"),
     "vae of other family": (job_params(model="tiny", vae="xl-vae"), 422, "vae", "SDXL VAE"),
     "unknown vae": (job_params(model="tiny", vae="nope"), 404, "vae", "not installed"),
     "vae path": (job_params(model="tiny", vae="../x"), 422, "vae", "not a path"),
