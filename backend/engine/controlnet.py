@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.engine.errors import InvalidRequest
 from backend.engine.pipelines import ControlTask
 from backend.engine.preprocess import DepthEstimator, preprocess
 from backend.engine.types import ControlInput
@@ -45,11 +46,15 @@ def prepare_controls(
     for index, control in enumerate(controls):
         field = f"controls[{index}]"
         entry = models.resolve_controlnet(family, control.type, control.model, field)
+        try:
+            image = fit(control_map(control, depth_estimator))
+        except InvalidRequest as exc:
+            raise exc.at(field) from exc
         tasks.append(
             ControlTask(
                 name=entry.name,
                 controlnet=models.controlnet(entry.name),
-                image=fit(control_map(control, depth_estimator)),
+                image=image,
                 scale=float(control.strength),
                 start=float(control.start),
                 end=float(control.end),

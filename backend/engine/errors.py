@@ -25,6 +25,13 @@ class InvalidRequest(EngineError):
         field = canonical_field(field) or field
         super().__init__(problem(field, reason, value), field=field)
         self.value = value
+        self.reason = reason
+
+    def at(self, prefix: str) -> InvalidRequest:
+        """The same refusal with ``controls[]`` (a list item not yet known) spelt ``prefix``
+        (``controls[1]``), for errors raised below the code that knows the index."""
+        field = (self.field or "").replace("controls[]", prefix, 1) or prefix
+        return InvalidRequest(field, self.value, self.reason)
 
 
 class ModelNotFound(EngineError):
