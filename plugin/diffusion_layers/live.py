@@ -383,7 +383,10 @@ class LiveLoop(QObject):
             float(headers.get("x-render-ms", 0.0)),
             made_by,
         )
-        doc.show_live(NewLayer(LIVE_LAYER_NAME, pixels, rect))
+        try:
+            doc.show_live(NewLayer(LIVE_LAYER_NAME, pixels, rect))
+        except PluginError as exc:  # Krita did not take the [Live] layer: say so, stop
+            return self.stop(str(exc))
         self.frames_shown += 1
         self.changed.emit()
 

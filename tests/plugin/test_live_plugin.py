@@ -192,6 +192,31 @@ def test_live_stops_with_a_clear_error(ctl: Controller, fake_krita: krita.Krita)
     assert "closed" in ctl.live.last_error
 
 
+def test_live_layer_in_a_group_is_found_and_a_refused_one_stops_live(
+    ctl: Controller, fake_krita: krita.Krita, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = new_doc(fake_krita)
+    group = doc.createNode("Folder", "grouplayer")
+    doc.rootNode().addChildNode(group, None)
+    inner = doc.createNode("Inner", "paintlayer")
+    group.addChildNode(inner, None)
+    doc.setActiveNode(inner)  # the [Live] layer goes into the group, above Inner
+    ctl.toggle_live()
+    wait_until(lambda: ctl.live.frames_shown >= 1, what="the first live frame")
+    for x in (4, 24):  # later frames reuse it: still exactly one live layer
+        inner.setPixelData(INK * 64, x, 30, 16, 4)  # a stroke on the active layer
+        shown = ctl.live.frames_shown
+        wait_until(lambda n=shown: ctl.live.frames_shown > n, what="a frame per stroke")
+    lives = [n for n in doc.all_nodes() if n.name().startswith("[Live]")]
+    assert len(lives) == 1 and lives[0].parentNode() is group
+    ctl.toggle_live()
+    assert [n for n in doc.all_nodes() if n.name().startswith("[Live]")] == []
+    monkeypatch.setattr(krita.Node, "addChildNode", lambda self, child, above: False)
+    ctl.toggle_live()
+    wait_until(lambda: not ctl.live.running, what="live mode to stop")
+    assert "Krita did not add the layer" in ctl.last_error
+
+
 def test_live_protocol_mirror_matches_the_backend() -> None:
     from diffusion_layers import protocol as plugin_protocol
 
