@@ -1,8 +1,9 @@
 """What the core logic needs from a document, as protocols (krita_adapter implements them).
 
-Pixels here are always 8-bit BGRA (4 bytes/pixel, straight alpha) and masks 8-bit gray; the
-adapter converts 16-bit documents. Rectangles are canvas coordinates and may leave the canvas
-(outside reads as transparent / unselected).
+Pixels here are always 8-bit sRGB BGRA (4 bytes/pixel, straight alpha) and masks 8-bit gray;
+the adapter has Krita convert every colour model, depth and profile (``colour_io``).
+Rectangles are canvas coordinates; reads outside the canvas come back transparent /
+unselected (the planner never asks for them: regions lie inside the canvas).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class CanvasDocument(Protocol):
     def bounds(self) -> Rect: ...
 
     def check_supported(self) -> None:
-        """Raise UnsupportedDocument naming the colour model/depth when it cannot be sent."""
+        """Raise UnsupportedDocument when the document cannot be read (every colour model,
+        depth and profile can: Krita converts; kept for documents a future Krita refuses)."""
         ...
 
     def selection_bounds(self) -> Optional[Rect]: ...

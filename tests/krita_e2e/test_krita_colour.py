@@ -76,6 +76,18 @@ def test_results_land_in_the_documents_own_colour_space(run, key):
 
 
 @pytest.mark.parametrize("key", MODELS)
+def test_applying_a_result_is_one_undo_step_in_every_colour_space(run, key):
+    added = _doc(run, key)["undo_steps_added"]
+    assert added in (None, 1), f"{added} undo steps (a colour conversion in the artist's history?)"
+
+
+def test_live_frames_in_a_float_document_land_in_its_colour_space(run):
+    data = run.scenario("colour_control_f32")
+    assert data["live_layer_spaces"] == [data["doc_space"]], (data["live_error"], data)
+    assert data["live_applied_spaces"] == [data["doc_space"]], data["live_applied_spaces"]
+
+
+@pytest.mark.parametrize("key", MODELS)
 def test_pixels_outside_the_selection_are_bit_identical(run, key):
     assert _doc(run, key)["changed_outside"] == 0
 

@@ -170,6 +170,19 @@ def image_bytes(image) -> bytes:
     return b"".join(data[y * stride : y * stride + row] for y in range(image.height()))
 
 
+def undo_count(ctx: Context) -> int | None:
+    """Rows in the History docker's undo list, or None without it."""
+    from PyQt5.QtWidgets import QAbstractItemView
+
+    for dock in ctx.app.dockers():
+        if dock.objectName() == "History":
+            dock.show()
+            for view in dock.findChildren(QAbstractItemView):
+                if view.model() is not None:
+                    return int(view.model().rowCount())
+    return None
+
+
 def space_of(item) -> tuple[str, str, str]:
     return (item.colorModel(), item.colorDepth(), item.colorProfile())
 
@@ -279,6 +292,7 @@ def colour_models(ctx: Context):
         feathered(doc, SELECT, 0)
         yield sleep(0.2)
         jobs_before = len(rec.jobs)
+        undo_before = undo_count(ctx)
         try:
             layers = yield from generate_apply(ctx, doc)
         except ScenarioFailed as exc:
@@ -300,8 +314,11 @@ def colour_models(ctx: Context):
         corner = sent[:4]  # (x, y) = region origin: the grey background
         entry["sent_background_bgra"] = list(corner)
         entry["expected_background"] = expected
-        # What lands: one layer in the document's space, converting back to the result.
+        # What lands: one layer in the document's space (one undo step), converting back to
+        # the result.
         entry["layers"] = len(layers)
+        after_count = undo_count(ctx)
+        entry["undo_steps_added"] = None if undo_before is None else after_count - undo_before
         if layers:
             layer = layers[0]
             entry["layer_space"] = list(space_of(layer))
@@ -380,6 +397,24 @@ def colour_control_f32(ctx: Context):
     ctx.data["image_grey"] = list(job.get("image", b"")[:4])
     ctx.data["layer_spaces"] = [list(space_of(n)) for n in layers]
     ctx.data["doc_space"] = list(space_of(doc))
+    # Live painting in the same linear-float document: the frame is made from Krita's sRGB
+    # view, the [Live] layer and the applied frame are in the document's colour space.
+    ctl = ctx.controller()
+    settings(ctx, strength=0.5)
+    known = {probes.node_id(n) for n, _, _ in probes.walk(doc.rootNode())}
+    ctx.trigger(TOGGLE_LIVE)
+    yield Wait("a live frame", lambda: _live_frames(ctl) > 0 or not ctl.live.running, 240)
+    ctx.data["live_error"] = ctx.last_error()
+    live = probes.find_nodes(doc, "[Live]")
+    ctx.data["live_layer_spaces"] = [list(space_of(n)) for n in live]
+    if ctl.live.running:
+        ctx.trigger(APPLY)
+        yield sleep(0.8)
+        doc.waitForDone()
+        applied = [n for n in new_layers(doc, known) if not n.name().startswith("[Live]")]
+        ctx.data["live_applied_spaces"] = [list(space_of(n)) for n in applied]
+        ctx.trigger(TOGGLE_LIVE)
+        yield sleep(0.5)
     ctx.close_all()
     yield sleep(0.3)
 
