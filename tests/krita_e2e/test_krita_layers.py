@@ -207,6 +207,9 @@ def test_closing_documents_during_live_never_crashes_and_stops_live(documents_ru
     assert opened["live_running"] and opened["opened_temporaries"] == []
     assert opened["doc_temporaries"] == ["[Live] preview"]
     assert data["live_off_temporaries"] == []
+    window = data["new_window"]  # Window ▸ New Window, then closed, while live runs
+    assert window["windows"] == 1 and window["after_close"] == 0, window
+    assert window["live_running"] and window["live_running_after_close"], window
 
 
 def test_closing_a_document_with_a_running_job_drops_the_job(documents_run):

@@ -605,6 +605,20 @@ def close_during_live(ctx: Context):
     opened.setModified(False)
     opened.close()
     yield _show(ctx, doc)
+    # A second window (Window ▸ New Window) opened and closed while live runs.
+    windows = len(ctx.app.windows())
+    ctx.log("new window while live runs")
+    ctx.trigger("view_newwindow")
+    yield sleep(1.5)
+    data["new_window"] = {"windows": len(ctx.app.windows()) - windows,
+                          "live_running": ctl.live.running}  # fmt: skip
+    if len(ctx.app.windows()) > windows:
+        ctx.log("close the new window")
+        ctx.app.windows()[-1].qwindow().close()
+        yield sleep(1.5)
+        data["new_window"]["after_close"] = len(ctx.app.windows()) - windows
+        data["new_window"]["live_running_after_close"] = ctl.live.running
+    yield _show(ctx, doc)
     ctx.trigger(TOGGLE_LIVE)
     yield sleep(0.5)
     data["live_off_temporaries"] = temporaries(doc)
