@@ -40,8 +40,10 @@ def read_header(path: str | Path) -> tuple[Header, dict[str, str]]:
             shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
             metadata = dict(handle.metadata() or {})
     except Exception as exc:  # safetensors raises its own SafetensorError and OSError kinds
+        log.warning("reading the header of %s failed: %s", path, exc)
         raise ModelLoadError(
-            f"{path.name} is not a readable .safetensors file (corrupt or truncated?): {exc}"
+            f"{path.name} is not a readable .safetensors file: it is damaged or was cut short "
+            "(download it again)."
         ) from exc
     return shapes, metadata
 
@@ -98,7 +100,11 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"Cannot read {path}: {exc}") from exc
+        log.warning("reading %s failed: %s", path, exc)
+        raise ModelLoadError(
+            f"The file {path.name} in {path.parent.name}/ cannot be read: it is damaged or "
+            "incomplete."
+        ) from exc
 
 
 def kind_from_unet_config(config: dict, name: str) -> CheckpointKind:
@@ -131,7 +137,8 @@ def detect_checkpoint(path: str | Path) -> CheckpointKind:
         try:
             return kind_from_unet_config(json.loads(embedded)["components"]["unet"], path.name)
         except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"{path.name} has a damaged embedded config: {exc}") from exc
+            log.warning("embedded config of %s: %s", path, exc)
+            raise ModelLoadError(f"{path.name} has a damaged embedded config.") from exc
     return kind_from_header(keys, path.name)
 
 

@@ -164,8 +164,10 @@ def _read_pickle(path: Path) -> tuple[str | None, dict[str, tuple[int, ...]]]:
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for damaged pickles
+        log.warning("reading the pickle %s failed: %s", path, exc)
         raise ModelLoadError(
-            f"{path.name} could not be read (corrupt or truncated?): {exc}"
+            f"{path.name} could not be read: it is damaged or was cut short (details in the "
+            "server log)."
         ) from exc
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path.name} holds no state dict.")
@@ -205,7 +207,8 @@ def _single_file_config(path: Path) -> tuple[Path, CheckpointKind, set[str]]:
     try:
         folder, kind = config_folder_for_embedded(text)
     except (ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{path.name} has a damaged embedded config: {exc}") from exc
+        log.warning("embedded config of %s: %s", path, exc)
+        raise ModelLoadError(f"{path.name} has a damaged embedded config.") from exc
     return folder, kind, names
 
 
@@ -268,7 +271,11 @@ def _hub_folder(repo_id: str) -> str:
     try:
         return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS)
     except Exception as exc:  # network errors, missing or gated repositories
-        raise ModelNotFound(f"Model {repo_id!r} could not be downloaded: {exc}") from exc
+        log.warning("downloading %s failed: %s", repo_id, exc)
+        raise ModelNotFound(
+            f"Model {repo_id!r} could not be downloaded (no network, a wrong name, or a gated "
+            "repository that needs HF_TOKEN; details in the server log)."
+        ) from exc
 
 
 def _load_hub(repo_id: str, extra: dict[str, Any]) -> tuple[Any, CheckpointKind]:

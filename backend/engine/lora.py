@@ -81,7 +81,10 @@ def read_lora_file(path: str | Path) -> dict:
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors/torch raise several kinds for damaged files
-        raise ModelLoadError(f"The LoRA file {path.name} is unreadable: {exc}") from exc
+        log.warning("reading LoRA %s failed: %s", path, exc)
+        raise ModelLoadError(
+            f"The LoRA file {path.name} is unreadable: it is damaged or was cut short."
+        ) from exc
     if not isinstance(state, dict):
         raise ModelLoadError(f"The LoRA file {path.name} holds no tensors.")
     return state
