@@ -16,7 +16,7 @@ from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extensio
 
 from . import colour_io, node_tree
 from .canvas import NewLayer
-from .errors import ControlLayerUnusable, LayerNotAdded
+from .errors import ControlLayerUnusable, LayerNotAdded, PluginError
 from .geometry import Rect
 from .live import LIVE_PREFIX
 from .placement import PREVIEW_PREFIX
@@ -230,7 +230,11 @@ class KritaDocument:
             old.remove()
         else:
             self._insert(layer.name, node=node)
-        self._set_pixels(node, layer)
+        try:
+            self._set_pixels(node, layer)
+        except PluginError:  # e.g. a colour conversion failed: no empty preview left behind
+            node.remove()
+            raise
         node.setLocked(True)
         if active is not None and not node_tree.is_temporary(active):
             self._keep_active(active, node)

@@ -183,6 +183,25 @@ def test_a_layer_krita_refuses_to_add_is_an_error_in_the_docker(
     assert previews(doc) == []
 
 
+def test_a_preview_whose_pixels_cannot_be_written_is_not_left_empty(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from diffusion_layers.errors import UnsupportedDocument
+
+    def refuse(*_args: object) -> None:
+        raise UnsupportedDocument("Krita could not convert the result to CMYKA/U8.")
+
+    doc = new_doc(fake_krita)
+    monkeypatch.setattr(KritaDocument, "_set_pixels", refuse)
+    assert ctl.generate()
+    finish(ctl, "error")
+    assert "could not convert" in ctl.last_error
+    assert previews(doc) == []
+
+
 # -- kind 6: the preview never becomes the artist's -----------------------------------------
 
 
