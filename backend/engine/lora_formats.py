@@ -148,6 +148,10 @@ def _family_from_keys(keys: Header) -> str | None:
     # SDXL's deeper blocks: transformer_blocks beyond the first, or input_blocks 7/8 attentions.
     if any("transformer_blocks_1_" in key or "transformer_blocks.1." in key for key in names):
         return "sdxl"
+    # SD1.5's first block has attention, SDXL's has none (both naming schemes).
+    sd15_first = ("down_blocks_0_attentions_", "down_blocks.0.attentions.", "input_blocks_1_1_")
+    if any(part in key for key in names for part in sd15_first + ("input_blocks.1.1.",)):
+        return "sd15"
     return None
 
 

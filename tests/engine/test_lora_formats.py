@@ -183,6 +183,29 @@ def test_a_lora_for_another_text_width_is_refused_at_submit(engine, tmp_path) ->
             "sdxl",
             "unknown",
         ),
+        (
+            {
+                "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": (
+                    4,
+                    320,
+                )
+            },
+            {},
+            "sd15",
+            "diffusers",
+        ),
+        (
+            {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320)},
+            {},
+            "sd15",
+            "lora",
+        ),
+        (
+            {"lora_unet_down_blocks_1_attentions_0_proj_in.lora_down.weight": (4, 640)},
+            {},
+            None,
+            "lora",
+        ),
     ],
 )
 def test_format_and_family_from_keys(keys, metadata, family, fmt) -> None:
