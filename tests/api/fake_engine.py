@@ -81,7 +81,9 @@ class FakeEngine:
             raise ModelNotFound(f"model {request.model!r} is not installed", field="model")
         for i, lora in enumerate(request.loras):
             if lora.name not in {lo.name for lo in inventory.loras}:
-                raise ModelNotFound(f"LoRA {lora.name!r} is not installed", field=f"loras[{i}].name")
+                raise ModelNotFound(
+                    f"LoRA {lora.name!r} is not installed", field=f"loras[{i}].name"
+                )
 
     def preload(self, model: str | None = None) -> None:
         time.sleep(self.preload_delay)
