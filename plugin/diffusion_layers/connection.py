@@ -40,6 +40,7 @@ class Connection(QObject):
         self._incompatible = False  # a protocol mismatch: retrying cannot help
         self._reasons: Set[str] = set()
         self._serial = 0  # answers to an older probe are ignored
+        self._probing = False  # an automatic probe is in flight
         self._retry = QTimer(self)
         self._retry.setSingleShot(True)
         self._retry.timeout.connect(self._probe)
@@ -73,7 +74,8 @@ class Connection(QObject):
 
     @property
     def reconnecting(self) -> bool:
-        return self._retry.isActive()
+        """True while an automatic reconnect is scheduled or its probe is in flight."""
+        return self._retry.isActive() or self._probing
 
     def lost(self, error: PluginError) -> None:
         """A request found the server gone: show it and start reconnecting."""
@@ -105,6 +107,7 @@ class Connection(QObject):
         if self.state == "connected" or not self.wanted:
             return
         log.debug("probing %s (attempt %d)", self.client.base_url, self.attempts + 1)
+        self._probing = True
         self._check(retries=0)
 
     def _schedule(self) -> None:
@@ -122,6 +125,7 @@ class Connection(QObject):
         self._retry.start(self.next_retry_ms)
 
     def _health_ok(self, health: Health) -> None:
+        self._probing = False
         if health.protocol != PROTOCOL_VERSION:
             self._incompatible = True
             self._failed(
@@ -154,6 +158,7 @@ class Connection(QObject):
             self._failed(error)
 
     def _failed(self, error: PluginError) -> None:
+        self._probing = False
         self.state = "error"
         self.attempts += 1
         self._schedule()
