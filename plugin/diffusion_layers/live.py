@@ -170,6 +170,8 @@ class LiveLoop(QObject):
         self.doc_key, self.last_error, self.frame = doc_key, "", None
         self.frames_sent = self.frames_shown = 0
         self._seen = self._requested = None
+        self._in_flight = False  # a reply of an earlier run may never come back to reset it
+        self._generation += 1
         self._changed_at = self._last_send = 0.0
         self._timer.start()
         log.info("live mode on for %s", doc_key)
@@ -270,15 +272,17 @@ class LiveLoop(QObject):
             self._send(doc, region, mask, signature)
 
     def _send(self, doc: LiveDocument, region: Rect, mask: Optional[bytes], signature: int) -> None:
+        generation = self._generation
         try:
             parts, params = self._parts(doc, region)
         except (PluginError, GeometryError) as exc:
             self.stop(str(exc))
             return
+        if generation != self._generation or self.doc_key is None:
+            return  # stopped while the frame was read (Krita's waitForDone runs events)
         self._in_flight, self._requested = True, signature
         self._last_send = time.monotonic()
         self.frames_sent += 1
-        generation = self._generation
         self.client.live_frame(
             session_id(doc.key),
             parts,

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.timeout(1200)  # one launch, 7 scenarios, ~20 generatio
 SCENARIOS = [
     "colour_models",
     "colour_control_f32",
+    "colour_txt2img",
     "edge_feather",
     "edge_members",
     "edge_outside",
@@ -149,10 +150,20 @@ def test_a_selection_with_nothing_on_the_canvas_is_refused_and_nothing_is_sent(r
 # -- kind 3: a soft selection is applied once -------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["inpaint", "refine", "apply_all", "live"])
+@pytest.mark.parametrize("key", ["GRAYA/U16", "CMYKA/U8", "RGBA/F32"])
+def test_txt2img_on_an_empty_canvas_in_any_colour_space(run, key):
+    entry = run.scenario("colour_txt2img")["documents"][key]
+    assert entry["mode"] == "txt2img"
+    assert entry["layer_spaces"] == [entry["doc_space"]], entry
+    assert entry["layer_bounds"] == [[0, 0, 64, 64]], entry["layer_bounds"]
+
+
+@pytest.mark.parametrize("mode", ["inpaint", "refine", "apply_all", "live", "outpaint"])
 def test_a_soft_selections_value_is_the_layers_alpha_once(run, mode):
     data = run.scenario("soft_once")
-    assert mode in data["modes"], (mode, data.get("live_error"))
+    assert mode in data["modes"], (mode, data.get("live_error"), data.get("live_stuck"))
+    if mode == "outpaint":
+        assert data["modes"][mode]["sent_mode"] == "outpaint"
     edges = data["modes"][mode]["edge"]
     assert edges and all(edges), f"no soft edge pixels recorded for {mode}"
     for edge in edges:

@@ -243,3 +243,41 @@ def test_place_refuses_a_raw_buffer_of_the_wrong_length() -> None:
     info = ResultInfo(index=0, seed=1, x=0, y=0, width=8, height=8, url="", raw_url="")
     with pytest.raises(ResultMismatch):
         place([Result(info, bytes(8 * 7 * 4))], Rect(0, 0, 8, 8))
+
+
+# -- live: stopped while a frame is read (Krita's waitForDone runs events, the toggle too) ----
+
+
+class _LiveClient:
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+
+    def live_frame(self, session: str, parts: list, on_ok, on_error) -> None:
+        self.frames.append(session)
+
+    def close_live(self, session: str, on_ok, on_error) -> None:
+        pass
+
+
+def test_live_stopped_while_reading_a_frame_starts_again_cleanly(
+    fake_krita: krita.Krita, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffusion_layers.live import LiveLoop
+
+    doc = _doc(fake_krita, "RGBA", "U8", size=64)
+    client = _LiveClient()
+    loop = LiveLoop(KritaCanvas(), client, lambda: PluginSettings(), poll_ms=60_000)  # type: ignore[arg-type]
+    key = KritaDocument(doc).key
+    read = KritaDocument.read_pixels_without_live
+
+    def read_and_stop(self: KritaDocument, rect: Rect) -> bytes:
+        loop.stop()  # the artist's toggle, run inside the read
+        return read(self, rect)
+
+    monkeypatch.setattr(KritaDocument, "read_pixels_without_live", read_and_stop)
+    loop.start(key)
+    assert client.frames == [] and not loop.running
+    monkeypatch.setattr(KritaDocument, "read_pixels_without_live", read)
+    loop.start(key)  # live again: the next frame goes out
+    assert len(client.frames) == 1 and loop.frames_sent == 1
+    loop.stop()

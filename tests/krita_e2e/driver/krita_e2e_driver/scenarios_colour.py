@@ -419,6 +419,26 @@ def colour_control_f32(ctx: Context):
     yield sleep(0.3)
 
 
+def colour_txt2img(ctx: Context):
+    """An empty canvas in other colour spaces: txt2img, the layer in the document's space."""
+    rec = recorder(ctx)
+    settings(ctx, strength=1.0, batch=1)
+    out = ctx.data.setdefault("documents", {})
+    for model, depth in (("GRAYA", "U16"), ("CMYKA", "U8"), ("RGBA", "F32")):
+        doc = open_document(ctx, 64, f"txt2img-{model}-{depth}", model, depth)
+        yield sleep(0.3)
+        jobs_before = len(rec.jobs)
+        layers = yield from generate_apply(ctx, doc)
+        out[f"{model}/{depth}"] = {
+            "mode": rec.jobs[jobs_before]["params"]["mode"],
+            "doc_space": list(space_of(doc)),
+            "layer_spaces": [list(space_of(n)) for n in layers],
+            "layer_bounds": [_bounds(n) for n in layers],
+        }
+        ctx.close_all()
+        yield sleep(0.3)
+
+
 # 5. Kind 2: selections at the canvas edge ------------------------------------------------
 
 
@@ -556,9 +576,9 @@ def soft_once(ctx: Context):
     ctl = ctx.controller()
     known = {probes.node_id(n) for n, _, _ in probes.walk(doc.rootNode())}
     ctx.trigger(TOGGLE_LIVE)
-    yield Wait("a live frame", lambda: _live_frames(ctl) > 0 or not ctl.live.running, 240)
+    yield _live_frame_or_diagnose(ctx, ctl, doc, 120)
     ctx.data["live_error"] = ctx.last_error()
-    if ctl.live.running:
+    if ctl.live.running and _live_frames(ctl) > 0:
         ctx.trigger(APPLY)
         yield sleep(0.8)
         doc.waitForDone()
@@ -568,6 +588,47 @@ def soft_once(ctx: Context):
         yield sleep(0.5)
     ctx.close_all()
     yield sleep(0.3)
+    # Outpaint: the same soft selection over a canvas that is transparent on its right half.
+    settings(ctx, strength=1.0, batch=1)
+    doc = ctx.new_document(1024, 1024, "soft-outpaint")
+    bottom = doc.rootNode().childNodes()[0]
+    bottom.setPixelData(QByteArray(gradient(512, 1024)), 0, 0, 512, 1024)
+    bottom.setPixelData(QByteArray(bytes(512 * 1024 * 4)), 512, 0, 512, 1024)  # transparent
+    doc.refreshProjection()
+    doc.waitForDone()
+    feathered(doc, [362, 362, 300, 300], 40)
+    yield sleep(0.3)
+    layers = yield from generate_apply(ctx, doc)
+    out["outpaint"] = {
+        "sent_mode": rec.jobs[-1]["params"]["mode"],
+        "edge": [_alpha_along_edge(doc, n, 512, 300, 440) for n in layers],
+    }
+    ctx.close_all()
+    yield sleep(0.3)
+
+
+def _live_frame_or_diagnose(ctx: Context, ctl, doc, timeout_s: float) -> Wait:
+    """A live frame shown, or live stopped; after ``timeout_s`` the loop's state is recorded
+    in ``live_stuck`` (for the report) and the scenario goes on."""
+    deadline = time.monotonic() + timeout_s
+
+    def ready() -> bool:
+        if _live_frames(ctl) > 0 or not ctl.live.running:
+            return True
+        if time.monotonic() < deadline:
+            return False
+        live = ctl.live
+        ctx.data["live_stuck"] = {
+            "frames_sent": getattr(live, "frames_sent", None),
+            "in_flight": getattr(live, "_in_flight", None),
+            "live_doc_is_active": getattr(live, "doc_key", None)
+            == str(doc.rootNode().uniqueId().toString()),
+            "documents": len(ctx.app.documents()),
+            "state": ctx.state(),
+        }
+        return True
+
+    return Wait("a live frame", ready, timeout_s + 30)
 
 
 def _live_frames(ctl) -> int:
@@ -639,6 +700,7 @@ def wrong_sizes(ctx: Context):
 SCENARIOS = {
     "colour_models": colour_models,
     "colour_control_f32": colour_control_f32,
+    "colour_txt2img": colour_txt2img,
     "edge_feather": edge_feather,
     "edge_members": edge_members,
     "edge_outside": edge_outside,
