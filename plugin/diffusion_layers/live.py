@@ -170,8 +170,7 @@ class LiveLoop(QObject):
         self.doc_key, self.last_error, self.frame = doc_key, "", None
         self.frames_sent = self.frames_shown = 0
         self._seen = self._requested = None
-        self._in_flight = False  # a reply of an earlier run may never come back to reset it
-        self._generation += 1
+        self._in_flight, self._generation = False, self._generation + 1  # drop older replies
         self._changed_at = self._last_send = 0.0
         self._timer.start()
         log.info("live mode on for %s", doc_key)
@@ -258,8 +257,7 @@ class LiveLoop(QObject):
             region, mask = live_region(doc)
             signature = self._signature(doc, region, mask)
         except (PluginError, GeometryError) as exc:
-            self.stop(str(exc))
-            return
+            return self.stop(str(exc))
         now = time.monotonic()
         if signature != self._seen:
             self._seen, self._changed_at = signature, now
@@ -276,8 +274,7 @@ class LiveLoop(QObject):
         try:
             parts, params = self._parts(doc, region)
         except (PluginError, GeometryError) as exc:
-            self.stop(str(exc))
-            return
+            return self.stop(str(exc))
         if generation != self._generation or self.doc_key is None:
             return  # stopped while the frame was read (Krita's waitForDone runs events)
         self._in_flight, self._requested = True, signature
@@ -351,8 +348,7 @@ class LiveLoop(QObject):
         try:  # a frame is the whole region (the server gets no mask): anything else is refused
             check_result(region, rect, None, "live frame")
         except PluginError as exc:
-            self.stop(str(exc))
-            return
+            return self.stop(str(exc))
         pixels = data  # the selection's softness is applied here, once (the server had no mask)
         if mask is not None:
             window = mask_window(region, rect)
