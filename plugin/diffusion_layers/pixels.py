@@ -1,7 +1,7 @@
-"""Pixel buffers: Krita's BGRA bytes ↔ QImage, 16 → 8 bit, masks, alpha checks.
+"""Pixel buffers: 8-bit BGRA bytes ↔ QImage, masks, alpha checks.
 
-Krita hands out RGBA documents as BGRA rows (8 bit: 4 bytes/pixel, 16 bit: 8 bytes/pixel,
-little-endian). On little-endian machines ``QImage.Format.Format_ARGB32`` has exactly the 8-bit
+Every buffer here is 8-bit sRGB BGRA (4 bytes/pixel): Krita converts other colour models and
+depths itself (see colour_io.py), so the plugin never widens or narrows samples. On little-endian machines ``QImage.Format.Format_ARGB32`` has exactly the 8-bit
 layout (straight alpha), so conversions are copies, not per-pixel Python loops. The results are
 byte-for-byte the same under PyQt5 and PyQt6 (tests/plugin/test_plugin_qt_binding.py).
 """
@@ -52,22 +52,6 @@ def qimage_to_bgra(image: QImage) -> bytes:
     if image.format() != QImage.Format.Format_ARGB32:
         image = image.convertToFormat(QImage.Format.Format_ARGB32)
     return _image_bytes(image, 4)
-
-
-def bgra16_to_bgra8(data: bytes, width: int, height: int) -> bytes:
-    """Krita U16 BGRA → 8-bit BGRA through QImage's RGBA64 conversion (rounded)."""
-    _check_size(data, width, height, 8)
-    wide = QImage(data, width, height, width * 8, QImage.Format.Format_RGBA64)
-    # The buffer is B,G,R,A; read as R,G,B,A the red and blue channels swap, so swap back.
-    narrow = wide.convertToFormat(QImage.Format.Format_ARGB32).rgbSwapped()
-    return _image_bytes(narrow, 4)
-
-
-def bgra8_to_bgra16(data: bytes, width: int, height: int) -> bytes:
-    """8-bit BGRA → Krita U16 BGRA (for writing results into 16-bit documents)."""
-    image = bgra_to_qimage(data, width, height).rgbSwapped()
-    wide = image.convertToFormat(QImage.Format.Format_RGBA64)
-    return _image_bytes(wide, 8)
 
 
 def apply_mask(data: bytes, mask: bytes, width: int, height: int) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import struct
 import sys
 import threading
 from collections.abc import Iterator
@@ -98,21 +97,6 @@ def test_8_bit_bgra_round_trips_byte_exact_with_any_alpha(qapp, width: int) -> N
     image = pixels.bgra_to_qimage(bytes(data), width, height)
     assert pixels.qimage_to_bgra(image) == bytes(data)
     assert image.pixelColor(0, 0).getRgb() == (50, 100, 200, 0)  # BGRA bytes are ARGB32
-
-
-def test_16_bit_to_8_bit_rounds_every_value_like_krita(qapp) -> None:
-    values = list(range(65536))
-    wide = struct.pack("<65536H", *values)  # 128 x 128 pixels, every 16-bit value once
-    narrow = pixels.bgra16_to_bgra8(wide, 128, 128)
-    assert narrow == bytes((2 * v + 257) // 514 for v in values)  # round(v / 257), ties up
-
-
-@pytest.mark.parametrize("width", WIDTHS)
-def test_8_bit_to_16_bit_is_exact_and_round_trips(qapp, width: int) -> None:
-    data = _random(width * 2 * 4, 100 + width)
-    wide = pixels.bgra8_to_bgra16(data, width, 2)
-    assert struct.unpack(f"<{width * 8}H", wide) == tuple(v * 257 for v in data)
-    assert pixels.bgra16_to_bgra8(wide, width, 2) == data
 
 
 def test_mask_multiplies_alpha_exactly_and_keeps_colour_for_every_pair(qapp) -> None:
