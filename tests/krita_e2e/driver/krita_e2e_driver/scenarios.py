@@ -39,6 +39,7 @@ def _registry() -> dict:
     from . import scenarios_layers
 
     found.update(scenarios_layers.SCENARIOS)
+    found.update(__import__(f"{__package__}.scenarios_qa", fromlist=["SCENARIOS"]).SCENARIOS)
     return found
 
 
