@@ -20,6 +20,7 @@ from .geometry import GeometryError
 from .job_watch import submit_job
 from .live import LiveCanvas, LiveLoop
 from .pixels import decode_image
+from .placement import SINCE_GENERATED, check_canvas
 from .planning import plan_job
 from .preprocess import preprocess_to_layer
 from .protocol import JobCreated, JobInfo, ProgressEvent
@@ -160,6 +161,7 @@ class Controller(QObject):
             return False
         session.state, session.last_error, session.cancel_requested = GENERATING, "", False
         session.params, session.region, session.mask = params, plan.region, plan.mask
+        session.canvas = doc.bounds()  # a result for another canvas is refused (check_canvas)
         session.job_id, session.step, session.total_steps = None, 0, params.steps
         log.info("job for %s: %s over %s", doc.key, params.mode, plan.region)
         submit_job(
@@ -253,7 +255,8 @@ class Controller(QObject):
         doc = self._alive(session)
         if doc is None or session.state != GENERATING or session.region is None:
             return
-        try:  # no result, or one not covering what was asked: refused, nothing placed
+        try:  # no result, one not covering what was asked, or for another canvas: refused
+            check_canvas(session.canvas, doc.bounds())
             session.results = results_mod.place(items, session.region, session.mask)
         except PluginError as exc:
             return self._fail(session, exc)
@@ -297,6 +300,7 @@ class Controller(QObject):
     def _show(self, s: Session, doc: CanvasDocument, index: int) -> bool:
         """Show a result in the preview layer of the session's own document."""
         try:
+            check_canvas(s.canvas, doc.bounds(), SINCE_GENERATED)
             shown = previews.show(s, doc, index, keep_live=self.live.doc_key == doc.key)
         except PluginError as exc:
             self._fail(s, exc)
@@ -312,6 +316,7 @@ class Controller(QObject):
                 return self.live.apply()
             if s is None or doc is None or s.state == GENERATING or not s.previews:
                 return None
+            check_canvas(s.canvas, doc.bounds(), SINCE_GENERATED)
             layer_id = previews.apply(s, doc, self.live.doc_key == doc.key)
         except PluginError as exc:
             self._set_error(exc)
@@ -326,6 +331,7 @@ class Controller(QObject):
         if s is None or doc is None or s.state == GENERATING:
             return []
         try:
+            check_canvas(s.canvas, doc.bounds(), SINCE_GENERATED)
             ids = previews.apply_all(s, doc, self.live.doc_key == doc.key)
         except PluginError as exc:
             self._set_error(exc)

@@ -25,6 +25,10 @@ class ResultMismatch(PluginError):
     """A result (or live frame, or control map) that does not cover the region asked for."""
 
 
+class CanvasChanged(PluginError):
+    """The image was cropped, scaled or resized after a job was planned: its result is refused."""
+
+
 class InvalidSetting(PluginError):
     """A setting or control entry that cannot be used; names the parameter and its value."""
 

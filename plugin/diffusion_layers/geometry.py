@@ -98,13 +98,19 @@ def align(region: Rect, bound: Rect) -> Rect:
 
 
 def check_region(region: Rect) -> Rect:
+    """Refuse a region the server cannot take with a sentence the artist can act on (only a
+    canvas narrower or lower than 8 px gives a region that small: ``align`` grows any other)."""
     if region.width < MIN_SIDE or region.height < MIN_SIDE:
+        side, size = ("wide", region.width) if region.width < MIN_SIDE else ("high", region.height)
         raise GeometryError(
-            f"region {region.width}x{region.height} is smaller than {MIN_SIDE}x{MIN_SIDE} px"
+            f"This image is {size} px {side}; generation needs at least {MIN_SIDE} px. Enlarge "
+            "the canvas (Image ▸ Resize Canvas)."
         )
     if region.width > MAX_SIDE or region.height > MAX_SIDE:
         raise GeometryError(
-            f"region {region.width}x{region.height} is larger than {MAX_SIDE}x{MAX_SIDE} px"
+            f"The area to generate is {region.width}x{region.height} px; generation takes at "
+            f"most {MAX_SIDE}x{MAX_SIDE} px. Select a smaller area, or scale the image down "
+            "(Image ▸ Scale Image To New Size)."
         )
     return region
 

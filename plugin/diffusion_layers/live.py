@@ -26,10 +26,10 @@ from . import layer_params
 from .canvas import CanvasDocument, NewLayer
 from .client import Client
 from .errors import BackendError, NoDocument, PluginError
-from .geometry import GeometryError, Rect, canvas_region, selection_region
+from .geometry import GeometryError, Rect
 from .pixels import apply_mask, crop_gray
-from .placement import check_result, layer_name, mask_window
-from .planning import read_control, selection_on_canvas
+from .placement import SINCE_GENERATED, check_canvas, check_result, layer_name, mask_window
+from .planning import live_region, read_control
 from .protocol import RAW_BGRA, ControlParams, JobParams, LiveParams, LoraParams
 from .qt import QObject, QRect, QTimer, pyqtSignal
 from .request import Part
@@ -97,22 +97,13 @@ class LiveFrame:
     number: int
     render_ms: float
     params: JobParams  # what made it, as the job that would (stored with an applied layer)
+    canvas: Rect  # the document's bounds it was planned for (Apply refuses another canvas)
 
 
 def session_id(doc_key: str) -> str:
     """The server's session id for a document key (``{uuid}`` → ``uuid``)."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]", "", doc_key)[:64]
     return cleaned or "document"
-
-
-def live_region(doc: LiveDocument) -> Tuple[Rect, Optional[bytes]]:
-    """The region a frame covers and the selection mask over it (None: whole canvas)."""
-    canvas = doc.bounds()
-    selection = selection_on_canvas(doc)  # clipped to the canvas
-    if selection is None:
-        return canvas_region(canvas), None
-    region = selection_region(selection, canvas, context=0.0)
-    return region, doc.read_selection(region)
 
 
 class LiveLoop(QObject):
@@ -149,7 +140,7 @@ class LiveLoop(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self._tick)
-        self._in_flight = False
+        self._in_flight, self._planned = False, Rect(0, 0, 0, 0)  # the canvas of the frame sent
         self._generation = 0  # bumps on stop/start: answers of an older run are dropped
         self._seen: Optional[int] = None  # signature at the last tick
         self._changed_at = 0.0
@@ -220,6 +211,7 @@ class LiveLoop(QObject):
         if doc is None or self.frame is None:
             return None
         frame = self.frame
+        check_canvas(frame.canvas, doc.bounds(), SINCE_GENERATED)  # cropped, scaled …: refused
         name = layer_name(frame.params.prompt, frame.seed)
         layer_id = doc.add_layer(NewLayer(name, frame.pixels, frame.rect))
         layer_params.remember(cast(CanvasDocument, doc), layer_id, frame.params, frame.seed, 0)
@@ -277,7 +269,7 @@ class LiveLoop(QObject):
             return self.stop(str(exc))
         if generation != self._generation or self.doc_key is None:
             return  # stopped while the frame was read (Krita's waitForDone runs events)
-        self._in_flight, self._requested = True, signature
+        self._in_flight, self._requested, self._planned = True, signature, doc.bounds()
         self._last_send = time.monotonic()
         self.frames_sent += 1
         self.client.live_frame(
@@ -335,6 +327,9 @@ class LiveLoop(QObject):
         if doc is None:
             self.stop("The document was closed.")
             return
+        if doc.bounds() != self._planned:  # cropped, scaled …: never shown, planned again
+            self._requested = None
+            return
         width, height = int(headers.get("x-width", 0)), int(headers.get("x-height", 0))
         if width <= 0 or height <= 0 or len(data) != width * height * 4:
             self.stop(f"The server sent a live frame of {len(data)} bytes for {width}x{height}.")
@@ -382,6 +377,7 @@ class LiveLoop(QObject):
             int(headers.get("x-frame", 0)),
             float(headers.get("x-render-ms", 0.0)),
             made_by,
+            self._planned,
         )
         try:
             doc.show_live(NewLayer(LIVE_LAYER_NAME, pixels, rect))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from .errors import ResultMismatch
+from .errors import CanvasChanged, ResultMismatch
 from .geometry import Rect, mask_bounds
 
 MAX_NAME_WORDS = 6
@@ -45,6 +45,23 @@ def check_result(region: Rect, placed: Rect, mask: Optional[bytes], what: str = 
         f"({region.x}, {region.y}) that was asked for, so nothing was placed. Make sure the "
         "server and the plugin are the same version, then generate again."
     )
+
+
+WHILE_GENERATING = "while generating"
+SINCE_GENERATED = "since this result was generated"
+
+
+def check_canvas(planned: Optional[Rect], now: Rect, when: str = WHILE_GENERATING) -> None:
+    """Refuse a result planned for another canvas, before anything is placed.
+
+    ``planned`` is the document's bounds when the job was planned, ``now`` its bounds now. Any
+    difference (Crop, Scale, Resize Canvas, a rotation of a non-square image …) means the
+    result's coordinates no longer mean what they meant: nothing is placed. Krita does not say
+    where a crop's origin went, so even a crop whose size happens to fit is refused."""
+    if planned is not None and planned != now:
+        raise CanvasChanged(
+            f"The image was cropped or resized {when}; nothing was placed. Generate again."
+        )
 
 
 def mask_window(region: Rect, placed: Rect) -> Rect:

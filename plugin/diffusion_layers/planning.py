@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, Sequence
+from typing import List, Optional, Protocol, Sequence, Tuple
 
 from .canvas import CanvasDocument
 from .errors import ControlLayerMissing, ControlLayerUnusable, SelectionOutsideCanvas
@@ -51,6 +51,17 @@ def selection_on_canvas(doc: SelectionSource) -> Optional[Rect]:
     if tight is None:
         raise SelectionOutsideCanvas(OUTSIDE)
     return tight
+
+
+def live_region(doc: SelectionSource) -> Tuple[Rect, Optional[bytes]]:
+    """The region a live frame covers and the selection mask over it (None: whole canvas):
+    the selection's bounds without context, else the whole canvas."""
+    canvas = doc.bounds()
+    selection = selection_on_canvas(doc)  # clipped to the canvas
+    if selection is None:
+        return canvas_region(canvas), None
+    region = selection_region(selection, canvas, context=0.0)
+    return region, doc.read_selection(region)
 
 
 def plan_job(

@@ -10,7 +10,7 @@ from .client import Client
 from .errors import ControlLayerMissing, InvalidSetting, NoDocument, PluginError
 from .geometry import Rect, canvas_region, selection_region
 from .pixels import decode_image, qimage_to_bgra
-from .placement import check_result
+from .placement import check_canvas, check_result
 from .planning import selection_on_canvas
 from .protocol import CONTROL_TYPES
 from .request import build_preprocess
@@ -48,6 +48,7 @@ def preprocess_to_layer(
             log.info("document closed before its control map arrived; dropped")
             return
         try:
+            check_canvas(bounds, target.bounds())  # cropped, scaled … meanwhile: refused
             image = decode_image(data)
             placed = Rect(region.x, region.y, image.width(), image.height())
             check_result(region, placed, None, "control map")

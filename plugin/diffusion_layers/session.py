@@ -44,6 +44,7 @@ class Session:
     cancel_requested: bool = False
     params: Optional[JobParams] = None
     region: Optional[Rect] = None
+    canvas: Optional[Rect] = None  # the document's bounds when the job was planned
     mask: Optional[bytes] = None
     step: int = 0
     total_steps: int = 0
@@ -58,6 +59,8 @@ class Session:
     controls_loaded: bool = False
 
     def remember(self, preview_id: str, shown: Shown) -> None:
+        """``shown`` is what ``preview_id`` shows now; it becomes the newest preview."""
+        self.previews.pop(preview_id, None)
         self.previews[preview_id] = shown
         while len(self.previews) > MAX_PREVIEWS:
             self.previews.pop(next(iter(self.previews)))

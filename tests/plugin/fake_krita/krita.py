@@ -16,6 +16,7 @@ for tests are ``Krita.reset()``, ``Krita.close_document(doc)``, ``Krita.set_acti
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 from colour_model import Space, convert, from_bgra8, to_bgra8
@@ -327,6 +328,36 @@ class Document(QObject):
 
     def setSelection(self, selection: Selection | None) -> None:
         self._selection = selection
+
+    def crop(self, x: int, y: int, w: int, h: int) -> None:
+        """Image ▸ Crop (and Resize Canvas): the new w x h canvas starts at (x, y) of the old
+        one; every layer keeps its pixels' place, the origin stays (0, 0), the selection goes."""
+        old_w, old_h = self._w, self._h
+        self._reshape(
+            w, h, lambda n: _copy_rect(bytes(n.pixels), old_w, old_h, n.space.bpp, x, y, w, h)
+        )
+
+    def resizeImage(self, x: int, y: int, w: int, h: int) -> None:
+        self.crop(x, y, w, h)
+
+    def scaleImage(self, w: int, h: int, xres: int, yres: int, strategy: str) -> bool:
+        """Image ▸ Scale Image (nearest neighbour here)."""
+
+        def scaled(node: Node) -> bytes:
+            bpp, src, out = node.space.bpp, bytes(node.pixels), bytearray()
+            for row in range(h):
+                for col in range(w):
+                    at = ((row * self._h // h) * self._w + col * self._w // w) * bpp
+                    out += src[at : at + bpp]
+            return bytes(out)
+
+        self._reshape(w, h, scaled)
+        return True
+
+    def _reshape(self, w: int, h: int, pixels: Callable[[Node], bytes]) -> None:
+        for node in [self._root, *self.all_nodes()]:
+            node.pixels = bytearray(pixels(node))
+        self._w, self._h, self._selection = w, h, None
 
     def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
         """The projection in the document's colour space: visible layers composited."""
