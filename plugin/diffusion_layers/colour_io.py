@@ -23,9 +23,9 @@ adapter passes the ``Krita`` instance in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from .errors import UnsupportedDocument
+from .errors import NoDocument, UnsupportedDocument
 from .geometry import Rect
 from .pixels import bgra_to_qimage, qimage_to_bgra
 from .qt import QByteArray, QImage, QPainter
@@ -153,7 +153,15 @@ def read_node(app: Any, source: Any, canvas: Rect, rect: Rect) -> bytes:
     return part if inside == rect else _padded(part, inside, rect)
 
 
-def write_node(app: Any, node: Any, bgra: bytes, rect: Rect) -> None:
-    """Set 8-bit sRGB BGRA pixels on ``node`` over ``rect``, converted to its colour space."""
+def write_node(
+    app: Any, node: Any, bgra: bytes, rect: Rect, alive: Callable[[], bool] = lambda: True
+) -> None:
+    """Set 8-bit sRGB BGRA pixels on ``node`` over ``rect``, converted to its colour space.
+
+    The conversion can run Krita's event loop (its busy-wait on the scratch image processes
+    events), where the artist may close the document: ``alive()`` is asked right before the
+    write, and a closed document raises NoDocument instead of being written into."""
     data = from_srgb8(app, bgra, rect.width, rect.height, ColourSpace.of(node))
+    if not alive():
+        raise NoDocument("The document was closed.")
     node.setPixelData(QByteArray(data), rect.x, rect.y, rect.width, rect.height)

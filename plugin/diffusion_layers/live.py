@@ -141,6 +141,7 @@ class LiveLoop(QObject):
         self._timer.setInterval(poll_ms)
         self._timer.timeout.connect(self._tick)
         self._in_flight, self._planned = False, Rect(0, 0, 0, 0)  # the canvas of the frame sent
+        self._showing = False  # inside show_live, whose waits run Krita's event loop
         self._generation = 0  # bumps on stop/start: answers of an older run are dropped
         self._seen: Optional[int] = None  # signature at the last tick
         self._changed_at = 0.0
@@ -238,12 +239,11 @@ class LiveLoop(QObject):
 
     def _tick(self) -> None:
         key = self.doc_key
-        doc = self.canvas.document(key) if key else None
-        if key is None:
+        if key is None or self._showing:  # not while a frame is shown (Krita's waits run events)
             return
+        doc = self.canvas.document(key)
         if doc is None:
-            self.stop("The document was closed.")
-            return
+            return self.stop("The document was closed.")
         # 1. Has anything that shapes a frame changed since the last tick / the last frame?
         try:
             region, mask = live_region(doc)
@@ -324,9 +324,8 @@ class LiveLoop(QObject):
             return
         self._in_flight = False
         doc = self.canvas.document(self.doc_key)
-        if doc is None:
-            self.stop("The document was closed.")
-            return
+        if doc is None:  # closed: the frame is dropped, never written
+            return self.stop("The document was closed.")
         if doc.bounds() != self._planned:  # cropped, scaled …: never shown, planned again
             self._requested = None
             return
@@ -379,10 +378,13 @@ class LiveLoop(QObject):
             made_by,
             self._planned,
         )
-        try:
+        self._showing = True
+        try:  # show_live refuses a document closed meanwhile (NoDocument)
             doc.show_live(NewLayer(LIVE_LAYER_NAME, pixels, rect))
         except PluginError as exc:  # Krita did not take the [Live] layer: say so, stop
             return self.stop(str(exc))
+        finally:
+            self._showing = False
         self.frames_shown += 1
         self.changed.emit()
 
