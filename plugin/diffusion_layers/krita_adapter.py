@@ -16,7 +16,7 @@ from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extensio
 
 from . import colour_io, node_tree
 from .canvas import NewLayer
-from .errors import ControlLayerUnusable, LayerNotAdded, PluginError
+from .errors import ControlLayerUnusable, LayerNotAdded, NoDocument, PluginError
 from .geometry import Rect
 from .live import LIVE_PREFIX
 from .placement import PREVIEW_PREFIX
@@ -213,7 +213,7 @@ class KritaDocument:
 
     def _set_pixels(self, node: Any, layer: NewLayer) -> None:
         """BGRA8 sRGB → the node's (the document's) colour space, converted by Krita."""
-        colour_io.write_node(Krita.instance(), node, layer.pixels, layer.rect)
+        colour_io.write_node(Krita.instance(), node, layer.pixels, layer.rect, self.is_open)
 
     def _by_id(self, node_id: str) -> Any:
         return node_tree.by_id(self._doc.rootNode(), node_id)
@@ -349,10 +349,10 @@ class KritaDocument:
         try:
             return self._read(self._doc, rect)
         finally:
-            for node in hidden:
-                node.setVisible(True)
-            if hidden:  # idle again before Krita runs anything else (a close, say)
-                self._doc.refreshProjection()
+            if hidden and self.is_open():  # never touch a document closed meanwhile
+                for node in hidden:
+                    node.setVisible(True)
+                self._doc.refreshProjection()  # idle again before Krita runs anything else
                 self._doc.waitForDone()
 
     def show_live(self, layer: NewLayer) -> None:
@@ -375,7 +375,7 @@ class KritaDocument:
             node.setLocked(True)
             if active is not None:
                 self._keep_active(active, node)
-        self._set_pixels(node, layer)
+        self._set_pixels(node, layer)  # refuses a document closed during the conversion
         self._doc.refreshProjection()
         self._doc.waitForDone()
 
@@ -385,8 +385,8 @@ class KritaDocument:
         self._doc.setActiveNode(active)
         added_id = added.uniqueId()
 
-        def restore() -> None:
-            now = self._doc.activeNode()
+        def restore() -> None:  # (a document closed before this turn is never touched)
+            now = self._doc.activeNode() if self.is_open() else None
             if now is not None and now.uniqueId() == added_id:
                 self._doc.setActiveNode(active)
 

@@ -216,6 +216,8 @@ class LiveLoop(QObject):
         name = layer_name(frame.params.prompt, frame.seed)
         layer_id = doc.add_layer(NewLayer(name, frame.pixels, frame.rect))
         layer_params.remember(cast(CanvasDocument, doc), layer_id, frame.params, frame.seed, 0)
+        region, mask = live_region(doc)  # the canvas now shows the frame: no new one for that
+        self._seen = self._requested = self._signature(doc, region, mask)
         return layer_id
 
     def frame_strength(self) -> float:
