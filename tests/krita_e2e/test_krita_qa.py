@@ -255,7 +255,7 @@ def _refused_as_stale(case: dict) -> None:
     ended = case["ended"]
     assert ended["state"] == "error" and ended["error"] == CANVAS_CHANGED, case
     assert ended["previews"] == [] and "applied" not in case, case
-    assert [n["name"] for n in ended["layers"]] == ["Background"], case
+    assert [n["name"] for n in _paint(ended["layers"])] == ["Background"], case
 
 
 def test_cropping_the_canvas_during_a_job(run):
@@ -289,14 +289,27 @@ def geo(launch_krita, e2e_backend):
     return launch_krita("qa_geo", ["qa_geometry_job"], settings, e2e_backend, timeout_s=600)
 
 
-@pytest.mark.parametrize("label", ["crop_offset", "scaled"])
-def test_geometry_change_during_a_job_never_places_a_stale_result(geo, label):
+@pytest.mark.parametrize(("label", "size"), [("crop_offset", [256, 256]), ("scaled", [256, 256]),
+                                            ("resized_canvas", [640, 512]),
+                                            ("rotated", [384, 512])])  # fmt: skip
+def test_geometry_change_during_a_job_never_places_a_stale_result(geo, label, size):
     """Was a bug: both cases placed a 512x512 layer at (0, 0) on the new 256x256 canvas.
     Now the result is refused with a sentence (Krita does not say where a crop's origin
     went, so no result for the old canvas is ever placed)."""
     case = geo.scenario("qa_geometry_job")["cases"][label]
-    assert case["generating"] == "generating" and case["doc_size"] == [256, 256], case
+    assert case["generating"] == "generating" and case["doc_size"] == size, case
     _refused_as_stale(case)
+
+
+def test_a_crop_after_the_preview_refuses_apply(geo):
+    case = geo.scenario("qa_geometry_job")["cases"]["crop_after_preview"]
+    assert case["ended"]["state"] == "preview", case
+    applied = case["applied"]
+    assert applied["doc_size"] == [128, 128], case
+    assert applied["error"] == ("The image was cropped or resized since this result was "
+                                "generated; nothing was placed. Generate again."), case  # fmt: skip
+    assert [n["name"] for n in _paint(applied["layers"]) if not n["name"].startswith("[")] == [
+        "Background"], case  # fmt: skip
 
 
 def _geo_steps(geo) -> dict[str, dict]:

@@ -6,6 +6,7 @@ plugin's behaviour, so one launch runs them all; the pytest side (test_krita_qa.
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 
@@ -629,6 +630,31 @@ def qa_geometry_job(ctx: Context):
     doc = _new(ctx, 512, 512, "qa-geo-scale")
     yield from _slow_job(ctx, doc, lambda d: d.scaleImage(256, 256, 72, 72, "Bicubic"), "scaled")
     ctx.data["cases"]["scaled"]["doc_size"] = [doc.width(), doc.height()]
+    yield from _close(ctx, doc, 0.5)
+    # b2) Image > Resize Canvas (larger, content kept at the origin) during an inpaint job.
+    doc = _new(ctx, 512, 512, "qa-geo-resize-canvas")
+    feathered(doc, [200, 200, 64, 64], 0)
+    yield sleep(0.5)
+    yield from _slow_job(ctx, doc, lambda d: d.resizeImage(0, 0, 640, 512), "resized_canvas")
+    ctx.data["cases"]["resized_canvas"]["doc_size"] = [doc.width(), doc.height()]
+    yield from _close(ctx, doc, 0.5)
+    # b3) Image > Rotate 90° of a non-square image during a job.
+    doc = _new(ctx, 512, 384, "qa-geo-rotate")
+    yield from _slow_job(ctx, doc, lambda d: d.rotateImage(math.pi / 2), "rotated")
+    ctx.data["cases"]["rotated"]["doc_size"] = [doc.width(), doc.height()]
+    yield from _close(ctx, doc, 0.5)
+    # b4) Crop after the preview is shown, then Apply: refused, nothing applied.
+    doc = _new(ctx, 256, 256, "qa-geo-crop-after-preview")
+    ctx.controller().update_settings(strength=1.0, batch=1, steps=2)
+    yield from _generate(ctx, doc)
+    entry = {"ended": _status(ctx, doc)}
+    doc.crop(64, 64, 128, 128)
+    doc.waitForDone()
+    yield sleep(0.5)
+    ctx.trigger(APPLY)
+    yield sleep(0.8)
+    entry["applied"] = _status(ctx, doc, {"doc_size": [doc.width(), doc.height()]})
+    ctx.data["cases"]["crop_after_preview"] = entry
     yield from _close(ctx, doc, 0.5)
     # c) Batch 2: thumbnail 2, Discard, Ctrl+Z, Apply.
     ctl = ctx.controller()
