@@ -229,7 +229,8 @@ class KritaDocument:
                 node_tree.clear_outside(node, layer.rect)
             self._set_pixels(node, layer)
         except PluginError:  # e.g. a colour conversion failed: no empty preview left behind
-            node.remove()
+            if self.is_open():  # (a document closed meanwhile is never touched again)
+                node.remove()
             raise
         node.setName(layer.name)
         node.setLocked(True)
