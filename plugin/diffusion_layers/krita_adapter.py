@@ -343,6 +343,8 @@ class KritaDocument:
             self._doc.refreshProjection()
             self._doc.waitForDone()
         try:
+            if not self.is_open():  # waitForDone runs events: the artist may have closed it
+                raise NoDocument("The document was closed.")
             return self._read(self._doc, rect)
         finally:
             if hidden and self.is_open():  # never touch a document closed meanwhile
