@@ -219,22 +219,25 @@ class KritaDocument:
         return node_tree.by_id(self._doc.rootNode(), node_id)
 
     def show_preview(self, layer: NewLayer, preview_id: str = "") -> str:
-        """The shown preview repainted and renamed (no undo step: the history keeps its one
-        "add" step, so Apply + one Ctrl+Z removes the applied layer), else a new locked layer
-        above the active node's layer; the artist's active layer stays active."""
-        active, old = self._doc.activeNode(), self._by_id(preview_id)
-        node = self._insert(layer.name) if old is None else old
+        """A new locked preview where the old one was (else above the active node's layer);
+        the old one goes, the artist's active layer stays active."""
+        active = self._doc.activeNode()
+        old = self._by_id(preview_id)
+        node = self._doc.createNode(layer.name, "paintlayer")
+        if old is not None:
+            root = self._doc.rootNode()
+            self._add(node_tree.parent_of(old, root) or root, old, node)
+            old.remove()
+        else:
+            self._insert(layer.name, node=node)
         try:
-            if old is not None:  # (bounds() of a just-added layer made Krita crash at exit)
-                node_tree.clear_outside(node, layer.rect)
             self._set_pixels(node, layer)
         except PluginError:  # e.g. a colour conversion failed: no empty preview left behind
             if self.is_open():  # (a document closed meanwhile is never touched again)
                 node.remove()
             raise
-        node.setName(layer.name)
         node.setLocked(True)
-        if old is None and active is not None and not node_tree.is_temporary(active):
+        if active is not None and not node_tree.is_temporary(active):
             self._keep_active(active, node)
         self._doc.refreshProjection()
         return node_tree.node_id(node)
@@ -263,23 +266,25 @@ class KritaDocument:
         return node_tree.node_id(node)
 
     def add_group(self, name: str, layers: List[NewLayer], preview_id: str = "") -> List[str]:
-        """The layers in a new group where the preview was (else above the active node's layer).
-        The preview is removed *before* the group is added, so one Ctrl+Z takes the group away."""
         group = self._doc.createGroupLayer(name)
-        nodes = [self._doc.createNode(layer.name, "paintlayer") for layer in layers]
-        for index, node in enumerate(nodes):
-            group.addChildNode(node, nodes[index - 1] if index else None)
+        ids: List[str] = []
+        nodes = []
+        for layer in layers:
+            node = self._doc.createNode(layer.name, "paintlayer")
+            group.addChildNode(node, nodes[-1] if nodes else None)
+            nodes.append(node)
+            ids.append(node_tree.node_id(node))
         preview = self._by_id(preview_id)
-        if preview is None:
-            self._insert(name, node=group)
-        else:
-            parent, sibling = node_tree.slot(preview, self._doc.rootNode())
+        if preview is not None:
+            root = self._doc.rootNode()
+            self._add(node_tree.parent_of(preview, root) or root, preview, group)
             preview.remove()
-            self._add(parent, sibling, group)
+        else:
+            self._insert(name, node=group)
         for index, node in enumerate(nodes):
             self._set_pixels(node, layers[index])
         self._doc.refreshProjection()
-        return [node_tree.node_id(node) for node in nodes]
+        return ids
 
     def remove_strays(self, keep: Sequence[str], keep_live: bool = False) -> int:
         strays = node_tree.strays(self._doc.rootNode(), keep, keep_live)

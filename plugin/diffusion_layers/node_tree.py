@@ -1,5 +1,5 @@
-"""Krita's layer tree: find nodes by uniqueId, the layer behind a mask, where a new layer goes
-(or one replacing a layer), the plugin's temporary ``[Preview]``/``[Live]`` layers, repainting.
+"""Krita's layer tree, read: find nodes by uniqueId, the layer behind a mask, where a new layer
+goes, and the plugin's temporary ``[Preview]``/``[Live]`` layers.
 
 No ``krita`` import: the functions take libkis ``Node`` objects (krita_adapter passes them in),
 so the rules are testable with the fake ``krita`` module.
@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
-from .geometry import Rect
 from .live import LIVE_PREFIX
 from .placement import PREVIEW_PREFIX
-from .qt import QByteArray
 
 TEMPORARY_PREFIXES = (PREVIEW_PREFIX, LIVE_PREFIX)
 
@@ -123,27 +121,6 @@ def anchor(root: Any, active: Optional[Any]) -> Tuple[Any, Optional[Any]]:
             outer = current
         current = parent_of(current, root)
     return (parent_of(outer, root) or root), outer
-
-
-def slot(node: Any, root: Any) -> Tuple[Any, Optional[Any]]:
-    """(parent, sibling) for a layer taking ``node``'s place once ``node`` is removed: above the
-    layer below it; when it is its parent's lowest, above the layer above it (libkis adds only
-    *above* a node, or on top)."""
-    parent = parent_of(node, root) or root
-    siblings = parent.childNodes()
-    index = [node_id(n) for n in siblings].index(node_id(node))
-    below = [n for n in siblings[:index] if not is_mask(n)]
-    above = [n for n in siblings[index + 1 :] if not is_mask(n)]
-    return parent, below[-1] if below else (above[0] if above else None)
-
-
-def clear_outside(node: Any, rect: Rect) -> None:
-    """A paint layer's pixels outside ``rect`` made transparent (all-zero bytes are alpha 0 in
-    every colour space); ``setPixelData`` is no undo step."""
-    x, y, w, h = node.bounds().getRect()
-    if w > 0 and h > 0 and not rect.contains_rect(Rect(x, y, w, h)):
-        size = len(bytes(node.pixelData(x, y, 1, 1))) * w * h
-        node.setPixelData(QByteArray(bytes(size)), x, y, w, h)
 
 
 def temporary_nodes(root: Any, prefix: str) -> List[Any]:

@@ -6,16 +6,11 @@ take a preview away or bring an old one back at any time. The rules:
 * Every preview layer a document's session made is remembered by uniqueId (``Session.previews``)
   with the result it shows. The session is *previewing* exactly while one of them is in the
   document, whatever undo, redo, delete or move did to it; the newest one there is the preview.
-* Showing another result (Generate again, a thumbnail) **repaints the preview that is there**
-  (pixels and name are no undo steps) instead of removing it and adding a new one: the history
-  holds one "add" step per preview, never a removal a Ctrl+Z could undo to bring a superseded
-  preview back.
 * **Apply** turns that preview layer itself into the artist's layer (renamed, unlocked): no
   removal step is left behind, so undoing the preview's addition removes the applied layer and
   nothing can come back as an orphan. A preview that is gone is reported, never guessed at.
 * Discard and Apply all remove the preview (an undo step); undoing them brings it back as the
-  session's preview again, not as a stray. Apply all removes it *before* adding its group, so
-  one Ctrl+Z takes the group away and a second one brings the preview back.
+  session's preview again, not as a stray.
 * ``[Preview]``/``[Live]`` layers nobody tracks (a duplicated preview, one saved in a file) are
   removed whenever the plugin acts on the document, and when a document is opened.
 """
@@ -63,17 +58,12 @@ def tidy(doc: CanvasDocument, s: Optional[Session], keep_live: bool) -> None:
 
 
 def show(s: Session, doc: CanvasDocument, index: int, keep_live: bool = False) -> bool:
-    """Preview result ``index``: the current preview repainted in place, else a new one."""
+    """Preview result ``index`` (replacing the current preview in place)."""
     if not 0 <= index < len(s.results) or s.params is None or s.region is None:
         return False
     item = s.results[index]
     layer = results_mod.new_layer(item, s.params, s.region, s.mask, preview=True)
-    shown_id = current(s, doc)
-    try:
-        preview_id = doc.show_preview(layer, shown_id)
-    except PluginError:  # the preview was removed: an undo must not bring it back as ours
-        s.previews.pop(shown_id, None)
-        raise
+    preview_id = doc.show_preview(layer, current(s, doc))
     s.remember(preview_id, Shown(item, s.params, s.region, s.mask))
     s.selected, s.discarded, s.state = index, False, PREVIEW
     sweep(s, doc, keep_live)
@@ -97,7 +87,7 @@ def apply(s: Session, doc: CanvasDocument, keep_live: bool = False) -> str:
 
 
 def apply_all(s: Session, doc: CanvasDocument, keep_live: bool = False) -> List[str]:
-    """Every result of the latest job in one new group where the preview was (it goes first)."""
+    """Every result of the latest job in one new group where the preview is."""
     if not s.results or s.params is None or s.region is None:
         return []
     layers = [results_mod.new_layer(item, s.params, s.region, s.mask) for item in s.results]

@@ -17,8 +17,8 @@ import pytest
 from diffusion_layers.controller import Controller
 from diffusion_layers.krita_adapter import KritaDocument
 from plugin_helpers import wait_until
-from test_plugin_controller import ctl, names, new_doc, select, server  # noqa: F401
-from v1_server import V1Server, result_color
+from test_plugin_controller import ctl, new_doc, server  # noqa: F401
+from v1_server import V1Server
 
 RED = bytes([0, 0, 255, 255])
 SIZE = 64
@@ -278,107 +278,6 @@ def test_a_preview_renamed_or_moved_by_the_artist_still_applies(
     assert ctl.state == "preview"
     assert ctl.apply() == str(preview.uniqueId().toString())
     assert preview.name() == "a red fox #42" and preview.parentNode() is group
-
-
-def _replaced_preview(ctl: Controller, doc: krita.Document, how: str) -> krita.Node:  # noqa: F811
-    """Show a first preview, then another result in its place (Generate again or a thumbnail);
-    the one preview layer, repainted in place, is returned."""
-    ctl.update_settings(batch=2 if how == "thumbnail" else 1)
-    assert ctl.generate()
-    finish(ctl)
-    (first,) = previews(doc)
-    if how == "thumbnail":
-        assert ctl.show_result(1)
-    else:
-        ctl.update_settings(seed=43)
-        assert ctl.generate()
-        finish(ctl)
-    (preview,) = previews(doc)
-    assert preview is first and preview.name().endswith("#43") and preview.locked()
-    assert bytes(preview.pixelData(5, 5, 1, 1)) == result_color(1 if how == "thumbnail" else 0)
-    return preview
-
-
-@pytest.mark.parametrize("how", ["generate_again", "thumbnail"])
-def test_a_replaced_preview_applied_is_removed_by_one_undo(
-    ctl: Controller,  # noqa: F811
-    server: V1Server,  # noqa: F811
-    fake_krita: krita.Krita,
-    how: str,
-) -> None:
-    """QA bug: replacing the preview was remove + add, so Ctrl+Z after Apply brought the
-    superseded preview back and kept the applied layer. The preview is repainted instead: the
-    history holds its one "add" step and nothing else."""
-    doc = new_doc(fake_krita)
-    _replaced_preview(ctl, doc, how)
-    assert doc.undo_steps == [("add", "[Preview] a red fox #42")]
-    assert ctl.apply() and ctl.state == "idle"
-    assert names(doc) == ["Background", "a red fox #43"]
-    assert doc.undo()  # one Ctrl+Z: the applied layer goes, nothing comes back
-    assert names(doc) == ["Background"] and ctl.state == "idle"
-    assert ctl.apply() is None and names(doc) == ["Background"]  # nothing to apply
-    assert doc.redo() and names(doc) == ["Background", "a red fox #43"]
-    assert ctl.state == "idle" and previews(doc) == []
-
-
-def test_apply_all_then_one_undo_removes_the_group_and_a_second_brings_the_preview_back(
-    ctl: Controller,  # noqa: F811
-    server: V1Server,  # noqa: F811
-    fake_krita: krita.Krita,
-) -> None:
-    doc = new_doc(fake_krita)
-    sketch = add(doc, doc.rootNode(), "Sketch")
-    add(doc, doc.rootNode(), "Top")
-    doc.setActiveNode(sketch)
-    _replaced_preview(ctl, doc, "thumbnail")
-    ids = ctl.apply_all()
-    assert len(ids) == 2 and previews(doc) == []
-    top = [n.name() for n in doc.rootNode().childNodes()]
-    assert top == ["Background", "Sketch", "a red fox ×2", "Top"]  # where the preview was
-    assert doc.undo()  # one Ctrl+Z: the group goes, no preview comes back
-    assert names(doc) == ["Background", "Sketch", "Top"] and ctl.state == "idle"
-    assert ctl.apply() is None and names(doc) == ["Background", "Sketch", "Top"]
-    assert doc.undo()  # a second one: the state before Apply all, the preview of result 2
-    assert ctl.state == "preview" and len(previews(doc)) == 1
-    assert ctl.apply() and names(doc) == ["Background", "Sketch", "a red fox #43", "Top"]
-
-
-def test_apply_all_with_the_preview_lowest_in_its_group_is_one_undo_step(
-    ctl: Controller,  # noqa: F811
-    server: V1Server,  # noqa: F811
-    fake_krita: krita.Krita,
-) -> None:
-    doc = new_doc(fake_krita)
-    holder = add(doc, doc.rootNode(), "Holder", "grouplayer")
-    add(doc, holder, "Ink")
-    assert ctl.generate()
-    finish(ctl)
-    (preview,) = previews(doc)
-    preview.remove()
-    holder.addChildNode(preview, None)
-    holder._children.insert(0, holder._children.pop())  # moved to the bottom of Holder
-    assert position(preview) == ("Holder", 0)
-    assert ctl.apply_all()
-    assert [n.name() for n in holder.childNodes()] == ["Ink", "a red fox ×1"]
-    assert doc.undo() and [n.name() for n in holder.childNodes()] == ["Ink"]
-    assert previews(doc) == [] and ctl.state == "idle"
-
-
-def test_a_repainted_preview_keeps_nothing_of_the_result_it_replaced(
-    ctl: Controller,  # noqa: F811
-    server: V1Server,  # noqa: F811
-    fake_krita: krita.Krita,
-) -> None:
-    doc = new_doc(fake_krita)
-    assert ctl.generate()
-    finish(ctl)
-    select(doc, 8, 8, 16, 16)
-    assert ctl.generate()  # a smaller region replaces the whole-canvas preview
-    finish(ctl)
-    (preview,) = previews(doc)
-    assert bytes(preview.pixelData(40, 40, 1, 1))[3] == 0  # the old result is gone there
-    assert bytes(preview.pixelData(10, 10, 1, 1)) == result_color(0)
-    assert doc.undo_steps == [("add", "[Preview] a red fox #42")]
 
 
 def test_a_preview_saved_in_a_file_is_removed_when_the_document_opens(
