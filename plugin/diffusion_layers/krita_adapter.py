@@ -1,9 +1,7 @@
 """The only module that imports ``krita``: documents, layers, selection, settings, registration.
 
-Pixels leave and enter here as 8-bit sRGB BGRA in every colour model, depth and profile: Krita
-converts (``colour_io``). The image is read as it looks (its projection, converted to 8-bit
-sRGB), a layer from its own colour space, and results are written in the layer's (= the
-document's) colour space: RGBA U8/U16/F16/F32, GRAYA, CMYKA, LABA … all work.
+Pixels leave and enter as 8-bit sRGB BGRA in every colour model, depth and profile: Krita
+converts (``colour_io``); results are written in the document's own colour space.
 """
 
 from __future__ import annotations
@@ -149,8 +147,6 @@ class KritaDocument:
         if sel is None:
             return b"\xff" * (rect.width * rect.height)
         return bytes(sel.pixelData(rect.x, rect.y, rect.width, rect.height))
-
-    # -- layers: control sources, where results go, previews (see node_tree.py) ------------
 
     def read_layer(self, ref: str, rect: Rect) -> Optional[bytes]:
         """What the layer renders (its projection: groups, vector, clone, file, fill and filter
@@ -302,8 +298,6 @@ class KritaDocument:
     def write_annotation(self, kind: str, description: str, data: bytes) -> None:
         self._doc.setAnnotation(kind, description, QByteArray(data))
         self._doc.setModified(True)
-
-    # -- live painting (see live.py) --------------------------------------------------------
 
     def _live_nodes(self) -> List[Any]:
         return node_tree.temporary_nodes(self._doc.rootNode(), LIVE_PREFIX)

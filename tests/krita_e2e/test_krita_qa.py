@@ -93,6 +93,12 @@ def test_apply_after_the_preview_was_deleted_says_so_and_adds_nothing(run):
     assert "no longer in the document" in (applied["error"] or ""), applied
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: replacing a preview is two undo steps (add new, remove old), so one Ctrl+Z "
+    "after Apply brings the superseded preview back; the repaint-in-place fix crashed Krita 5.1.5 "
+    "at exit and was reverted",
+)
 def test_generate_again_then_apply_then_one_undo_removes_the_applied_layer(run):
     """BUG: after a second Generate replaced the preview, Apply + Ctrl+Z brings the first
     (superseded) preview back and leaves the applied layer (docs: one Ctrl+Z after Apply
@@ -102,6 +108,12 @@ def test_generate_again_then_apply_then_one_undo_removes_the_applied_layer(run):
     assert undone["previews"] == [] and len(_paint(undone["layers"])) == 1, undone
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: replacing a preview is two undo steps (add new, remove old), so one Ctrl+Z "
+    "after Apply brings the superseded preview back; the repaint-in-place fix crashed Krita 5.1.5 "
+    "at exit and was reverted",
+)
 def test_thumbnail_switch_then_apply_then_one_undo_removes_the_applied_layer(run):
     """BUG: same as above after clicking thumbnail 2; Apply then adds a second result layer."""
     steps = _steps(run)
