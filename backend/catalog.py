@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.engine import families
+
 MODELS_ENV = "DIFFUSION_LAYERS_MODELS"
 HF_ENDPOINT_ENV = "HF_ENDPOINT"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
@@ -40,7 +42,7 @@ FOLDERS: dict[str, str] = {
     "lora": "lora",
     "vae": "vae",
 }
-FAMILIES = ("sd15", "sdxl")
+FAMILIES = families.ids()
 
 
 class CatalogError(ValueError):
@@ -53,7 +55,7 @@ class CatalogEntry:
 
     name: str  # what the CLI takes: ``diffusion-layers models download NAME``
     kind: str  # a key of FOLDERS
-    family: str  # "sd15" | "sdxl"
+    family: str  # a family id (backend/engine/families)
     repo: str  # Hugging Face repository id
     filename: str  # path inside the repository
     description: str

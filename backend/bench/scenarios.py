@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.bench.weights import CONTROLNET, SD15, SD15_INPAINT, SDXL
+from backend.bench.weights import CHECKPOINTS, CONTROLNET, SD15, SD15_INPAINT, SDXL
 
 PROMPT = "a watercolour fox in a snowy birch forest, soft light"
 NEGATIVE = "blurry, low quality"
@@ -45,7 +45,7 @@ class Scenario:
 
     @property
     def family(self) -> str:
-        return "sdxl" if self.model == SDXL else "sd15"
+        return CHECKPOINTS[self.model][0]
 
     def inputs(self, frame: int = 0) -> dict[str, np.ndarray]:
         """Deterministic RGBA image / gray mask / control map for the modes that need them;
@@ -142,15 +142,9 @@ class Scenario:
         return kwargs
 
     def plain_class(self) -> str:
-        if self.controlnet:
-            return "StableDiffusionControlNetPipeline"
-        if self.family == "sdxl":
-            return "StableDiffusionXLPipeline"
-        return {
-            "txt2img": "StableDiffusionPipeline",
-            "img2img": "StableDiffusionImg2ImgPipeline",
-            "inpaint": "StableDiffusionInpaintPipeline",
-        }[self.mode]
+        from backend.engine import families
+
+        return families.get(self.family).pipeline(self.mode, self.controlnet)
 
 
 SCENARIOS: tuple[Scenario, ...] = (

@@ -46,22 +46,22 @@ class BenchModels:
 
 
 def _config_folder(family: str, inpaint: bool) -> Path:
-    return _CONFIGS / (f"{family}-inpaint" if inpaint else family)
+    from backend.engine.loader import family_folder_name
+
+    return _CONFIGS / family_folder_name(family, inpaint)
 
 
 def build_full_pipeline(family: str, inpaint: bool, device: str, dtype: Any) -> Any:
     """A full-size SD1.5/SDXL pipeline with random weights, built on ``device`` in ``dtype``."""
+    import diffusers
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        DPMSolverMultistepScheduler,
-        StableDiffusionPipeline,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+    from backend.engine import families
     from backend.engine.tokenizer import load_clip_tokenizer
+
+    spec = families.get(family)
 
     folder = _config_folder(family, inpaint)
     torch.manual_seed(0)
@@ -70,29 +70,15 @@ def build_full_pipeline(family: str, inpaint: bool, device: str, dtype: Any) -> 
         # fp16 VAE decode on both sides (no fp32 upcast), so plain and ours do the same work.
         vae_config = dict(AutoencoderKL.load_config(folder / "vae"), force_upcast=False)
         vae = AutoencoderKL.from_config(vae_config)
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
-        text_encoder_2 = None
-        if family == "sdxl":
-            config_2 = CLIPTextConfig.from_pretrained(folder / "text_encoder_2")
-            text_encoder_2 = CLIPTextModelWithProjection(config_2).to(dtype)
-        unet, vae, text_encoder = unet.to(dtype), vae.to(dtype), text_encoder.to(dtype)
+        parts: dict[str, Any] = {"unet": unet.to(dtype), "vae": vae.to(dtype)}
+        for encoder in spec.text_encoders:
+            config = CLIPTextConfig.from_pretrained(folder / encoder.component)
+            model_class = CLIPTextModelWithProjection if encoder.pooled else CLIPTextModel
+            parts[encoder.component] = model_class(config).to(dtype)
+            parts[encoder.tokenizer] = load_clip_tokenizer(encoder.pad)
     scheduler_config = DPMSolverMultistepScheduler.load_config(folder / "scheduler")
-    scheduler = DPMSolverMultistepScheduler.from_config(scheduler_config)
-    parts = dict(vae=vae, text_encoder=text_encoder, tokenizer=load_clip_tokenizer(), unet=unet)
-    if family == "sd15":
-        return StableDiffusionPipeline(
-            **parts,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    return StableDiffusionXLPipeline(
-        **parts,
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=load_clip_tokenizer("bang"),
-        scheduler=scheduler,
-    )
+    parts["scheduler"] = DPMSolverMultistepScheduler.from_config(scheduler_config)
+    return getattr(diffusers, spec.base_pipeline)(**parts, **spec.init_kwargs)
 
 
 def build_full_controlnet(device: str, dtype: Any) -> Any:

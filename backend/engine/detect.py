@@ -1,8 +1,9 @@
 """What a model file is, from its safetensors header only (names and shapes, no tensor data).
 
-``detect_checkpoint`` tells SD1.5 from SDXL and regular from 9-channel inpaint, and refuses
-families we do not run (SD2.x, SDXL refiner, SD3, Flux, ...) with a message the artist can act
-on. Diffusers folders are read from their ``config.json`` files instead.
+``detect_checkpoint`` asks the family registry (``backend/engine/families``) which family a
+header belongs to and tells regular from 9-channel inpaint, and refuses families we do not run
+(SD2.x, SDXL refiner, SD3, ...) with a message the artist can act on. Diffusers folders are read
+from their ``config.json`` files instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.engine import families
 from backend.engine.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -19,12 +21,21 @@ log = logging.getLogger(__name__)
 Header = dict[str, tuple[int, ...]]
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 UNET = "model.diffusion_model."
-SUPPORTED = "SD1.5 and SDXL (regular and inpaint)"
+
+
+def supported() -> str:
+    """The families we run, for refusals: "SDXL and SD1.5 (regular and inpaint)"."""
+    labels = [family.label for family in families.FAMILIES]
+    joined = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+    return joined + " (regular and inpaint)"
+
+
+SUPPORTED = supported()
 
 
 @dataclass(frozen=True)
 class CheckpointKind:
-    family: str  # "sd15" | "sdxl"
+    family: str  # a family id from the registry (families.ids())
     inpaint: bool
 
 
@@ -71,29 +82,52 @@ def _cross_attention_dim(keys: Header, prefix: str) -> int | None:
     return None
 
 
+def describe_header(keys: Header) -> str:
+    """What an unknown file's header holds, for the artist: tensor count and key prefixes."""
+    prefixes: dict[str, int] = {}
+    for key in keys:
+        parts = key.split(".")
+        prefix = ".".join(parts[:2]) if len(parts) > 2 else parts[0]
+        prefixes[prefix] = prefixes.get(prefix, 0) + 1
+    common = sorted(prefixes.items(), key=lambda item: (-item[1], item[0]))[:4]
+    listed = ", ".join(f"{prefix}.* ({count})" for prefix, count in common)
+    count = f"{len(keys)} tensor" + ("" if len(keys) == 1 else "s")
+    return count + (
+        f"; the most common key prefixes are {listed}" if listed else ""
+    )
+
+
 def kind_from_header(keys: Header, name: str) -> CheckpointKind:
     """Family and inpaint flag from an original-layout (LDM) checkpoint's tensor names."""
-    _refuse_other_families(keys, name)
+    family = families.checkpoint_family(keys)
+    if family is None:
+        _refuse_other_families(keys, name)
     conv_in = keys.get(UNET + "input_blocks.0.0.weight")
     if conv_in is None:
         if any(key.startswith(("lora_", "lora_unet_")) or ".lora_" in key for key in keys):
             raise ModelLoadError(f"{name} is a LoRA, not a checkpoint: put it in the lora/ folder.")
         if any(key.startswith("control_model.") or "input_hint_block" in key for key in keys):
             raise ModelLoadError(f"{name} is a ControlNet: put it in the controlnet/ folder.")
-        raise ModelLoadError(f"{name} is not a Stable Diffusion checkpoint ({SUPPORTED}).")
+        raise ModelLoadError(
+            f"{name} is of an unknown architecture: its header holds {describe_header(keys)}. "
+            f"Diffusion Layers runs {SUPPORTED}."
+        )
     in_channels = conv_in[1] if len(conv_in) == 4 else 0
     if in_channels not in (4, 9):
         raise ModelLoadError(
             f"{name} has a UNet with {in_channels} input channels; only 4 (regular) and 9 "
             "(inpaint) are supported."
         )
-    sdxl = UNET + "label_emb.0.0.weight" in keys or any(
-        key.startswith("conditioner.embedders.1.") for key in keys
-    )
-    cross = _cross_attention_dim(keys, UNET)
-    if not sdxl and cross == 1024:
+    if family is None and _cross_attention_dim(keys, UNET) == 1024:
         raise ModelLoadError(f"{name} is a Stable Diffusion 2.x model; we run {SUPPORTED}.")
-    return CheckpointKind(family="sdxl" if sdxl else "sd15", inpaint=in_channels == 9)
+    if family is None:
+        raise ModelLoadError(
+            f"{name} has a UNet of an unknown architecture ({describe_header(keys)}); "
+            f"Diffusion Layers runs {SUPPORTED}."
+        )
+    if in_channels == 9 and not family.dedicated_inpaint:
+        raise ModelLoadError(f"{name}: {family.label} has no 9-channel inpaint models we run.")
+    return CheckpointKind(family=family.id, inpaint=in_channels == 9)
 
 
 def _read_json(path: Path) -> dict:
@@ -112,13 +146,14 @@ def kind_from_unet_config(config: dict, name: str) -> CheckpointKind:
     in_channels = int(config.get("in_channels", 4))
     if in_channels not in (4, 9):
         raise ModelLoadError(f"{name}: a UNet with {in_channels} input channels is not supported.")
-    if config.get("addition_embed_type") == "text_time":
-        family = "sdxl"
-    elif config.get("cross_attention_dim") == 1024:
+    family = families.unet_config_family(config)
+    if family is None and config.get("cross_attention_dim") == 1024:
         raise ModelLoadError(f"{name} is a Stable Diffusion 2.x model; we run {SUPPORTED}.")
-    else:
-        family = "sd15"
-    return CheckpointKind(family=family, inpaint=in_channels == 9)
+    if family is None:
+        raise ModelLoadError(
+            f"{name} has a UNet config of an unknown architecture; we run {SUPPORTED}."
+        )
+    return CheckpointKind(family=family.id, inpaint=in_channels == 9)
 
 
 def detect_checkpoint(path: str | Path) -> CheckpointKind:
@@ -149,51 +184,45 @@ def controlnet_family_from_header(keys: Header, name: str) -> str:
     diffusers = "controlnet_cond_embedding.conv_in.weight" in keys
     if not (ldm or diffusers):
         raise ModelLoadError(f"{name} is not a ControlNet model (no hint/condition embedding).")
-    if any(key.endswith(("label_emb.0.0.weight", "add_embedding.linear_1.weight")) for key in keys):
-        return "sdxl"
+    family = families.controlnet_family(keys)
+    if family is not None:
+        return family.id
     if _cross_attention_dim(keys, "") == 1024:
         raise ModelLoadError(
             f"{name} is a ControlNet for Stable Diffusion 2.x; we run {SUPPORTED}."
         )
-    return "sd15"
+    raise ModelLoadError(
+        f"{name} is a ControlNet of an unknown architecture ({describe_header(keys)}); "
+        f"Diffusion Layers runs {SUPPORTED}."
+    )
 
 
 def detect_controlnet(path: str | Path) -> str:
-    """The family ("sd15" | "sdxl") a ControlNet file or diffusers folder belongs to."""
+    """The family id a ControlNet file or diffusers folder belongs to."""
     path = Path(path)
     if path.is_dir():
         config = _read_json(path / "config.json")
-        if config.get("addition_embed_type") == "text_time":
-            return "sdxl"
+        family = families.controlnet_config_family(config)
+        if family is not None:
+            return family.id
         if config.get("cross_attention_dim") == 1024:
             raise ModelLoadError(f"{path.name} is a ControlNet for SD2.x; we run {SUPPORTED}.")
-        return "sd15"
+        raise ModelLoadError(f"{path.name} is a ControlNet of an unknown architecture.")
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        return "sd15"  # old .pth ControlNets were all SD1.5
+        return families.pickle_family("").id  # old .pth ControlNets: the legacy family
     keys, _ = read_header(path)
     return controlnet_family_from_header(keys, path.name)
 
 
 def lora_family_from_header(keys: Header, metadata: dict[str, str]) -> str | None:
-    version = metadata.get("ss_base_model_version", "")
-    if version.startswith("sdxl"):
-        return "sdxl"
-    if version.startswith("sd_v1"):
-        return "sd15"
-    if version.startswith("sd_v2"):
-        return None
-    if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for key in keys):
-        return "sdxl"
-    if any(key.startswith("lora_te_") for key in keys):
-        return "sd15"
-    for key, shape in keys.items():
-        if "attn2" in key and ("to_k" in key) and ("lora_down" in key or "lora_A" in key):
-            return {768: "sd15", 2048: "sdxl"}.get(shape[-1])
-    return None
+    """The family id a LoRA's header tells (lora_formats.lora_facts), else None."""
+    from backend.engine.lora_formats import lora_facts
+
+    return lora_facts(keys, metadata, "lora").family
 
 
 def detect_lora(path: str | Path) -> str | None:
-    """The family a LoRA targets when its header tells ("sd15" | "sdxl"), else None."""
+    """The family id a LoRA targets when its header tells, else None."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.safetensors"))

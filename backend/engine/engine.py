@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from backend.engine import families
 from backend.engine.compositing import prefill, resize_rgb
 from backend.engine.controlnet import control_map, prepare_controls
 from backend.engine.errors import Cancelled, InvalidRequest, OutOfMemory
@@ -36,6 +37,13 @@ from backend.engine.pipelines import (
 from backend.engine.prediction import from_scheduler_config
 from backend.engine.preprocess import NO_DEPTH, PREPROCESSORS
 from backend.engine.previews import latents_to_preview
+from backend.engine.prompt_syntax import (
+    PromptPlan,
+    encode_plan,
+    item_record,
+    plan_for,
+    with_prompt_loras,
+)
 from backend.engine.prompts import PromptEncoder
 from backend.engine.request_checks import DEFAULT_MAX_PIXELS, check_request
 from backend.engine.schedulers import SAMPLERS, sampler_names
@@ -49,11 +57,11 @@ from backend.engine.types import (
     ProgressCallback,
     ResultMetadata,
 )
+from backend.engine.upscale import planned_steps as upscale_planned_steps
+from backend.engine.upscale import upscale_layers
 
 log = logging.getLogger(__name__)
 
-#: Side multiple of the denoise size per family (SDXL buckets are multiples of 64).
-SIZE_MULTIPLE = {"sd15": 8, "sdxl": 64}
 OOM_MESSAGE = (
     "The GPU ran out of memory. Try a smaller region or batch, or close other GPU programs."
 )
@@ -82,6 +90,7 @@ class Engine:
         self.acceleration = acceleration_options(config, self.device)
         self._pipelines = PipelineCache(self.acceleration)
         self._loaded: Any | None = None
+        self._upscalers: Any | None = None  # upscalers.UpscalerCache, made on first use
 
     # -- cheap queries (any thread) ---------------------------------------------------------
 
@@ -108,6 +117,8 @@ class Engine:
         return (plain or [entry.name for entry in checkpoints] or [None])[0]
 
     def check_request(self, request: GenerationRequest) -> None:
+        # The prompt's <lora:...> tags are checked like the request's LoRAs (errors: prompt).
+        request = with_prompt_loras(request, self._lora_names())
         check_request(
             request,
             self.inventory(),
@@ -143,8 +154,12 @@ class Engine:
     ) -> list[Layer]:
         # 1. Validate, load the model, stop early if already cancelled.
         self.check_request(request)
+        request = with_prompt_loras(request, self._lora_names())
         cancel = cancel or CancelToken()
         cancel.check()
+        if request.mode == "upscale" and not request.upscale.refine:
+            on_step = self._step_callback("", on_progress, cancel)  # no latents: no family
+            return upscale_layers(self, request, None, None, on_step)
         loaded = self._load(request.model, request.vae)
         on_step = self._step_callback(loaded.family, on_progress, cancel)
         try:
@@ -164,15 +179,17 @@ class Engine:
         self, request: GenerationRequest, loaded: Any, on_step: StepCallback
     ) -> list[Layer]:
         family = loaded.family
-        multiple = SIZE_MULTIPLE.get(family, 8)
+        multiple = families.get(family).size_multiple  # SDXL buckets: multiples of 64
         variant = ";".join(f"{lora.name}:{lora.weight:g}" for lora in request.loras)
-        embeds = self.prompts.encode(
+        # Comments, wildcards (per item, from its seed) and emphasis: prompt_syntax.py.
+        prompts = plan_for(request, self._lora_names())
+        embeds, item_embeds = encode_plan(
+            self.prompts,
             loaded.pipe,
-            request.prompt,
-            request.negative_prompt,
+            prompts,
+            request.clip_skip,
             model=loaded.name,
             family=family,
-            clip_skip=request.clip_skip,
             variant=variant,
         )
         seeds = [request.seed + index for index in range(request.batch)]
@@ -188,10 +205,15 @@ class Engine:
             cfg_scale=request.cfg_scale,
             sampler=request.sampler,
             strength=strength,
+            item_embeds=item_embeds,
+            scheduler_overrides=_prediction_overrides(request),
         )
+        native = request.resolution or loaded.native_resolution  # a style's preference
+        if request.mode == "upscale":  # scale, then refine in tiles (upscale.py)
+            return upscale_layers(self, request, loaded, task, on_step, prompts)
         if task.kind == "inpaint":
             # 3a. Selection + context, at native size; the layer is trimmed to the selection.
-            plan = plan_inpaint(request, loaded.native_resolution, multiple)
+            plan = plan_inpaint(request, native, multiple)
             task.width, task.height = plan.native_width, plan.native_height
             task.image, task.mask = plan.native_image, plan.native_mask
             task.item_images = item_sources(plan, request.inpaint.fill, seeds)
@@ -200,9 +222,7 @@ class Engine:
             placed = [finish_inpaint(plan, image, request.inpaint.color_match) for image in images]
         else:
             # 3b. The whole region at native size; an opaque layer covering it.
-            width, height = native_size(
-                request.width, request.height, loaded.native_resolution, multiple
-            )
+            width, height = native_size(request.width, request.height, native, multiple)
             task.width, task.height = width, height
             if request.mode == "img2img":
                 assert request.image is not None
@@ -222,9 +242,28 @@ class Engine:
             ]
         # 4. Layers with what made them.
         return [
-            Layer(image, x, y, seed, self._metadata(request, loaded, seed, strength))
+            Layer(image, x, y, seed, self._metadata(request, loaded, seed, strength, prompts))
             for (image, x, y), seed in zip(placed, seeds, strict=True)
         ]
+
+    def upscaler_cache(self) -> Any:
+        if self._upscalers is None:
+            from backend.engine.upscalers import UpscalerCache
+
+            self._upscalers = UpscalerCache(self.device, self.config.allow_pickle)
+        return self._upscalers
+
+    def planned_steps(self, request: GenerationRequest) -> int:
+        """Every denoising step the job will report (known before it starts)."""
+        if request.mode != "upscale":
+            return request.steps * request.batch
+        name = request.model or self.default_model()
+        if self._loaded is not None and self._loaded.name == name:
+            native = self._loaded.native_resolution
+        else:
+            entry = next((c for c in self.inventory().checkpoints if c.name == name), None)
+            native = families.get(entry.family).native_size if entry else 512
+        return upscale_planned_steps(request, request.resolution or native)
 
     def _denoise(self, task: DenoiseTask, on_step: StepCallback) -> np.ndarray:
         """The model call: (N, task.height, task.width, 3) uint8 RGB, one per seed."""
@@ -282,19 +321,35 @@ class Engine:
         def on_step(step: int, total: int, latents: torch.Tensor) -> None:
             cancel.check()
             if on_progress is not None:
-                preview = latents_to_preview(latents[:1], family)
+                # Tiled passes report the assembled picture (RGB) or nothing instead of latents.
+                preview = latents
+                if isinstance(latents, torch.Tensor):
+                    preview = latents_to_preview(latents[:1], family)
                 on_progress(Progress(step=step, total=total, preview=preview))
 
         return on_step
 
     def _metadata(
-        self, request: GenerationRequest, loaded: Any, seed: int, strength: float
+        self,
+        request: GenerationRequest,
+        loaded: Any,
+        seed: int,
+        strength: float,
+        prompts: PromptPlan | None = None,
     ) -> ResultMetadata:
         # The prediction the job ran as: every sampler is built from this config.
-        prediction = from_scheduler_config(loaded.pipe.scheduler.config)
+        config = {**loaded.pipe.scheduler.config, **_prediction_overrides(request)}
+        prediction = from_scheduler_config(config)
+        prompts = prompts or plan_for(request, self._lora_names())
+        item = prompts_index(request, seed)
+        resolved = {**request.resolved, **item_record(prompts, item)}
+        resolved["prompt_typed"] = request.prompt
+        resolved["negative_prompt_typed"] = request.negative_prompt
         return ResultMetadata(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
+            style=request.style,
+            resolved=resolved,
+            prompt=prompts.prompts[item],
+            negative_prompt=prompts.negatives[item],
             seed=seed,
             model=loaded.name,
             prediction_type=prediction.type,
@@ -320,6 +375,9 @@ class Engine:
             ],
         )
 
+    def _lora_names(self) -> list[str]:
+        return [entry.name for entry in self.inventory().loras]
+
     def _out_of_memory(self, error: BaseException) -> OutOfMemory:
         log.error("out of memory: %s", error)
         self._pipelines.clear()
@@ -332,3 +390,13 @@ class Engine:
 def _opaque(rgb: np.ndarray) -> np.ndarray:
     alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
     return np.concatenate([rgb, alpha], axis=2)
+
+
+def _prediction_overrides(request: GenerationRequest) -> dict[str, Any]:
+    """The scheduler keys a style's prediction override sets (none without one)."""
+    return {} if request.prediction is None else {"prediction_type": request.prediction}
+
+
+def prompts_index(request: GenerationRequest, seed: int) -> int:
+    """The batch item a result seed belongs to."""
+    return min(max(0, seed - request.seed), max(0, request.batch - 1))

@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path, PurePosixPath
 
+from backend.engine import families
 from backend.engine.architecture import checkpoint_facts, controlnet_signature, widths
 from backend.engine.detect import PICKLE_SUFFIXES, detect_checkpoint, detect_controlnet, read_header
 from backend.engine.errors import EngineError, ModelNotFound
@@ -106,8 +107,8 @@ def _model_paths(folder: Path, kind: str, allow_pickle: bool) -> list[tuple[str,
 
 
 def _guess_from_name(name: str) -> tuple[str, bool]:
-    lowered = name.lower()
-    return ("sdxl" if "xl" in lowered else "sd15"), "inpaint" in lowered
+    """A pickle's family and inpaint flag (its header cannot be read without loading it)."""
+    return families.pickle_family(name).id, "inpaint" in name.lower()
 
 
 def _checkpoint_entry(name: str, path: Path) -> CheckpointEntry:
@@ -183,6 +184,7 @@ def merge_inventories(base: Inventory, extra: Inventory) -> Inventory:
     names = {entry.name for entry in merged.vaes}
     merged.vaes += [e for e in extra.vaes if e.name not in names]
     merged.skipped = list(base.skipped) + list(extra.skipped)
+    merged.upscalers = list(base.upscalers) + list(extra.upscalers)
     return merged
 
 
@@ -197,6 +199,10 @@ def scan_models(
     if models_dir is not None and Path(models_dir).is_dir():
         for kind in KINDS:
             _scan_kind(Path(models_dir), kind, allow_pickle, inventory)
+        # Super-resolution models: architecture and scale from spandrel (upscalers.py).
+        from backend.engine.upscalers import scan_upscalers
+
+        inventory.upscalers = scan_upscalers(Path(models_dir) / "upscale", allow_pickle)
     return merge_inventories(inventory, extra) if extra is not None else inventory
 
 

@@ -21,8 +21,10 @@ from typing import Any
 
 import torch
 
+from backend.engine import families
 from backend.engine.detect import (
     PICKLE_SUFFIXES,
+    SUPPORTED,
     CheckpointKind,
     detect_checkpoint,
     detect_controlnet,
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = "diffusion_layers.config"
 CONFIGS_DIR = Path(__file__).parent / "configs"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-PIPELINE_CLASSES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
 COMPONENT_CLASSES = {
     "unet": ("diffusers", "UNet2DConditionModel"),
     "vae": ("diffusers", "AutoencoderKL"),
@@ -54,9 +55,9 @@ COMPONENT_CLASSES = {
 @dataclass
 class LoadedModel:
     name: str
-    family: str  # "sd15" | "sdxl"
+    family: str  # a family id (backend/engine/families)
     inpaint: bool
-    pipe: Any  # StableDiffusionPipeline | StableDiffusionXLPipeline (txt2img, shared components)
+    pipe: Any  # the family's base pipeline (txt2img, shared components)
     native_resolution: int
     device: str
     dtype: torch.dtype
@@ -66,7 +67,20 @@ class LoadedModel:
 
 
 def family_folder_name(family: str, inpaint: bool) -> str:
-    return family + ("-inpaint" if inpaint else "")
+    """The shipped config folder of ``family`` (its inpaint one when ``inpaint``)."""
+    spec = families.get(family)
+    folder = spec.inpaint_config_folder if inpaint else spec.config_folder
+    if folder is None:
+        raise ModelLoadError(f"{spec.label} has no shipped {'inpaint ' if inpaint else ''}config.")
+    return folder
+
+
+def _write_tokenizers(folder: Path, family: str, index: dict[str, Any] | None = None) -> None:
+    """The family's tokenizer folders (and their model_index.json entries)."""
+    for encoder in families.get(family).text_encoders:
+        if index is not None:
+            index[encoder.tokenizer] = ["transformers", "CLIPTokenizer"]
+        copy_tokenizer_files(encoder.pad, folder / encoder.tokenizer)
 
 
 def embedded_config(family: str, components: dict[str, dict]) -> str:
@@ -81,7 +95,7 @@ def _config_cache_root() -> Path:
 def _write_component_configs(folder: Path, family: str, components: dict[str, dict]) -> None:
     """model_index.json plus each component's config and the tokenizer files."""
     index: dict[str, Any] = {
-        "_class_name": PIPELINE_CLASSES[family],
+        "_class_name": families.get(family).base_pipeline,
         "_diffusers_version": "0.39.0",
     }
     for name, config in components.items():
@@ -97,15 +111,8 @@ def _write_component_configs(folder: Path, family: str, components: dict[str, di
         else:
             data = dict(config, _class_name=class_name)
             (folder / name / "config.json").write_text(json.dumps(data, indent=2))
-    index["tokenizer"] = list(COMPONENT_CLASSES["tokenizer"])
-    copy_tokenizer_files("endoftext", folder / "tokenizer")
-    if family == "sdxl":
-        index["tokenizer_2"] = list(COMPONENT_CLASSES["tokenizer_2"])
-        copy_tokenizer_files("bang", folder / "tokenizer_2")
-        index["force_zeros_for_empty_prompt"] = True
-    else:
-        index.update(safety_checker=[None, None], feature_extractor=[None, None])
-        index["requires_safety_checker"] = False
+    _write_tokenizers(folder, family, index)
+    index.update(families.get(family).index_extra)
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
@@ -151,9 +158,7 @@ def config_folder_for_family(kind: CheckpointKind) -> Path:
 
     def fill(folder: Path) -> None:
         shutil.copytree(source, folder, dirs_exist_ok=True)
-        copy_tokenizer_files("endoftext", folder / "tokenizer")
-        if kind.family == "sdxl":
-            copy_tokenizer_files("bang", folder / "tokenizer_2")
+        _write_tokenizers(folder, kind.family)
 
     return _materialize(f"{source.name}-{digest}", fill)
 
@@ -215,7 +220,7 @@ def _single_file_config(path: Path) -> tuple[Path, CheckpointKind, set[str]]:
 def pipeline_class(family: str) -> Any:
     import diffusers
 
-    return getattr(diffusers, PIPELINE_CLASSES[family])
+    return getattr(diffusers, families.get(family).base_pipeline)
 
 
 def _offline() -> bool:
@@ -237,16 +242,14 @@ def _load_pipe(
         _check_source_file(path, allow_pickle)
         folder, kind, names = _single_file_config(path)
         cls = pipeline_class(kind.family)
-        if kind.family == "sd15":
-            extra.update(safety_checker=None, requires_safety_checker=False)
+        extra.update(families.get(kind.family).load_kwargs)
         pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, **extra)
         # v-prediction from the file's marker keys or its sidecar YAML (prediction.py).
         apply_prediction(pipe, detect_prediction(path, names, pipe.scheduler.config))
         return pipe, kind
     if path.is_dir():
         kind = detect_checkpoint(path)
-        if kind.family == "sd15":
-            extra.update(safety_checker=None, requires_safety_checker=False)
+        extra.update(families.get(kind.family).load_kwargs)
         return pipeline_class(kind.family).from_pretrained(str(path), **extra), kind
     if not HUB_ID.match(source):
         raise ModelNotFound(f"No model file, folder or Hub id {source!r}.")
@@ -281,8 +284,7 @@ def _hub_folder(repo_id: str) -> str:
 def _load_hub(repo_id: str, extra: dict[str, Any]) -> tuple[Any, CheckpointKind]:
     folder = _hub_folder(repo_id)
     kind = detect_checkpoint(folder)
-    if kind.family == "sd15":
-        extra.update(safety_checker=None, requires_safety_checker=False)
+    extra.update(families.get(kind.family).load_kwargs)
     pipe = pipeline_class(kind.family).from_pretrained(folder, local_files_only=True, **extra)
     return pipe, kind
 
@@ -318,7 +320,7 @@ def load_checkpoint(
     name: str | None = None,
     vae: Any = None,
 ) -> LoadedModel:
-    """Load a SD1.5/SDXL checkpoint (file, diffusers folder or cached Hub id) onto ``device``
+    """Load a checkpoint of a registered family (file, diffusers folder or cached Hub id) onto ``device``
     (``vae``: a loaded VAE to use instead of the file's own, for files without one)."""
     display = name or Path(source).stem or source
     # 1. Build on the CPU from the right config (errors name the file).
@@ -333,7 +335,7 @@ def load_checkpoint(
         log.exception("loading %s failed", source)
         raise ModelLoadError(
             f"Could not load the model {display!r} ({Path(source).name}): the file is damaged "
-            "or not an SD1.5/SDXL checkpoint (details in the server log)."
+            f"or not a checkpoint of {SUPPORTED} (details in the server log)."
         ) from exc
     # 3. Quiet progress bars, then move to the device.
     pipe.set_progress_bar_config(disable=True)
@@ -385,7 +387,7 @@ def load_controlnet(
         log.exception("loading ControlNet %s failed", source)
         raise ModelLoadError(
             f"Could not load the ControlNet {path.name}: the file is damaged or not a "
-            "ControlNet for SD1.5/SDXL (details in the server log)."
+            f"ControlNet for {SUPPORTED} (details in the server log)."
         ) from exc
     return model if device == "cpu" else model.to(device)
 
@@ -407,5 +409,7 @@ def _controlnet_config_folder(path: Path) -> Path:
             (folder / "model_index.json").write_text("{}")
 
         return _materialize(f"controlnet-{digest}", fill)
-    family = detect_controlnet(path)
-    return CONFIGS_DIR / f"controlnet-{family}"
+    spec = families.get(detect_controlnet(path))
+    if spec.controlnet_config_folder is None:
+        raise ModelLoadError(f"{path.name}: {spec.label} ControlNets have no shipped config.")
+    return CONFIGS_DIR / spec.controlnet_config_folder

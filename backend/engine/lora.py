@@ -58,12 +58,15 @@ def kohya_lora_state_dict(pipe: Any, rank: int = 4, alpha: float = 2.0, seed: in
 
 def tiny_lora_file(family: str, target: Any, seed: int = 0) -> None:
     """Write the tiny built-in LoRA for the tiny ``family`` pipeline."""
+    from backend.engine import families
     from backend.engine.tiny import _save_atomic, build_tiny_pipeline
 
-    if family != "sd15":
-        raise ValueError(f"family={family!r}: the tiny LoRA exists for sd15 only")
+    spec = families.get(family)
+    if not spec.tiny.loras:
+        raise ValueError(f"family={family!r}: no tiny LoRA exists for {spec.label}")
     pipe = build_tiny_pipeline(family, seed=seed)
-    metadata = {"ss_base_model_version": "sd_v1", "ss_network_module": "networks.lora"}
+    version = spec.lora.metadata_versions[0] if spec.lora.metadata_versions else ""
+    metadata = {"ss_base_model_version": version, "ss_network_module": "networks.lora"}
     _save_atomic(kohya_lora_state_dict(pipe, seed=seed), metadata, Path(target))
 
 

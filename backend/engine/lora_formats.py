@@ -14,9 +14,10 @@ never fails half-way on a file we could have read up front:
   loaded (lycoris.py); on convolution layers (4-D or Tucker ``lokr_t2``) -- refused.
 * ``ia3``, ``full``, ``glora`` -- refused with a sentence naming the format.
 
-The family comes from the training metadata, then from the keys (SDXL's two text encoders,
-its deeper transformer blocks), then from the width of the cross-attention inputs (768
-SD1.5, 2048 SDXL). ``text_width`` is that width whenever the file tells it: a LoRA only fits a
+The family comes from the family registry (``backend/engine/families``): the training
+metadata, then the keys (each family's ``matches_lora``: SDXL's two text encoders, its deeper
+transformer blocks), then the width of the cross-attention inputs (``LoraSpec.text_width``:
+768 SD1.5, 2048 SDXL). ``text_width`` is that width whenever the file tells it: a LoRA only fits a
 checkpoint whose UNet has the same text width, which catches LoRAs made for another model of
 the same family name (and the tiny test models).
 """
@@ -24,6 +25,8 @@ the same family name (and the tiny test models).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from backend.engine import families
 
 Header = dict[str, tuple[int, ...]]
 
@@ -36,7 +39,6 @@ REFUSED_NAMES = {
     "full": "a LyCORIS full/diff file (whole-weight differences)",
     "glora": "a LyCORIS GLoRA file",
 }
-WIDTH_FAMILIES = {768: "sd15", 2048: "sdxl"}
 OTHER_FAMILY_WIDTHS = {1024: "Stable Diffusion 2.x"}
 #: key prefixes of LoRAs for model families we do not run
 OTHER_FAMILY_PREFIXES = (
@@ -51,7 +53,7 @@ OTHER_FAMILY_PREFIXES = (
 @dataclass(frozen=True)
 class LoraFacts:
     format: str  # one of LOADABLE or REFUSED_NAMES, or "unknown"
-    family: str | None  # "sd15" | "sdxl" | None (not told)
+    family: str | None  # a family id (families.ids()) | None (not told)
     text_width: int | None  # the UNet's cross-attention input width, when the keys show it
     problem: str | None = None  # why it cannot be used (a sentence), None when it can
 
@@ -126,12 +128,12 @@ def _incomplete_layer(keys: Header, fmt: str) -> str | None:
 
 
 def _family_from_metadata(metadata: dict[str, str]) -> str | None:
+    """A registered family id, or "sd2"/"flux"/"sd3" for families we do not run."""
+    known = families.lora_family_from_metadata(metadata)
+    if known is not None:
+        return known.id
     version = metadata.get("ss_base_model_version", "").lower()
     architecture = metadata.get("modelspec.architecture", "").lower()
-    if version.startswith("sdxl") or architecture.startswith("stable-diffusion-xl"):
-        return "sdxl"
-    if version.startswith("sd_v1") or architecture.startswith("stable-diffusion-v1"):
-        return "sd15"
     if version.startswith("sd_v2") or architecture.startswith("stable-diffusion-v2"):
         return "sd2"
     if "flux" in version or "flux" in architecture:
@@ -142,17 +144,8 @@ def _family_from_metadata(metadata: dict[str, str]) -> str | None:
 
 
 def _family_from_keys(keys: Header) -> str | None:
-    names = list(keys)
-    if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for key in names):
-        return "sdxl"
-    # SDXL's deeper blocks: transformer_blocks beyond the first, or input_blocks 7/8 attentions.
-    if any("transformer_blocks_1_" in key or "transformer_blocks.1." in key for key in names):
-        return "sdxl"
-    # SD1.5's first block has attention, SDXL's has none (both naming schemes).
-    sd15_first = ("down_blocks_0_attentions_", "down_blocks.0.attentions.", "input_blocks_1_1_")
-    if any(part in key for key in names for part in sd15_first + ("input_blocks.1.1.",)):
-        return "sd15"
-    return None
+    family = families.lora_family_from_keys(keys)
+    return None if family is None else family.id
 
 
 def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
@@ -161,9 +154,11 @@ def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
     width = _text_width(keys)
     family = _family_from_metadata(metadata) or _family_from_keys(keys)
     if family is None and width is not None:
-        family = WIDTH_FAMILIES.get(width)
-    if family is None and any(key.startswith("lora_te_") for key in keys):
-        family = "sd15" if width not in OTHER_FAMILY_WIDTHS else None
+        by_width = families.lora_family_from_width(width)
+        family = None if by_width is None else by_width.id
+    if family is None and width not in OTHER_FAMILY_WIDTHS:
+        fallback = families.lora_family_from_fallback(keys)
+        family = None if fallback is None else fallback.id
     # 1. Families we do not run.
     other = {"sd2": "Stable Diffusion 2.x", "flux": "Flux", "sd3": "SD3"}.get(family or "")
     if other is None and width in OTHER_FAMILY_WIDTHS and family is None:
@@ -171,7 +166,8 @@ def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
     if other is None:
         other = next((label for prefix, label in OTHER_FAMILY_PREFIXES if _any(keys, prefix)), None)
     if other is not None:
-        problem = f"The LoRA {name!r} is for {other}; Diffusion Layers runs SD1.5 and SDXL."
+        runs = " and ".join(f.label for f in families.FAMILIES)
+        problem = f"The LoRA {name!r} is for {other}; Diffusion Layers runs {runs}."
         return LoraFacts(fmt, None, width, problem)
     # 2. Layouts diffusers does not load.
     if fmt in REFUSED_NAMES:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from backend.engine import families
 from backend.engine.architecture import (
     Signature,
     controlnet_signature,
@@ -51,11 +52,6 @@ log = logging.getLogger(__name__)
 
 CONTROLNET_CACHE = 4
 DEPTH_FOLDER = "depth"  # models_dir/depth/<folder>: a transformers depth model (DPT, ...)
-#: what to suggest when no ControlNet of a type is installed
-INSTALL_HINTS = {
-    "sd15": "e.g. control_v11p_sd15_{type}.safetensors",
-    "sdxl": "e.g. a {type} ControlNet for SDXL (diffusers_xl_{type}.safetensors)",
-}
 
 
 class ModelManager:
@@ -283,7 +279,7 @@ class ModelManager:
             for entry in candidates:
                 if entry.type == kind:
                     return entry
-        hint = INSTALL_HINTS.get(family, "").format(type=control_type)
+        hint = families.get(family).controlnet_hint.format(type=control_type)
         raise ModelNotFound(
             f"No {control_type} ControlNet for {family} that fits the model is installed: put "
             f"one in the controlnet/ folder ({hint}).",

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from backend.engine import families
 from backend.engine.errors import InvalidRequest
 from backend.engine.prompts import PromptEmbeds
 from backend.engine.schedulers import make_scheduler, schedule_length
@@ -38,21 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("txt2img", "img2img", "inpaint")
-
-_CLASSES: dict[tuple[str, str, bool], str] = {
-    ("sd15", "txt2img", False): "StableDiffusionPipeline",
-    ("sd15", "img2img", False): "StableDiffusionImg2ImgPipeline",
-    ("sd15", "inpaint", False): "StableDiffusionInpaintPipeline",
-    ("sd15", "txt2img", True): "StableDiffusionControlNetPipeline",
-    ("sd15", "img2img", True): "StableDiffusionControlNetImg2ImgPipeline",
-    ("sd15", "inpaint", True): "StableDiffusionControlNetInpaintPipeline",
-    ("sdxl", "txt2img", False): "StableDiffusionXLPipeline",
-    ("sdxl", "img2img", False): "StableDiffusionXLImg2ImgPipeline",
-    ("sdxl", "inpaint", False): "StableDiffusionXLInpaintPipeline",
-    ("sdxl", "txt2img", True): "StableDiffusionXLControlNetPipeline",
-    ("sdxl", "img2img", True): "StableDiffusionXLControlNetImg2ImgPipeline",
-    ("sdxl", "inpaint", True): "StableDiffusionXLControlNetInpaintPipeline",
-}
 
 # A denoising step callback: (step done, total steps, latents) -> None; may raise Cancelled.
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -90,6 +76,17 @@ class DenoiseTask:
     # One source per seed when they differ (the fill noise under transparent pixels is seeded
     # per item); empty = ``image`` for every seed.
     item_images: list[np.ndarray] = field(default_factory=list)
+    # img2img/inpaint starting noise (1, C, h/8, w/8) for every item, instead of the
+    # generator's: a tile's crop of one field for a whole picture (tiled_refine.py).
+    noise: torch.Tensor | None = None
+    # One prompt encoding per seed when wildcards made the items differ; empty = ``embeds``.
+    item_embeds: list[PromptEmbeds] = field(default_factory=list)
+    # Scheduler config keys over the model's own (a style's prediction type).
+    scheduler_overrides: dict[str, Any] = field(default_factory=dict)
+    # Reference images (reference.py): extra call arguments, and a hook told the fraction of
+    # the schedule about to run (per-step adapter weights for start/end windows).
+    extra_kwargs: dict[str, Any] = field(default_factory=dict)
+    before_step: Callable[[float], None] | None = None
 
     def sources(self) -> list[np.ndarray | None]:
         """The source image of each seed (None: no source given)."""
@@ -230,7 +227,7 @@ class PipelineCache:
     def _build(self, model: Any, kind: str, controls: list[ControlTask]) -> Any:
         import diffusers
 
-        class_name = _CLASSES[(model.family, kind, bool(controls))]
+        class_name = families.get(model.family).pipeline(kind, bool(controls))
         extra: dict[str, Any] = {}
         if controls:
             nets = [control.controlnet for control in controls]
@@ -283,7 +280,8 @@ def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str, item: int = 0) ->
     # 1. Common arguments: embeddings, steps, guidance, the item's CPU generator.
     strength = task.strength if kind != "txt2img" else 1.0
     kwargs: dict[str, Any] = {
-        **task.embeds.pipeline_kwargs(),
+        **(task.item_embeds[item] if task.item_embeds else task.embeds).pipeline_kwargs(),
+        **task.extra_kwargs,
         "num_inference_steps": inference_steps(task.steps, strength),
         "guidance_scale": task.cfg_scale,
         "num_images_per_prompt": 1,
@@ -317,6 +315,20 @@ def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str, item: int = 0) ->
     return {key: value for key, value in kwargs.items() if key in accepted}
 
 
+def use_noise(scheduler: Any, noise: torch.Tensor) -> None:
+    """Make this (fresh, per-item) scheduler noise the source with ``noise`` instead of the
+    pipeline's generator draw, when the shapes agree (img2img and inpaint call add_noise
+    once with the starting noise)."""
+    add_noise = scheduler.add_noise
+
+    def shared_noise(original: torch.Tensor, drawn: torch.Tensor, timesteps: Any) -> Any:
+        if tuple(drawn.shape) == tuple(noise.shape):
+            drawn = noise.to(device=drawn.device, dtype=drawn.dtype)
+        return add_noise(original, drawn, timesteps)
+
+    scheduler.add_noise = shared_noise
+
+
 def run_denoise(
     cache: PipelineCache, task: DenoiseTask, on_step: StepCallback | None = None
 ) -> np.ndarray:
@@ -337,7 +349,10 @@ def run_denoise(
         # 2. A fresh scheduler per item, planned for the steps that must run.
         kwargs = build_call_kwargs(pipe, task, kind, item)
         schedule = int(kwargs["num_inference_steps"])
-        pipe.scheduler = make_scheduler(task.sampler, cache.scheduler_config, schedule)
+        config = {**cache.scheduler_config, **task.scheduler_overrides}
+        pipe.scheduler = make_scheduler(task.sampler, config, schedule)
+        if task.noise is not None:
+            use_noise(pipe.scheduler, task.noise)
         order = max(1, int(getattr(pipe.scheduler, "order", 1)))
         done_before = item * task.steps
 
@@ -354,11 +369,15 @@ def run_denoise(
             if on_step is not None:
                 done = min(task.steps, math.ceil((step + 1) / _order))
                 on_step(_before + done, total, tensors["latents"])
+            if task.before_step is not None:
+                task.before_step(min(1.0, math.ceil((step + 1) / _order) / task.steps))
             return tensors
 
         kwargs["callback_on_step_end"] = step_end
         kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
         # 4. Denoise and decode.
+        if task.before_step is not None:
+            task.before_step(0.0)
         with torch.inference_mode():
             images.append(np.asarray(pipe(**kwargs).images)[0])
     return np.clip(np.stack(images) * 255.0 + 0.5, 0, 255).astype(np.uint8)

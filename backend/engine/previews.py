@@ -1,7 +1,7 @@
 """Cheap step previews: latents projected linearly to RGB (no VAE decode; a few ms).
 
-The factors are the widely used least-squares fits of the SD 1.x and SDXL VAE decoders
-(as in ComfyUI's latent formats), for latents as the denoiser sees them (VAE-scaled).
+The factors are each family's ``preview`` (backend/engine/families): least-squares fits of
+its VAE decoder (as in ComfyUI's latent formats), for latents as the denoiser sees them.
 """
 
 from __future__ import annotations
@@ -10,28 +10,13 @@ import cv2
 import numpy as np
 import torch
 
+from backend.engine import families
 from backend.engine.errors import InvalidRequest
 
-#: family -> (4x3 latent -> RGB factors, RGB bias); RGB comes out in about [-1, 1].
+#: family id -> (latent -> RGB factors, RGB bias), from each family's ``preview``; RGB comes
+#: out in about [-1, 1].
 LATENT_RGB: dict[str, tuple[tuple[tuple[float, float, float], ...], tuple[float, float, float]]] = {
-    "sd15": (
-        (
-            (0.3512, 0.2297, 0.3227),
-            (0.3250, 0.4974, 0.2350),
-            (-0.2829, 0.1762, 0.2721),
-            (-0.2120, -0.2616, -0.7177),
-        ),
-        (0.0, 0.0, 0.0),
-    ),
-    "sdxl": (
-        (
-            (0.3651, 0.4232, 0.4341),
-            (-0.2533, -0.0042, 0.1068),
-            (0.1076, 0.1111, -0.0362),
-            (-0.3165, -0.2492, -0.2188),
-        ),
-        (0.1084, -0.0175, -0.0011),
-    ),
+    family.id: (family.preview.factors, family.preview.bias) for family in families.FAMILIES
 }
 #: Previews are enlarged x2 at most, and not past this many pixels on the longer side.
 MAX_UPSCALE = 2
@@ -47,10 +32,18 @@ def latents_to_preview(latents: torch.Tensor, family: str) -> np.ndarray:
         raise InvalidRequest("latents", type(latents).__name__, "expected a torch.Tensor")
     if latents.ndim == 4:
         latents = latents[0]
-    if latents.ndim != 3 or latents.shape[0] != 4 or latents.shape[1] < 1 or latents.shape[2] < 1:
-        raise InvalidRequest("latents", tuple(latents.shape), "expected (4, h, w) or (B, 4, h, w)")
-    # 2. Project on the latents' own device; only the small RGB image is moved.
     factors, bias = LATENT_RGB[family]
+    channels = len(factors)
+    if (
+        latents.ndim != 3
+        or latents.shape[0] != channels
+        or latents.shape[1] < 1
+        or latents.shape[2] < 1
+    ):
+        raise InvalidRequest(
+            "latents", tuple(latents.shape), f"expected ({channels}, h, w) or (B, {channels}, h, w)"
+        )
+    # 2. Project on the latents' own device; only the small RGB image is moved.
     with torch.no_grad():
         weight = torch.tensor(factors, dtype=torch.float32, device=latents.device)
         offset = torch.tensor(bias, dtype=torch.float32, device=latents.device)

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
+from backend.engine import families
 from backend.engine.errors import InvalidRequest
+from backend.engine.prompt_weights import encode_weighted, is_weighted, parse_emphasis, plain_text
 
 DEFAULT_CACHE_SIZE = 64
 
@@ -95,7 +97,8 @@ def _encode_one(
         hidden = out[0]
     else:
         hidden = out.hidden_states[-clip_skip]
-        hidden = text_encoder.text_model.final_layer_norm(hidden)
+        # transformers 5: CLIPTextModel has no ``text_model`` submodule any more.
+        hidden = getattr(text_encoder, "text_model", text_encoder).final_layer_norm(hidden)
     pooled = None
     first = out[0]
     if first.ndim == 2:  # CLIPTextModelWithProjection: text_embeds (chunks, proj_dim)
@@ -139,7 +142,7 @@ class PromptEncoder:
         """
         if clip_skip < 1:
             raise InvalidRequest("clip_skip", clip_skip, "must be >= 1")
-        sdxl = family == "sdxl"
+        sdxl = families.get(family).pooled  # two encoders, pooled output (SDXL)
         positive = self._cached(pipe, prompt, model, sdxl, clip_skip, variant)
         negative = self._cached(pipe, negative_prompt, model, sdxl, clip_skip, variant)
         zero_negative = (
@@ -187,9 +190,18 @@ class PromptEncoder:
             raise InvalidRequest("model", type(pipe).__name__, "has no text encoder")
         hidden: list[torch.Tensor] = []
         pooled = None
+        # Emphasis ((word:1.2), [word]) goes through compel (prompt_weights.py); the pooled
+        # output stays the plain text's, as compel's is.
+        fragments = parse_emphasis(text)
+        text = plain_text(fragments)
         with torch.inference_mode():
             for tokenizer, text_encoder in pairs:
                 states, pooled_out = _encode_one(tokenizer, text_encoder, text, clip_skip, sdxl)
+                if is_weighted(fragments):
+                    length = max_length(tokenizer, text_encoder)
+                    states = encode_weighted(
+                        tokenizer, text_encoder, fragments, clip_skip, sdxl, length
+                    )
                 hidden.append(states)
                 pooled = pooled_out if pooled_out is not None else pooled
         self.encoder_calls += 1

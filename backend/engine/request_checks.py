@@ -12,6 +12,7 @@ from collections.abc import Collection
 
 import numpy as np
 
+from backend.engine import families
 from backend.engine.architecture import describe_widths
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.fill import FILL_METHODS
@@ -19,9 +20,9 @@ from backend.engine.masks import NOISE_LEVEL, has_selection
 from backend.engine.schedulers import check_steps
 from backend.engine.types import CheckpointEntry, GenerationRequest, Inventory
 from backend.engine.used_inputs import check_used_inputs
-from backend.engine.vae import FAMILY_LABELS, choose_vae, missing_vae_sentence
+from backend.engine.vae import choose_vae, missing_vae_sentence
 
-MODES = ("txt2img", "img2img", "inpaint", "outpaint")
+MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
 MIN_SIDE, MAX_SIDE = 8, 8192
 DEFAULT_MAX_PIXELS = 4096 * 4096
 MAX_STEPS, MAX_CFG, MAX_BATCH, MAX_CLIP_SKIP = 150, 30.0, 8, 4
@@ -120,12 +121,17 @@ def check_request(
                 f"nothing is selected: {request.mode} needs a selection, and mask values up to "
                 f"{NOISE_LEVEL} (of 255) count as unselected noise",
             )
-    # 3. Sampling parameters.
+    # 3. Sampling parameters (upscale: what upscale.py checks; without refine, no model).
+    refine = request.mode == "upscale" and request.upscale.refine
+    if request.mode == "upscale":
+        from backend.engine.upscale import check_upscale
+
+        check_upscale(request, inventory)
     strength = _number("strength", request.strength, 0.0, 1.0)
-    if strength == 0.0 and request.mode in ("img2img", "inpaint"):
+    if strength == 0.0 and (request.mode in ("img2img", "inpaint") or refine):
         raise InvalidRequest("strength", strength, "0 would return the image unchanged")
     steps = _integer("steps", request.steps, 1, MAX_STEPS)
-    if request.mode in ("img2img", "inpaint"):
+    if request.mode in ("img2img", "inpaint") or refine:
         check_steps(steps, strength)  # the artist's steps must fit in the strength's window
     _number("cfg_scale", request.cfg_scale, 0.0, MAX_CFG)
     _integer("batch", request.batch, 1, MAX_BATCH)
@@ -149,25 +155,28 @@ def check_request(
 def _check_lora(
     index: int, lora: object, checkpoint: CheckpointEntry, inventory: Inventory
 ) -> None:
-    field = f"loras[{index}]"
+    # The field errors name: its place in the request's list, or where it came from
+    # ("prompt" for a <lora:...> tag, "style" for a style's LoRA).
+    field = getattr(lora, "field", None) or f"loras[{index}].name"
+    weight_field = field[: -len(".name")] + ".weight" if field.endswith(".name") else field
     name = getattr(lora, "name", None)
-    _number(f"{field}.weight", getattr(lora, "weight", None), -4.0, 4.0)
+    _number(weight_field, getattr(lora, "weight", None), -4.0, 4.0)
     entry = next((item for item in inventory.loras if item.name == name), None)
     if entry is None:
-        _refuse_skipped(inventory, "lora", name, f"{field}.name")
-        raise ModelNotFound(f"LoRA {name!r} is not installed.", field=f"{field}.name")
+        _refuse_skipped(inventory, "lora", name, field)
+        raise ModelNotFound(f"LoRA {name!r} is not installed.", field=field)
     if entry.problem is not None:
-        raise InvalidRequest(f"{field}.name", name, entry.problem)
+        raise InvalidRequest(field, name, entry.problem)
     if entry.family is not None and entry.family != checkpoint.family:
         raise InvalidRequest(
-            f"{field}.name",
+            field,
             name,
             f"is a {entry.family} LoRA; the model {checkpoint.name!r} is {checkpoint.family}",
         )
     text = checkpoint.widths[1] if checkpoint.widths else None
     if entry.text_width is not None and text is not None and entry.text_width != text:
         raise InvalidRequest(
-            f"{field}.name",
+            field,
             name,
             f"was made for a model with text width {entry.text_width}; the model "
             f"{checkpoint.name!r} has {text}",
@@ -194,12 +203,12 @@ def _check_vae(
     if entry.problem is not None:
         raise InvalidRequest("vae", name, entry.problem)
     if entry.family is not None and entry.family != checkpoint.family:
-        label = FAMILY_LABELS.get(entry.family, entry.family)
+        label = families.label(entry.family)
         raise InvalidRequest(
             "vae",
             name,
             f"is an {label} VAE; the model {checkpoint.name!r} is "
-            f"{FAMILY_LABELS.get(checkpoint.family, checkpoint.family)}",
+            f"{families.label(checkpoint.family)}",
         )
 
 

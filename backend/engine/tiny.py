@@ -11,12 +11,13 @@ import copy
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from backend.engine import families
 from backend.engine.tokenizer import load_clip_tokenizer
 
 if TYPE_CHECKING:
     from diffusers import ControlNetModel, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-FAMILIES = ("sd15", "sdxl")
+FAMILIES = families.ids()
 TEXT_HIDDEN = 32
 TEXT_HIDDEN_2 = (
     48  # differs from TEXT_HIDDEN, as in SDXL (768 / 1280), so loaders can tell them apart
@@ -83,36 +84,26 @@ _SCHEDULER: dict[str, Any] = {
 }
 
 
-def check_family(family: str) -> None:
+def check_family(family: str) -> families.Family:
     if family not in FAMILIES:
         raise ValueError(f"family={family!r}: expected one of {', '.join(FAMILIES)}")
+    return families.get(family)
 
 
 def unet_config(family: str = "sd15", inpaint: bool = False) -> dict[str, Any]:
-    check_family(family)
+    """The tiny UNet: the shared base with the family's ``tiny.unet`` overrides."""
+    spec = check_family(family)
     config = copy.deepcopy(_UNET_BASE)
     config["in_channels"] = 9 if inpaint else 4
-    if family == "sdxl":
-        config.update(
-            down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
-            up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
-            cross_attention_dim=TEXT_HIDDEN + TEXT_HIDDEN_2,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=TIME_EMBED_DIM,
-            projection_class_embeddings_input_dim=6 * TIME_EMBED_DIM + TEXT_PROJECTION,
-            transformer_layers_per_block=1,
-            use_linear_projection=True,
-            attention_head_dim=[4, 8],
-        )
+    config.update(copy.deepcopy(dict(spec.tiny.unet)))
     return config
 
 
 def vae_config(family: str = "sd15") -> dict[str, Any]:
-    check_family(family)
+    spec = check_family(family)
     config = copy.deepcopy(_VAE)
-    if family == "sdxl":
-        config["scaling_factor"] = 0.13025
-        config["force_upcast"] = False
+    config["scaling_factor"] = spec.vae_scaling_factor
+    config.update(copy.deepcopy(dict(spec.tiny.vae)))
     return config
 
 
@@ -145,11 +136,10 @@ def pipeline_configs(family: str = "sd15", inpaint: bool = False) -> dict[str, d
     configs = {
         "unet": unet_config(family, inpaint),
         "vae": vae_config(family),
-        "text_encoder": text_encoder_config(),
         "scheduler": scheduler_config(family),
     }
-    if family == "sdxl":
-        configs["text_encoder_2"] = text_encoder_config(second=True)
+    for index, encoder in enumerate(families.get(family).text_encoders):
+        configs[encoder.component] = text_encoder_config(second=index > 0)
     return configs
 
 
@@ -163,50 +153,26 @@ def build_tiny_pipeline(
     family: str = "sd15", inpaint: bool = False, seed: int = 0
 ) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
     """A seeded fp32 tiny txt2img pipeline (the inpaint variant has a 9-channel UNet)."""
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
+    import diffusers
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     # 1. Components in a fixed order, each after its own manual_seed.
+    spec = families.get(family)
     configs = pipeline_configs(family, inpaint)
     _seeded(seed, 0)
     unet = UNet2DConditionModel(**configs["unet"])
     _seeded(seed, 1)
     vae = AutoencoderKL(**configs["vae"])
-    _seeded(seed, 2)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**configs["text_encoder"]))
-    scheduler = EulerDiscreteScheduler(**configs["scheduler"])
-    tokenizer = load_clip_tokenizer("endoftext")
+    components: dict[str, Any] = {"unet": unet, "vae": vae}
+    for index, encoder in enumerate(spec.text_encoders):
+        _seeded(seed, 2 + index)
+        model_class = CLIPTextModelWithProjection if encoder.pooled else CLIPTextModel
+        components[encoder.component] = model_class(CLIPTextConfig(**configs[encoder.component]))
+        components[encoder.tokenizer] = load_clip_tokenizer(encoder.pad)
+    components["scheduler"] = EulerDiscreteScheduler(**configs["scheduler"])
     # 2. Assemble the family's pipeline (no safety checker, no feature extractor).
-    if family == "sd15":
-        pipe: Any = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    else:
-        _seeded(seed, 3)
-        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**configs["text_encoder_2"]))
-        pipe = StableDiffusionXLPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            text_encoder_2=text_encoder_2,
-            tokenizer=tokenizer,
-            tokenizer_2=load_clip_tokenizer("bang"),
-            unet=unet,
-            scheduler=scheduler,
-            force_zeros_for_empty_prompt=True,
-        )
+    pipe: Any = getattr(diffusers, spec.base_pipeline)(**components, **spec.init_kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -264,14 +230,15 @@ def build_tiny_controlnet(family: str = "sd15", seed: int = 0) -> ControlNetMode
     return model
 
 
-TINY_CHECKPOINTS = {
-    "tiny": ("sd15", False),
-    "tiny-inpaint": ("sd15", True),
-    "tiny-sdxl": ("sdxl", False),
-    "tiny-sdxl-inpaint": ("sdxl", True),
+#: the built-ins every family declares (``Family.tiny``), smallest family first
+_TINY_ORDER = sorted(families.FAMILIES, key=lambda family: family.native_size)
+TINY_CHECKPOINTS: dict[str, tuple[str, bool]] = {
+    name: (family.id, inpaint)
+    for family in _TINY_ORDER
+    for name, inpaint in family.tiny.checkpoints.items()
 }
-TINY_CONTROLNETS = {"tiny-controlnet": "sd15", "tiny-sdxl-controlnet": "sdxl"}
-TINY_LORAS = {"tiny-lora": "sd15"}
+TINY_CONTROLNETS = {name: family.id for family in _TINY_ORDER for name in family.tiny.controlnets}
+TINY_LORAS = {name: family.id for family in _TINY_ORDER for name in family.tiny.loras}
 #: Stamped into every tiny checkpoint and ControlNet file; bump it whenever the builders change
 #: so ``ensure_tiny_models`` rewrites stale cached files (2: ControlNet zero convs woken).
 TINY_FORMAT_VERSION = "2"
@@ -326,7 +293,7 @@ def tiny_controlnet_file(family: str, target: Any, seed: int = 0) -> None:
     from backend.engine.loader import CONFIG_KEY, embedded_config
 
     model = build_tiny_controlnet(family, seed)
-    if family == "sd15":
+    if families.get(family).tiny.ldm_controlnet:
         state = controlnet_to_ldm_state_dict(model)
     else:
         state = {key: value.contiguous() for key, value in model.state_dict().items()}

@@ -2,12 +2,13 @@
 
 ``models_dir/vae/`` holds standalone VAEs (``vae-ft-mse-840000-ema-pruned.safetensors``,
 ``sdxl_vae.safetensors``, diffusers folders). SD1.5 and SDXL VAEs share one architecture, so
-the family comes from the file's metadata, then its name ("xl" in it means SDXL), else SD1.5.
+the family comes from the file's metadata, then its name (a family's ``pickle_name_hints``:
+"xl" means SDXL), else the legacy family (SD1.5); see backend/engine/families.
 A VAE with other than 4 latent channels (SD3, Flux) is listed with a ``problem`` and refused.
 
 A checkpoint without ``first_stage_model.*`` weights runs with the family's VAE: the ``vae``
 the artist picks, else the per-model default (``model_vaes`` setting), else an installed VAE of
-its family (``DEFAULT_VAE_FILES`` first).
+its family (the family's ``default_vae_file`` first).
 """
 
 from __future__ import annotations
@@ -18,24 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.engine import families
 from backend.engine.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 Header = dict[str, tuple[int, ...]]
 VAE_PREFIXES = ("first_stage_model.", "vae.")
-#: the VAE each family's checkpoints are usually paired with (what to suggest installing)
-DEFAULT_VAE_FILES = {
-    "sd15": "vae-ft-mse-840000-ema-pruned.safetensors",
-    "sdxl": "sdxl_vae.safetensors",
-}
-FAMILY_LABELS = {"sd15": "SD1.5", "sdxl": "SDXL"}
 LATENT_CHANNELS = 4
 
 
 @dataclass(frozen=True)
 class VaeFacts:
-    family: str | None  # "sd15" | "sdxl"
+    family: str | None  # a family id (backend/engine/families)
     problem: str | None = None  # why it cannot be used (a sentence), None when it can
 
 
@@ -60,16 +56,17 @@ def _family_from(metadata: dict[str, str], name: str) -> str:
             family = json.loads(embedded).get("family")
         except ValueError:
             family = None
-        if family in FAMILY_LABELS:
+        if family in families.ids():
             return family
-    told = " ".join(
+    told = families.lora_family_from_metadata(metadata)
+    if told is not None:
+        return told.id
+    architecture = " ".join(
         metadata.get(key, "") for key in ("modelspec.architecture", "ss_base_model_version")
-    ).lower()
-    if "xl" in told:
-        return "sdxl"
-    if told.strip():
-        return "sd15"
-    return "sdxl" if "xl" in Path(name).name.lower() else "sd15"
+    )
+    if architecture.strip():
+        return families.pickle_family(architecture).id
+    return families.pickle_family(Path(name).name).id
 
 
 def vae_facts(keys: Header, metadata: dict[str, str], name: str) -> VaeFacts:
@@ -84,7 +81,7 @@ def vae_facts(keys: Header, metadata: dict[str, str], name: str) -> VaeFacts:
         return VaeFacts(
             None,
             f"The VAE {name!r} has {conv_in[1]} latent channels (an SD3 or Flux VAE); "
-            "SD1.5 and SDXL models need a 4-channel VAE.",
+            f"{_runs()} models need a 4-channel VAE.",
         )
     return VaeFacts(_family_from(metadata, name))
 
@@ -101,22 +98,32 @@ def detect_vae(path: str | Path, name: str) -> VaeFacts:
             raise ModelLoadError(f"The VAE folder {name!r} has an unreadable config.json.") from exc
         channels = int(config.get("latent_channels", LATENT_CHANNELS))
         if channels != LATENT_CHANNELS:
-            problem = f"The VAE {name!r} has {channels} latent channels; SD1.5/SDXL need 4."
+            problem = f"The VAE {name!r} has {channels} latent channels; {_runs()} need 4."
             return VaeFacts(None, problem)
         factor = float(config.get("scaling_factor", 0.18215))
-        return VaeFacts("sdxl" if abs(factor - 0.13025) < 1e-4 else _family_from({}, name))
+        by_factor = families.vae_family(factor)
+        return VaeFacts(by_factor.id if by_factor is not None else _family_from({}, name))
     if path.suffix.lower() != ".safetensors":
         return VaeFacts(_family_from({}, name))  # a pickle: nothing to read without loading
     keys, metadata = read_header(path)
     return vae_facts(keys, metadata, name)
 
 
+def _runs() -> str:
+    return "/".join(family.label for family in families.FAMILIES)
+
+
+def default_vae_file(family: str) -> str | None:
+    """The VAE ``family``'s checkpoints are usually paired with (what to suggest installing)."""
+    return families.get(family).default_vae_file if family in families.ids() else None
+
+
 def missing_vae_sentence(model: str, family: str) -> str:
     """What to do when ``model`` has no VAE inside and none of its family is installed."""
-    label = FAMILY_LABELS.get(family, family)
+    label = families.label(family)
     return (
         f"The model {model!r} has no VAE inside it. Add an {label} VAE file (for example "
-        f"{DEFAULT_VAE_FILES.get(family, 'a VAE file')}) to the models/vae/ folder, "
+        f"{default_vae_file(family) or 'a VAE file'}) to the models/vae/ folder, "
         "or choose a VAE in the request."
     )
 
@@ -129,7 +136,7 @@ def _config_folder(path: Path, family: str) -> Path:
     _, metadata = read_header(path)
     text = metadata.get(CONFIG_KEY)
     if not text:
-        return CONFIGS_DIR / family / "vae"
+        return CONFIGS_DIR / families.get(family).config_folder / "vae"
     config = json.loads(text)["components"]["vae"]
     import hashlib
 
@@ -164,7 +171,7 @@ def load_vae(path: str | Path, family: str, *, device: str, dtype: Any, name: st
         log.exception("loading VAE %s failed", path)
         raise ModelLoadError(
             f"The VAE {name!r} could not be loaded: the file is damaged or not a VAE for "
-            f"{FAMILY_LABELS.get(family, family)} (details in the server log)."
+            f"{families.label(family)} (details in the server log)."
         ) from exc
     return model if device == "cpu" else model.to(device)
 
@@ -192,9 +199,9 @@ def tiny_vae_file(family: str, target: Any, seed: int = 7) -> None:
 
 def family_default_vae(inventory: Any, family: str) -> str | None:
     """The installed VAE a no-VAE checkpoint of ``family`` uses: the usual one
-    (``DEFAULT_VAE_FILES``) when installed, else the first usable one of the family by name."""
+    (the family's ``default_vae_file``) when installed, else the first usable one of the family by name."""
     usable = [e for e in inventory.vaes if e.family == family and e.problem is None]
-    usual = Path(DEFAULT_VAE_FILES.get(family, "")).stem
+    usual = Path(default_vae_file(family) or "").stem
     for entry in usable:
         if Path(entry.name).name == usual:
             return entry.name

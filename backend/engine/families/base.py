@@ -116,6 +116,9 @@ class Family:
     #: extra keyword arguments for ``from_single_file``/``from_pretrained``/model_index.json
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)
     index_extra: Mapping[str, Any] = field(default_factory=dict)
+    #: keyword arguments the base pipeline's constructor takes besides its components (the
+    #: tiny and benchmark builders assemble pipelines from parts)
+    init_kwargs: Mapping[str, Any] = field(default_factory=dict)
     dedicated_inpaint: bool = True  # 9-channel inpaint checkpoints exist and load
     negative_prompt: bool = True  # the docker shows the negative prompt
     cfg: bool = True  # the docker shows CFG (False for guidance-distilled models)
@@ -142,6 +145,10 @@ class Family:
     #: prompt encoder. None: the shared SD path (loader.py, prompts.py).
     load: Callable[..., Any] | None = None
     encode: Callable[..., Any] | None = None
+    #: built-in styles (GET /v1/styles, backend/styles.py): Style fields without ``builtin``
+    #: and ``checkpoints`` (the family's installed ones); listed as "<label> <name>" while a
+    #: checkpoint of the family is installed
+    styles: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.native_size <= 0 or self.native_size % 8:

@@ -1,7 +1,8 @@
 """Stable Diffusion 1.x (SD1.5 and its fine-tunes): one CLIP-L text encoder, 512 px.
 
 Detection: an LDM UNet (``model.diffusion_model.input_blocks.0.0.weight``) without SDXL's
-``label_emb``/second text encoder, whose cross-attention takes 768-wide text (1024 is SD2.x).
+``label_emb``/second text encoder, whose cross-attention does not take SD2.x's 1024-wide text (768 for real files; the tiny test
+models are narrower).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from backend.engine.families.base import (
 from backend.engine.families.headers import UNET, any_prefix, cross_attention_dim
 
 TEXT_WIDTH = 768
+SD2_TEXT_WIDTH = 1024  # SD2.x's OpenCLIP-H: another family, not run
 
 
 def _is_checkpoint(keys: Header) -> bool:
@@ -30,17 +32,20 @@ def _is_checkpoint(keys: Header) -> bool:
         return False  # SDXL (base or refiner)
     if "cond_stage_model.model.token_embedding.weight" in keys:
         return False  # SD2.x's OpenCLIP
-    return cross_attention_dim(keys, UNET) in (None, TEXT_WIDTH)
+    return cross_attention_dim(keys, UNET) != SD2_TEXT_WIDTH  # other widths: tiny test models
 
 
 def _is_unet_config(config: Mapping[str, Any]) -> bool:
-    return config.get("addition_embed_type") is None and config.get("cross_attention_dim") != 1024
+    return (
+        config.get("addition_embed_type") is None
+        and config.get("cross_attention_dim") != SD2_TEXT_WIDTH
+    )
 
 
 def _is_controlnet(keys: Header) -> bool:
     if any(key.endswith(("label_emb.0.0.weight", "add_embedding.linear_1.weight")) for key in keys):
         return False
-    return cross_attention_dim(keys) in (None, TEXT_WIDTH)
+    return cross_attention_dim(keys) != SD2_TEXT_WIDTH
 
 
 def _is_lora(keys: Header) -> bool:
@@ -95,6 +100,11 @@ FAMILY = Family(
         loras=("tiny-lora",),
         ldm_controlnet=True,
     ),
+    init_kwargs={
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    },
     load_kwargs={"safety_checker": None, "requires_safety_checker": False},
     index_extra={
         "safety_checker": [None, None],
@@ -110,4 +120,16 @@ FAMILY = Family(
     matches_controlnet=_is_controlnet,
     matches_controlnet_config=_is_unet_config,
     matches_lora=_is_lora,
+    styles=(
+        {
+            "name": "Photo",
+            "prompt": "{prompt}, photograph, natural light, sharp focus, detailed",
+            "negative_prompt": "drawing, painting, cartoon, blurry, lowres, watermark, text",
+        },
+        {
+            "name": "Illustration",
+            "prompt": "{prompt}, illustration, clean lines, vibrant colors, detailed",
+            "negative_prompt": "photo, blurry, lowres, watermark, text, jpeg artifacts",
+        },
+    ),
 )

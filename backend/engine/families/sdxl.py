@@ -91,7 +91,22 @@ FAMILY = Family(
         checkpoints={"tiny-sdxl": False, "tiny-sdxl-inpaint": True},
         controlnets=("tiny-sdxl-controlnet",),
         ldm_controlnet=False,  # SDXL ControlNets ship in the diffusers layout
+        # tiny.py's base UNet with SDXL's layout: no attention in the first block, two text
+        # encoders (32 + 48 wide), "text_time" conditioning (6 x 8 time ids + 32 pooled)
+        unet={
+            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+            "cross_attention_dim": 32 + 48,
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 8,
+            "projection_class_embeddings_input_dim": 6 * 8 + 32,
+            "transformer_layers_per_block": 1,
+            "use_linear_projection": True,
+            "attention_head_dim": [4, 8],
+        },
+        vae={"force_upcast": False},
     ),
+    init_kwargs={"force_zeros_for_empty_prompt": True},
     index_extra={"force_zeros_for_empty_prompt": True},
     force_zeros_for_empty_prompt=True,
     default_vae_file="sdxl_vae.safetensors",
@@ -103,4 +118,16 @@ FAMILY = Family(
     matches_controlnet=_is_controlnet,
     matches_controlnet_config=_is_unet_config,
     matches_lora=_is_lora,
+    styles=(
+        {
+            "name": "Photo",
+            "prompt": "{prompt}, photograph, natural light, sharp focus, highly detailed",
+            "negative_prompt": "drawing, painting, cartoon, blurry, lowres, watermark, text",
+        },
+        {
+            "name": "Concept Art",
+            "prompt": "{prompt}, concept art, digital painting, dramatic lighting, detailed",
+            "negative_prompt": "photo, blurry, lowres, watermark, text",
+        },
+    ),
 )
