@@ -1,0 +1,116 @@
+"""Krita documents for Upscale: what the source is, the active layer's bounds, and the new
+document an upscale opens. No ``krita`` import: krita_adapter hands Krita's application object
+in (``KritaCanvas.documents()``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from . import colour_io
+from .colour_io import SRGB8, ColourSpace
+from .errors import NoDocument
+from .geometry import Rect
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a new document takes from the one it was made from."""
+
+    name: str
+    space: ColourSpace
+    resolution: float  # pixels per inch
+
+
+def _key(doc: Any) -> str:
+    return str(doc.rootNode().uniqueId().toString())
+
+
+class NewDocument:
+    """A document made by script: its first layer receives the pixels; ``show()`` gives it a
+    view once they are in."""
+
+    def __init__(self, app: Any, doc: Any, layer_name: str) -> None:
+        self._app = app
+        self._doc = doc
+        self.key = _key(doc)
+        layers = doc.rootNode().childNodes()
+        if layers:
+            self._node = layers[0]
+            self._node.setName(layer_name)
+        else:
+            self._node = doc.createNode(layer_name, "paintlayer")
+            doc.rootNode().addChildNode(self._node, None)
+
+    def is_open(self) -> bool:
+        return any(_key(d) == self.key for d in self._app.documents())
+
+    def write(self, bgra: bytes, rect: Rect) -> None:
+        """8-bit sRGB BGRA over ``rect``, converted by Krita to the document's colour space."""
+        colour_io.write_node(self._app, self._node, bgra, rect, self.is_open)
+
+    def show(self) -> None:
+        if not self.is_open():
+            raise NoDocument("The new document was closed before the upscale was written.")
+        self._doc.refreshProjection()
+        self._doc.setModified(True)  # a new, unsaved picture: Krita asks before closing it
+        window = self._app.activeWindow()
+        if window is not None:
+            window.addView(self._doc)
+
+    def close(self) -> None:
+        """Drop a half-written document (an error while writing)."""
+        if self.is_open():
+            self._doc.setModified(False)
+            self._doc.close()
+
+
+class KritaDocuments:
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def _find(self, key: str) -> Any:
+        for doc in self._app.documents():
+            if _key(doc) == key:
+                return doc
+        raise NoDocument("The document was closed.")
+
+    def source(self, key: str) -> SourceInfo:
+        doc = self._find(key)
+        name = str(doc.name() or "") or os.path.splitext(os.path.basename(str(doc.fileName())))[0]
+        return SourceInfo(name or "Untitled", ColourSpace.of(doc), float(doc.resolution() or 72))
+
+    def layer_bounds(self, key: str) -> Optional[Rect]:
+        """The active layer's pixel bounds clipped to the canvas; None without an active
+        layer or when it is empty there."""
+        doc = self._find(key)
+        node = doc.activeNode()
+        if node is None:
+            return None
+        b = node.bounds()
+        rect = Rect(int(b.x()), int(b.y()), int(b.width()), int(b.height()))
+        inside = rect.intersected(Rect(0, 0, int(doc.width()), int(doc.height())))
+        return None if inside.is_empty() else inside
+
+    def create(self, width: int, height: int, name: str, source: SourceInfo) -> NewDocument:
+        """A document of exactly ``width`` x ``height`` in the source's colour space (8-bit
+        sRGB where Krita cannot make that space), at ``source.resolution``."""
+        space = source.space
+        doc = self._app.createDocument(
+            width, height, name, space.model, space.depth, space.profile, source.resolution
+        )
+        if doc is None:
+            log.warning("Krita could not create a %s document; using 8-bit sRGB", space)
+            doc = self._app.createDocument(
+                width, height, name, SRGB8.model, SRGB8.depth, SRGB8.profile, source.resolution
+            )
+        if doc is None:
+            raise NoDocument(
+                f"Krita could not create a {width}x{height} document: close other documents "
+                "to free memory, or choose a smaller factor."
+            )
+        return NewDocument(self._app, doc, name)

@@ -1,0 +1,168 @@
+"""The docker's "Upscale" section and the "High-resolution pass" choice of normal generation."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..controller import Controller
+from ..protocol import MAX_UPSCALE_FACTOR, MIN_UPSCALE_FACTOR, ModelsInfo
+from ..qt import Qt
+from ..upscale_settings import IN_PLACE, NEW_DOCUMENT
+from .qt_widgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QWidget,
+)
+
+PLAIN = "Plain resampling"
+TARGET_TEXTS = ((NEW_DOCUMENT, "New document"), (IN_PLACE, "Refine in place"))
+HIRES_TEXTS = (
+    (None, "Server setting"),
+    (True, "On"),
+    (False, "Off"),
+)
+IN_PLACE_TIP = (
+    "Refine in place keeps the size (factor 1) and adds detail to the selection, else to the "
+    "active layer, else to the whole canvas: the result comes back as a preview to Apply."
+)
+
+
+def hires_combo(controller: Controller, parent: Optional[QWidget] = None) -> QComboBox:
+    """'High-resolution pass' for txt2img/img2img/inpaint/outpaint (settings.hires)."""
+    combo = QComboBox(parent)
+    for value, text in HIRES_TEXTS:
+        combo.addItem(text, value)
+    combo.setToolTip(
+        "Regions much larger than the model's native size are generated at native size "
+        "first, then brought to full size with a tiled refine pass."
+    )
+
+    def picked(index: int) -> None:
+        controller.update_settings(hires=HIRES_TEXTS[index][0])
+
+    def show() -> None:  # follows the settings (Reuse settings, another docker)
+        values = [v for v, _ in HIRES_TEXTS]
+        combo.setCurrentIndex(values.index(controller.settings.hires))
+
+    combo.activated.connect(picked)
+    controller.changed.connect(show)
+    show()
+    return combo
+
+
+class UpscaleBox(QGroupBox):
+    """Factor, model, Refine detail + strength, target; Upscale / Cancel, progress, message."""
+
+    def __init__(self, controller: Controller, parent: Optional[QWidget] = None) -> None:
+        super().__init__("Upscale", parent)
+        self.controller = controller
+        self.flow = controller.upscale
+        form = QFormLayout(self)
+        self.factor = QDoubleSpinBox()
+        self.factor.setRange(MIN_UPSCALE_FACTOR, MAX_UPSCALE_FACTOR)
+        self.factor.setDecimals(2)
+        self.factor.setSingleStep(0.25)
+        self.factor.setPrefix("x")
+        self.factor.valueChanged.connect(lambda v: self.flow.update(factor=round(v, 2)))
+        self.model = QComboBox()
+        self.model.activated.connect(
+            lambda _i: self.flow.update(model=self.model.currentData() or "")
+        )
+        self.refine = QCheckBox("Refine detail")
+        self.refine.setToolTip("A tiled diffusion pass over the scaled picture, with the prompt.")
+        self.refine.toggled.connect(lambda on: self.flow.update(refine=bool(on)))
+        self.strength = QSlider(Qt.Orientation.Horizontal)
+        self.strength.setRange(0, 100)
+        self.strength_label = QLabel()
+        self.strength.valueChanged.connect(lambda v: self.flow.update(strength=v / 100.0))
+        strength_row = QHBoxLayout()
+        strength_row.addWidget(self.refine)
+        strength_row.addWidget(self.strength, 1)
+        strength_row.addWidget(self.strength_label)
+        self.target = QComboBox()
+        for value, text in TARGET_TEXTS:
+            self.target.addItem(text, value)
+        self.target.setToolTip(IN_PLACE_TIP)
+        self.target.activated.connect(lambda _i: self.flow.update(target=self.target.currentData()))
+        self.run = QPushButton("Upscale")
+        self.run.clicked.connect(self._start)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.clicked.connect(self._cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run, 2)
+        buttons.addWidget(self.cancel, 1)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        form.addRow("Factor", self.factor)
+        form.addRow("Model", self.model)
+        form.addRow(strength_row)
+        form.addRow("Target", self.target)
+        form.addRow(buttons)
+        form.addRow(self.progress)
+        form.addRow(self.message)
+        self.flow.progress.connect(self._progress)
+        self.flow.changed.connect(self.refresh)
+        self.refresh()
+
+    def _start(self, *_checked: object) -> None:
+        self.flow.start()
+
+    def _cancel(self, *_checked: object) -> None:
+        self.flow.cancel()
+
+    def _progress(self, step: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(step)
+
+    def refresh(self) -> None:
+        s, flow = self.flow.settings, self.flow
+        widgets = (self.factor, self.model, self.refine, self.strength, self.target)
+        for widget in widgets:
+            widget.blockSignals(True)
+        in_place = s.target == IN_PLACE
+        self.factor.setValue(1.0 if in_place else s.factor)
+        self.factor.setEnabled(not in_place)
+        self.refine.setChecked(s.refine or in_place)
+        self.refine.setEnabled(not in_place)
+        self.strength.setValue(round(s.strength * 100))
+        self.strength_label.setText(f"{round(s.strength * 100)}%")
+        self.target.setCurrentIndex(max(0, self.target.findData(s.target)))
+        self.fill_models(self.controller.connection.models)
+        for widget in widgets:
+            widget.blockSignals(False)
+        self.run.setEnabled(not flow.busy)
+        self.cancel.setEnabled(flow.busy)
+        if not flow.busy:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        failed = flow.state == "failed"
+        self.message.setText(flow.message)
+        self.message.setStyleSheet("color: #d33;" if failed else "")
+        self.message.setVisible(bool(flow.message))
+
+    def fill_models(self, models: Optional[ModelsInfo]) -> None:
+        """'Plain resampling' + the server's upscalers; unusable ones disabled, with why."""
+        wanted = self.flow.settings.model
+        self.model.clear()
+        self.model.addItem(PLAIN, "")
+        for info in models.upscalers if models is not None else []:
+            self.model.addItem(f"{info.name} (x{info.scale})", info.name)
+            index = self.model.count() - 1
+            if info.problem:
+                item = self.model.model().item(index)  # type: ignore[union-attr]
+                if item is not None:
+                    item.setEnabled(False)
+                self.model.setItemData(index, info.problem, Qt.ItemDataRole.ToolTipRole)
+        if wanted and self.model.findData(wanted) < 0:
+            self.model.addItem(f"{wanted} (not on server)", wanted)
+        self.model.setCurrentIndex(max(0, self.model.findData(wanted)))
