@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from urllib.parse import quote
 
 from .errors import BackendError, ModelMissing, PluginError, server_down
 from .protocol import (
@@ -21,6 +22,8 @@ from .protocol import (
     ModelsInfo,
     ProgressEvent,
     ProtocolError,
+    Style,
+    StylesList,
 )
 from .qt import (
     QByteArray,
@@ -103,6 +106,7 @@ class Client(QObject):
         on_error: OnError,
         body: Optional[QHttpMultiPart] = None,
         timeout_ms: Optional[int] = None,
+        data: bytes = b"",
     ) -> QNetworkReply:
         if timeout_ms is None:
             timeout_ms = self.timeout_ms
@@ -111,6 +115,9 @@ class Client(QObject):
             reply = self._network.get(request)
         elif method == "DELETE":
             reply = self._network.deleteResource(request)
+        elif method == "PUT":  # a JSON body (styles)
+            request.setHeader(QNetworkRequest.KnownHeaders.ContentTypeHeader, "application/json")
+            reply = self._network.put(request, QByteArray(data))
         elif body is not None:
             reply = self._network.post(request, body)
             body.setParent(reply)
@@ -224,6 +231,20 @@ class Client(QObject):
             multipart(parts),
             self.upload_timeout_ms,
         )
+
+    def styles(self, on_ok: Callable[[List[Style]], None], on_error: OnError) -> None:
+        """``GET /v1/styles``: every style the server keeps (built-ins first)."""
+        self._get_json("/v1/styles", lambda d: StylesList.from_json(d).styles, on_ok, on_error)
+
+    def save_style(self, style: Style, on_ok: Callable[[Style], None], on_error: OnError) -> None:
+        """``PUT /v1/styles/{name}``: create or replace a style (a built-in answers 409)."""
+        path = f"/v1/styles/{quote(style.name)}"
+        body = style.to_json().encode("utf-8")
+        self._send("PUT", path, lambda d, _r: on_ok(Style.from_json(d)), on_error, data=body)
+
+    def delete_style(self, name: str, on_ok: Callable[[], None], on_error: OnError) -> None:
+        """``DELETE /v1/styles/{name}`` (a built-in answers 409, an unknown one 404)."""
+        self._send("DELETE", f"/v1/styles/{quote(name)}", lambda _d, _r: on_ok(), on_error)
 
     def cancel(self, job_id: str, on_ok: Callable[[], None], on_error: OnError) -> None:
         self._send("DELETE", f"/v1/jobs/{job_id}", lambda _d, _r: on_ok(), on_error)

@@ -25,7 +25,7 @@ from .planning import plan_job
 from .preprocess import preprocess_to_layer
 from .protocol import JobCreated, JobInfo, ProgressEvent
 from .qt import QObject, pyqtSignal
-from .request import build_job
+from .request import build_planned
 from .session import ERROR, GENERATING, IDLE, PREVIEW, Session
 from .settings import PluginSettings, SettingsStore
 
@@ -153,9 +153,7 @@ class Controller(QObject):
             return False
         try:
             plan = plan_job(doc, self.settings, session.controls)
-            params, parts = build_job(
-                self.settings, plan.choice, plan.region, plan.image, plan.mask, plan.controls
-            )
+            params, parts = build_planned(self.settings, plan, self.connection.models)
         except (PluginError, GeometryError) as exc:
             self._fail(session, exc)
             return False

@@ -30,9 +30,9 @@ from .geometry import GeometryError, Rect
 from .pixels import apply_mask, crop_gray
 from .placement import SINCE_GENERATED, check_canvas, check_result, layer_name, mask_window
 from .planning import live_region, read_control
-from .protocol import RAW_BGRA, ControlParams, JobParams, LiveParams, LoraParams
+from .protocol import RAW_BGRA, JobParams, LiveParams, LoraParams
 from .qt import QObject, QRect, QTimer, pyqtSignal
-from .request import Part
+from .request import Part, control_params
 from .settings import ControlLayer, PluginSettings
 
 log = logging.getLogger(__name__)
@@ -295,20 +295,13 @@ class LiveLoop(QObject):
             seed=s.seed,
             loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in s.loras],
             record=self.record,
+            style=s.style or None,
         )
         parts = [Part("image", RAW_BGRA, doc.read_pixels_without_live(region))]
         for index, control in enumerate(self.controls(doc.key)):
             pixels = read_control(cast(CanvasDocument, doc), control, region).pixels
             name = f"control_{index}"
-            params.controls.append(
-                ControlParams(
-                    type=control.type,
-                    image=name,
-                    strength=control.strength,
-                    start=control.start,
-                    end=control.end,
-                )
-            )
+            params.controls.append(control_params(control, name))
             parts.append(Part(name, RAW_BGRA, pixels))
         head = Part("params", "application/json", params.to_json().encode("utf-8"))
         return [head] + parts, params

@@ -12,7 +12,7 @@ from .geometry import Rect, canvas_region, selection_region
 from .pixels import decode_image, qimage_to_bgra
 from .placement import check_canvas, check_result
 from .planning import selection_on_canvas
-from .protocol import CONTROL_TYPES
+from .protocol import CONTROL_TYPES, REFERENCE_TYPES
 from .request import build_preprocess
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,11 @@ def preprocess_to_layer(
     """1. check, 2. read the layer over the region, 3. ask the server, 4. add the map as a layer."""
     if control_type not in CONTROL_TYPES:
         raise InvalidSetting(f"control type {control_type!r} is not one of {CONTROL_TYPES}")
+    if control_type in REFERENCE_TYPES:
+        raise InvalidSetting(
+            f"A '{control_type}' reference uses the layer's picture as it is: there is no map "
+            "to preprocess."
+        )
     doc = canvas.active_document()
     if doc is None:
         raise NoDocument("Open or create a document first.")

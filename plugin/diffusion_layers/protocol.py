@@ -20,7 +20,10 @@ RAW_GRAY = "image/x-raw-gray8"
 PNG = "image/png"
 
 MODES = ("txt2img", "img2img", "inpaint", "outpaint")
-CONTROL_TYPES = ("scribble", "lineart", "softedge", "canny", "depth", "normal", "pose", "tile")
+CONTROL_NET_TYPES = ("scribble", "lineart", "softedge", "canny", "depth", "normal", "pose", "tile")
+#: Reference images (IP-Adapter): the layer's picture guides content, style, layout or a face.
+REFERENCE_TYPES = ("reference", "style", "composition", "face")
+CONTROL_TYPES = CONTROL_NET_TYPES + REFERENCE_TYPES
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 MAX_BATCH = 8
@@ -150,6 +153,7 @@ class JobParams(Message):
     controls: List[ControlParams] = field(default_factory=list)
     loras: List[LoraParams] = field(default_factory=list)
     inpaint: InpaintOptions = field(default_factory=InpaintOptions)
+    style: Optional[str] = None
 
 
 @dataclass
@@ -245,6 +249,15 @@ class VaeInfo(Message):
 
 
 @dataclass
+class IPAdapterInfo(Message):
+    name: str
+    family: Optional[str] = None
+    type: Optional[str] = None
+    image_encoder: Optional[str] = None
+    problem: Optional[str] = None
+
+
+@dataclass
 class ModelsInfo(Message):
     default: Optional[str] = None
     checkpoints: List[CheckpointInfo] = field(default_factory=list)
@@ -254,6 +267,7 @@ class ModelsInfo(Message):
     samplers: List[str] = field(default_factory=list)
     control_types: List[str] = field(default_factory=lambda: list(CONTROL_TYPES))
     preprocessors: List[str] = field(default_factory=list)
+    ipadapters: List[IPAdapterInfo] = field(default_factory=list)
 
 
 @dataclass
@@ -296,6 +310,7 @@ class LiveParams(Message):
     controls: List[ControlParams] = field(default_factory=list)
     loras: List[LoraParams] = field(default_factory=list)
     record: bool = False
+    style: Optional[str] = None
 
 
 @dataclass
@@ -307,3 +322,35 @@ class LiveSessionInfo(Message):
     failed: int = 0
     last_ms: Optional[float] = None
     record_dir: Optional[str] = None
+
+
+# --- Styles (GET/PUT/DELETE /v1/styles) -------------------------------------------------------
+
+STYLE_NAME_PATTERN = r"^[A-Za-z0-9_. -]{1,80}$"
+
+
+@dataclass
+class Style(Message):
+    """A reusable setup: checkpoint fallbacks, LoRAs, prompt template and settings (None: the
+    style leaves that setting to the request or the default)."""
+
+    name: str
+    checkpoints: List[str] = field(default_factory=list)
+    loras: List[LoraParams] = field(default_factory=list)
+    prompt: str = "{prompt}"
+    negative_prompt: str = ""
+    sampler: Optional[str] = None
+    steps: Optional[int] = None
+    cfg_scale: Optional[float] = None
+    clip_skip: Optional[int] = None
+    vae: Optional[str] = None
+    prediction: Optional[str] = None
+    live_sampler: Optional[str] = None
+    live_steps: Optional[int] = None
+    resolution: Optional[int] = None
+    builtin: bool = False
+
+
+@dataclass
+class StylesList(Message):
+    styles: List[Style] = field(default_factory=list)

@@ -7,10 +7,12 @@ the client sends the same parts through QHttpMultiPart.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
+from . import styles
 from .errors import InvalidSetting
 from .geometry import Rect
 from .mode import ModeChoice
@@ -24,6 +26,10 @@ from .protocol import (
     PreprocessParams,
 )
 from .settings import ControlLayer, PluginSettings
+
+if TYPE_CHECKING:
+    from .planning import Plan
+    from .protocol import ModelsInfo
 
 
 @dataclass
@@ -72,6 +78,7 @@ def build_job(
         seed=settings.seed,
         batch=settings.batch,
         loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in settings.loras],
+        style=settings.style or None,
     )
     parts: List[Part] = []
     if choice.sends_image and image is not None:
@@ -85,12 +92,35 @@ def build_job(
                 f"region needs {n_pixels * 4}"
             )
         name = f"control_{index}"
-        c = item.control
-        params.controls.append(
-            ControlParams(type=c.type, image=name, strength=c.strength, start=c.start, end=c.end)
-        )
+        params.controls.append(control_params(item.control, name))
         parts.append(Part(name, RAW_BGRA, item.pixels))
-    return params, [Part("params", "application/json", params.to_json().encode("utf-8"))] + parts
+    return params, [params_part(params, styles.omitted(settings))] + parts
+
+
+def build_planned(
+    settings: PluginSettings, plan: "Plan", models: "Optional[ModelsInfo]"
+) -> Tuple[JobParams, List[Part]]:
+    """``build_job`` for a planned job, after the checks that need the server's lists
+    (unknown ``<lora:…>`` names in the prompt are refused with a sentence)."""
+    styles.check_inline_loras(settings.prompt, models)
+    return build_job(settings, plan.choice, plan.region, plan.image, plan.mask, plan.controls)
+
+
+def control_params(control: ControlLayer, image: str) -> ControlParams:
+    """A control layer as the request's control (ControlNet map or reference image)."""
+    return ControlParams(
+        type=control.type,
+        image=image,
+        strength=control.strength,
+        start=control.start,
+        end=control.end,
+    )
+
+
+def params_part(params: JobParams, leave_out: List[str]) -> Part:
+    """The ``params`` JSON part; ``leave_out``: keys the server's style decides."""
+    data = {k: v for k, v in params.to_dict().items() if k not in leave_out}
+    return Part("params", "application/json", json.dumps(data, separators=(",", ":")).encode())
 
 
 def build_preprocess(control_type: str, region: Rect, pixels: bytes) -> List[Part]:

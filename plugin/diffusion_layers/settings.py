@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 GROUP = "diffusion_layers"
 DEFAULT_SERVER_URL = "http://127.0.0.1:7860"
+DEFAULT_HISTORY_MB = 64
+MAX_HISTORY_MB = 4096
 
 
 class SettingsStore(Protocol):
@@ -95,6 +97,11 @@ class PluginSettings:
     batch: int = 1
     loras: List[LoraChoice] = field(default_factory=list)
     live: bool = False
+    style: str = ""  # the server style picked in the docker ("" = none)
+    #: What picking the style put into these settings (model, steps …): a setting still equal
+    #: to its value here is left to the style on the server (``styles.omitted``).
+    style_values: Dict[str, Any] = field(default_factory=dict)
+    history_limit_mb: int = DEFAULT_HISTORY_MB  # lossless history kept in each .kra
 
     def check(self) -> "PluginSettings":
         """Guard clauses: raise InvalidSetting naming the bad parameter and its value."""
@@ -112,6 +119,10 @@ class PluginSettings:
             raise InvalidSetting(f"seed must be -1 (random) or 0..{MAX_SEED}, got {self.seed!r}")
         if not 1 <= self.batch <= MAX_BATCH:
             raise InvalidSetting(f"batch must be 1..{MAX_BATCH}, got {self.batch!r}")
+        if not 0 <= self.history_limit_mb <= MAX_HISTORY_MB:
+            raise InvalidSetting(
+                f"history_limit_mb must be 0..{MAX_HISTORY_MB}, got {self.history_limit_mb!r}"
+            )
         return self
 
     @classmethod
@@ -131,6 +142,9 @@ class PluginSettings:
             batch=_parse(store, "batch", int, d.batch),
             loras=parse_loras(store.read("loras", "")),
             live=store.read("live", "false").lower() == "true",
+            style=store.read("style", d.style),
+            style_values=_parse(store, "style_values", _json_object, {}),
+            history_limit_mb=_parse(store, "history_limit_mb", int, d.history_limit_mb),
         )
 
     def save(self, store: SettingsStore) -> None:
@@ -140,6 +154,16 @@ class PluginSettings:
             store.write(key, repr(getattr(self, key)))
         store.write("loras", json.dumps([lo.__dict__ for lo in self.loras]))
         store.write("live", "true" if self.live else "false")
+        store.write("style", self.style)
+        store.write("style_values", json.dumps(self.style_values))
+        store.write("history_limit_mb", repr(self.history_limit_mb))
+
+
+def _json_object(text: str) -> Dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"not a JSON object: {text!r}")
+    return value
 
 
 def _parse(store: SettingsStore, key: str, kind: Callable[[str], Any], default: Any) -> Any:

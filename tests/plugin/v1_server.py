@@ -18,6 +18,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,16 @@ from typing import Any
 from PIL import Image
 
 FINAL = ("done", "failed", "cancelled")
+BUILTIN_STYLE: dict[str, Any] = {
+    "name": "Base",
+    "checkpoints": ["tiny"],
+    "loras": [{"name": "film", "weight": 0.5}],
+    "prompt": "masterpiece, {prompt}",
+    "negative_prompt": "blurry",
+    "steps": 3,
+    "cfg_scale": 5.0,
+    "builtin": True,
+}
 
 
 def result_color(index: int) -> bytes:
@@ -104,6 +115,7 @@ class V1Server:
         self.paused = False
         self.cond = threading.Condition()
         self.request_times: list[float] = []  # time.monotonic() of each entry in requests
+        self.styles: dict[str, dict[str, Any]] = {"Base": BUILTIN_STYLE}  # GET/PUT/DELETE
         self.httpd = self._listen(port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
@@ -265,6 +277,8 @@ def _handler(server: V1Server) -> type:
                         "samplers": ["euler_a", "dpmpp_2m_karras"],
                     },
                 )
+            elif path == "/v1/styles":
+                self._json(200, {"styles": list(server.styles.values())})
             elif path.startswith("/v1/jobs/"):
                 job = self._job()
                 if job is None:
@@ -387,8 +401,31 @@ def _handler(server: V1Server) -> type:
             threading.Thread(target=server.run_job, args=(job,), daemon=True).start()
             self._json(202, {"id": job.id, "state": "queued", "queue_position": 0})
 
+        def do_PUT(self) -> None:  # noqa: N802
+            if not self._authorized():
+                return
+            name = urllib.parse.unquote(self.path.rsplit("/", 1)[1])
+            style = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if server.styles.get(name, {}).get("builtin"):
+                self._error(409, "style_builtin", f"'{name}' is a built-in style.", "name")
+            elif style.get("name") != name:
+                self._error(422, "invalid_style", "the name does not match the URL", "name")
+            else:
+                server.styles[name] = dict(style, builtin=False)
+                self._json(200, server.styles[name])
+
         def do_DELETE(self) -> None:  # noqa: N802
             if not self._authorized():
+                return
+            if self.path.startswith("/v1/styles/"):
+                name = urllib.parse.unquote(self.path.rsplit("/", 1)[1])
+                if name not in server.styles:
+                    self._error(404, "style_not_found", f"There is no style '{name}'.", "name")
+                elif server.styles[name].get("builtin"):
+                    self._error(409, "style_builtin", f"'{name}' is a built-in style.", "name")
+                else:
+                    del server.styles[name]
+                    self._send(204, b"")
                 return
             job = self._job()
             if job is None:

@@ -8,6 +8,7 @@ from ..controller import GENERATING, PREVIEW, Controller
 from ..protocol import MAX_BATCH, MAX_SEED
 from ..qt import QHideEvent, QImage, QPixmap, QShowEvent, Qt, QTimer
 from .controls import ControlList
+from .history import HistoryPanel
 from .loras import LoraList
 from .qt_widgets import (
     QCheckBox,
@@ -27,6 +28,7 @@ from .qt_widgets import (
     QVBoxLayout,
     QWidget,
 )
+from .styles import Advanced, LoraMarks, StyleRow
 from .thumbnails import ThumbnailStrip
 
 MODE_REFRESH_MS = 1500
@@ -57,11 +59,20 @@ class DockerPanel(QScrollArea):
         body = QWidget()
         self.setWidget(body)
         self.layout_ = QVBoxLayout(body)
+        self.advanced = Advanced()  # what a style sets (folded while a style is picked)
         self._build_connection()
+        self.style_row = StyleRow(controller)  # the style comes first
+        self.layout_.addWidget(self.style_row)
         self._build_prompt()
+        self.layout_.addWidget(self.advanced)
         self._build_parameters()
         self._build_extras()
         self._build_run()
+        self.history = HistoryPanel(controller)
+        history_box = QGroupBox("History")
+        QVBoxLayout(history_box).addWidget(self.history)
+        self.layout_.addWidget(history_box)
+        self._style_shown: "str | None" = None
         self.layout_.addStretch(1)
         controller.changed.connect(self.refresh)
         controller.progress.connect(self._progress)
@@ -95,7 +106,7 @@ class DockerPanel(QScrollArea):
         form.addRow("URL", self.url)
         form.addRow("Token", self.token)
         form.addRow(self.connect_button)
-        form.addRow("Model", self.model)
+        self.advanced.form.addRow("Model", self.model)
         self.layout_.addWidget(box)
 
     def _build_prompt(self) -> None:
@@ -109,8 +120,11 @@ class DockerPanel(QScrollArea):
         self.negative.setMaximumHeight(50)
         for edit in (self.prompt, self.negative):
             edit.textChanged.connect(lambda: self._prompt_timer.start(PROMPT_SAVE_MS))
-        for widget in (self.mode, self.prompt, self.negative):
+        self.lora_marks = LoraMarks(self.controller)
+        self.prompt.textChanged.connect(lambda: self.lora_marks.check(self.prompt.toPlainText()))
+        for widget in (self.mode, self.prompt, self.lora_marks):
             self.layout_.addWidget(widget)
+        self.advanced.form.addRow(self.negative)
 
     def _build_parameters(self) -> None:
         form = QFormLayout()
@@ -150,9 +164,9 @@ class DockerPanel(QScrollArea):
         self.batch = QSpinBox()
         self.batch.setRange(1, MAX_BATCH)
         self.batch.valueChanged.connect(lambda v: self._set(batch=v))
-        form.addRow("Steps", self.steps)
-        form.addRow("CFG", self.cfg)
-        form.addRow("Sampler", self.sampler)
+        self.advanced.form.addRow("Steps", self.steps)
+        self.advanced.form.addRow("CFG", self.cfg)
+        self.advanced.form.addRow("Sampler", self.sampler)
         form.addRow("Seed", seed_row)
         form.addRow("Used seed", used_row)
         form.addRow("Batch", self.batch)
@@ -170,7 +184,7 @@ class DockerPanel(QScrollArea):
         self.loras.edited.connect(lambda items: self._set(loras=items))
         QVBoxLayout(lora_box).addWidget(self.loras)
         self.layout_.addWidget(controls_box)
-        self.layout_.addWidget(lora_box)
+        self.advanced.form.addRow(lora_box)
 
     def _build_run(self) -> None:
         row = QHBoxLayout()
@@ -305,6 +319,12 @@ class DockerPanel(QScrollArea):
             self.prompt.setPlainText(s.prompt)
             self.negative.setPlainText(s.negative_prompt)
         self.loras.set_loras(s.loras)
+        self.lora_marks.check(self.prompt.toPlainText())
+        if s.style != self._style_shown:  # Advanced folds while a style decides it
+            self._style_shown = s.style
+            self.advanced.set_open(not s.style)
+        self.style_row.refresh()
+        self.history.refresh()
         self._refresh_state()
 
     def _refresh_state(self) -> None:

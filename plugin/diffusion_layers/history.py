@@ -1,0 +1,216 @@
+"""A document's lossless history: every result the plugin received for it, kept in the .kra.
+
+Two document annotations (saved with the .kra, like ``doc_controls``):
+
+* ``diffusion_layers_history``: JSON ``{"version", "dropped", "note", "entries": [...]}``, oldest
+  entry first; each entry has its canvas rectangle, seed, prompt, style, the full JobParams, a
+  small PNG thumbnail (base64) and where its picture lies in the images annotation.
+* ``diffusion_layers_history_images``: the entries' pictures, lossless PNGs (8-bit BGRA exactly
+  as the result layer had them) one after another.
+
+The pictures are bounded by a size the artist sets (``PluginSettings.history_limit_mb``); when a
+new result does not fit, the oldest go first and ``note`` says so (the docker shows it).
+Rewriting the images annotation per job is one memory copy; Krita stores it in the .kra zip.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .canvas import CanvasDocument
+from .errors import PluginError
+from .geometry import Rect
+from .pixels import bgra_to_qimage, decode_image, encode_png, qimage_to_bgra
+from .protocol import JobParams, ProtocolError
+from .qt import Qt
+
+log = logging.getLogger(__name__)
+
+INDEX_TYPE = "diffusion_layers_history"
+INDEX_DESCRIPTION = "Diffusion Layers history of results (index)"
+IMAGES_TYPE = "diffusion_layers_history_images"
+IMAGES_DESCRIPTION = "Diffusion Layers history of results (lossless PNG pictures)"
+THUMB_SIDE = 96
+VERSION = 1
+MB = 1024 * 1024
+
+
+class HistoryUnreadable(PluginError):
+    """A history entry's picture cannot be read back (the annotation was damaged)."""
+
+
+@dataclass
+class Entry:
+    id: str
+    created: float
+    x: int
+    y: int
+    width: int
+    height: int
+    seed: int
+    prompt: str
+    style: Optional[str]
+    params: Dict[str, Any]  # JobParams.to_dict() of the job
+    thumbnail: str  # base64 PNG, at most THUMB_SIDE px
+    offset: int  # of the PNG in the images annotation
+    length: int
+
+    @property
+    def rect(self) -> Rect:
+        return Rect(self.x, self.y, self.width, self.height)
+
+    def job_params(self) -> Optional[JobParams]:
+        try:
+            return JobParams.from_dict(self.params)
+        except ProtocolError as exc:
+            log.warning("history entry %s has unreadable parameters: %s", self.id, exc)
+            return None
+
+
+@dataclass
+class History:
+    entries: List[Entry] = field(default_factory=list)  # oldest first
+    dropped: int = 0  # results dropped so far to stay under the limit
+    note: str = ""  # the last pruning, as a sentence
+
+    def newest_first(self) -> List[Entry]:
+        return list(reversed(self.entries))
+
+    def find(self, entry_id: str) -> Optional[Entry]:
+        return next((e for e in self.entries if e.id == entry_id), None)
+
+
+def load(doc: CanvasDocument) -> History:
+    """The document's history index (pictures stay in their annotation until asked for)."""
+    raw = doc.read_annotation(INDEX_TYPE)
+    if not raw:
+        return History()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        entries = [Entry(**item) for item in data["entries"]]
+        return History(entries, int(data.get("dropped", 0)), str(data.get("note", "")))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("history annotation unreadable (%s); starting a new history", exc)
+        return History()
+
+
+def _save(doc: CanvasDocument, history: History, images: bytes) -> None:
+    index = {
+        "version": VERSION,
+        "dropped": history.dropped,
+        "note": history.note,
+        "entries": [asdict(e) for e in history.entries],
+    }
+    doc.write_annotation(IMAGES_TYPE, IMAGES_DESCRIPTION, images)
+    text = json.dumps(index, separators=(",", ":"))
+    doc.write_annotation(INDEX_TYPE, INDEX_DESCRIPTION, text.encode("utf-8"))
+
+
+def thumbnail_png(pixels: bytes, width: int, height: int) -> bytes:
+    image = bgra_to_qimage(pixels, width, height)
+    if max(width, height) > THUMB_SIDE:
+        image = image.scaled(
+            THUMB_SIDE,
+            THUMB_SIDE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+    return encode_png(image)
+
+
+@dataclass
+class NewEntry:
+    """One result to keep: the layer's pixels exactly, where they lie, and the job."""
+
+    pixels: bytes  # BGRA8, rect.width x rect.height
+    rect: Rect
+    seed: int
+    params: JobParams
+
+
+def record(doc: CanvasDocument, items: List[NewEntry], limit_mb: int) -> History:
+    """Append ``items`` to the document's history, dropping the oldest entries (and saying
+    so in ``note``) while the pictures exceed ``limit_mb``. Returns the new history."""
+    history = load(doc)
+    images = doc.read_annotation(IMAGES_TYPE) if history.entries else b""
+    added: List[bytes] = []
+    for item in items:
+        png = encode_png(bgra_to_qimage(item.pixels, item.rect.width, item.rect.height))
+        thumb = thumbnail_png(item.pixels, item.rect.width, item.rect.height)
+        params = item.params
+        history.entries.append(
+            Entry(
+                id=uuid.uuid4().hex[:12],
+                created=time.time(),
+                x=item.rect.x,
+                y=item.rect.y,
+                width=item.rect.width,
+                height=item.rect.height,
+                seed=item.seed,
+                prompt=params.prompt,
+                style=params.style,
+                params=params.to_dict(),
+                thumbnail=base64.b64encode(thumb).decode("ascii"),
+                offset=len(images) + sum(len(a) for a in added),
+                length=len(png),
+            )
+        )
+        added.append(png)
+    images = images + b"".join(added)
+    images, pruned = _prune(history, images, limit_mb * MB)
+    if pruned:
+        history.dropped += pruned
+        history.note = (
+            f"The history keeps {limit_mb} MB of results in this document: the {pruned} oldest "
+            f"{'result was' if pruned == 1 else 'results were'} dropped. Raise the limit under "
+            "History to keep more (the server's output folder keeps every result)."
+        )
+    _save(doc, history, images)
+    return history
+
+
+def _prune(history: History, images: bytes, limit: int) -> "tuple[bytes, int]":
+    """Drop the oldest entries until the pictures fit ``limit`` bytes; offsets rebased."""
+    pruned = 0
+    while history.entries and len(images) > limit:
+        oldest = history.entries.pop(0)
+        cut = oldest.offset + oldest.length
+        images = images[cut:]
+        for entry in history.entries:
+            entry.offset -= cut
+        pruned += 1
+    return images, pruned
+
+
+def clear_note(doc: CanvasDocument) -> None:
+    """The artist read the pruning note: it is not shown again."""
+    history = load(doc)
+    if history.note:
+        history.note = ""
+        raw_images = doc.read_annotation(IMAGES_TYPE) if history.entries else b""
+        _save(doc, history, raw_images)
+
+
+def pixels_of(doc: CanvasDocument, entry: Entry) -> bytes:
+    """The entry's picture as BGRA8, byte for byte what its result layer had."""
+    images = doc.read_annotation(IMAGES_TYPE)
+    png = images[entry.offset : entry.offset + entry.length]
+    try:
+        if len(png) != entry.length:
+            raise ValueError(f"{len(png)} of {entry.length} bytes present")
+        image = decode_image(png)
+        if (image.width(), image.height()) != (entry.width, entry.height):
+            raise ValueError(f"picture is {image.width()}x{image.height()}")
+        return qimage_to_bgra(image)
+    except ValueError as exc:
+        log.warning("history entry %s unreadable: %s", entry.id, exc)
+        raise HistoryUnreadable(
+            "This history entry's picture cannot be read back from the document (damaged?); "
+            "the server's output folder still has the result."
+        ) from exc

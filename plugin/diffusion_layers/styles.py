@@ -1,0 +1,156 @@
+"""Styles on the plugin side: what picking one puts into the settings, what a job then leaves to
+the server's style, "Save as style…" from the current settings, and the prompt's inline LoRAs.
+
+The server resolves a style (contracts: a field the request sets explicitly wins, else the
+style's value, else the default). Picking a style loads its values into the settings so the
+docker shows them under "Advanced"; a job leaves out every such setting the artist did not
+change since (``omitted``), so the server's current style decides it — an artist who edits a
+value under "Advanced" overrides the style for that value only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Optional, Sequence
+
+from .errors import InvalidSetting
+from .protocol import STYLE_NAME_PATTERN, LoraParams, ModelsInfo, Style
+from .settings import PluginSettings
+
+#: Settings a style can give a value (same names in PluginSettings and JobParams).
+STYLE_SETTINGS = ("model", "negative_prompt", "sampler", "steps", "cfg_scale")
+
+_INLINE_LORA = re.compile(r"<lora:([^:>]+)(?::([^>]*))?>", re.IGNORECASE)
+_COMMENT = re.compile(r"#[^\n]*")
+_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".bin")
+
+
+def check_name(name: str) -> str:
+    """A style name the server accepts (1..80 letters, digits, space, ``_ . -``)."""
+    name = name.strip()
+    if not re.match(STYLE_NAME_PATTERN, name):
+        raise InvalidSetting(
+            f"Style name {name!r} cannot be used: use 1 to 80 letters, digits, spaces, "
+            "'_', '.' or '-'."
+        )
+    return name
+
+
+def first_installed(style: Style, models: Optional[ModelsInfo]) -> Optional[str]:
+    """The checkpoint the server will use for the style: its first one that is installed."""
+    installed = {c.name for c in models.checkpoints} if models is not None else set()
+    for name in style.checkpoints:
+        if name in installed:
+            return name
+    return None
+
+
+def values_of(style: Style, models: Optional[ModelsInfo]) -> Dict[str, Any]:
+    """The settings the style gives (only those it sets)."""
+    values: Dict[str, Any] = {"negative_prompt": style.negative_prompt}
+    checkpoint = first_installed(style, models)
+    if checkpoint is not None:
+        values["model"] = checkpoint
+    for key in ("sampler", "steps", "cfg_scale"):
+        if getattr(style, key) is not None:
+            values[key] = getattr(style, key)
+    return values
+
+
+def pick(style: Optional[Style], models: Optional[ModelsInfo]) -> Dict[str, Any]:
+    """``update_settings`` values for picking ``style`` (None: no style)."""
+    if style is None:
+        return {"style": "", "style_values": {}}
+    values = values_of(style, models)
+    return dict(values, style=style.name, style_values=dict(values))
+
+
+def omitted(settings: PluginSettings) -> List[str]:
+    """JobParams keys to leave out so the server's style decides them: every style setting
+    the artist has not changed since picking the style."""
+    if not settings.style:
+        return []
+    given = settings.style_values
+    return [k for k in STYLE_SETTINGS if k in given and getattr(settings, k) == given[k]]
+
+
+def overridden(settings: PluginSettings) -> List[str]:
+    """Style settings the artist changed under "Advanced" (sent; they win over the style)."""
+    given = settings.style_values
+    return [k for k in STYLE_SETTINGS if k in given and getattr(settings, k) != given[k]]
+
+
+def from_settings(name: str, settings: PluginSettings, base: Optional[Style]) -> Style:
+    """A new style from the current settings (the picked style's template and LoRAs kept)."""
+    loras = list(base.loras) if base is not None else []
+    for lora in settings.loras:
+        loras = [lo for lo in loras if lo.name != lora.name] + [LoraParams(lora.name, lora.weight)]
+    return Style(
+        name=check_name(name),
+        checkpoints=[settings.model] if settings.model else list(base.checkpoints if base else []),
+        loras=loras,
+        prompt=base.prompt if base is not None else "{prompt}",
+        negative_prompt=settings.negative_prompt,
+        sampler=settings.sampler,
+        steps=settings.steps,
+        cfg_scale=settings.cfg_scale,
+        clip_skip=base.clip_skip if base is not None else None,
+        vae=base.vae if base is not None else None,
+        prediction=base.prediction if base is not None else None,
+        live_sampler=base.live_sampler if base is not None else None,
+        live_steps=base.live_steps if base is not None else None,
+        resolution=base.resolution if base is not None else None,
+    )
+
+
+def describe(style: Style, models: Optional[ModelsInfo]) -> str:
+    """One line saying what the style sets (the docker's tooltip and summary)."""
+    parts = []
+    checkpoint = first_installed(style, models)
+    if style.checkpoints:
+        parts.append(checkpoint or f"needs one of {', '.join(style.checkpoints)} (not installed)")
+    parts += [f"{lo.name} {lo.weight:g}" for lo in style.loras]
+    if style.prompt.strip() not in ("", "{prompt}"):
+        parts.append(f"prompt: {style.prompt}")
+    for key, label in (("sampler", ""), ("steps", " steps"), ("cfg_scale", " CFG")):
+        value = getattr(style, key)
+        if value is not None:
+            parts.append(f"{value:g}{label}" if isinstance(value, float) else f"{value}{label}")
+    return ("Built-in. " if style.builtin else "") + (", ".join(parts) or "Sets nothing.")
+
+
+# -- inline LoRAs in the prompt --------------------------------------------------------------
+
+
+def inline_loras(prompt: str) -> List[str]:
+    """The names of ``<lora:name:weight>`` tags outside ``#`` comments, in order."""
+    return [m.group(1).strip() for m in _INLINE_LORA.finditer(_COMMENT.sub("", prompt))]
+
+
+def _stem(name: str) -> str:
+    lower = name.lower()
+    for ext in _EXTENSIONS:
+        if lower.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def unknown_loras(prompt: str, known: Sequence[str]) -> List[str]:
+    """Inline LoRA names the server does not have (a name matches with or without its file
+    extension)."""
+    names = set(known) | {_stem(k) for k in known}
+    return [n for n in inline_loras(prompt) if n not in names and _stem(n) not in names]
+
+
+def check_inline_loras(prompt: str, models: Optional[ModelsInfo]) -> None:
+    """Raise a sentence naming every unknown ``<lora:…>`` (nothing is checked before the
+    server's LoRA list arrived: the server checks again anyway)."""
+    if models is None:
+        return
+    unknown = unknown_loras(prompt, [lo.name for lo in models.loras])
+    if unknown:
+        names = ", ".join(f"'{n}'" for n in unknown)
+        raise InvalidSetting(
+            f"The prompt names LoRA {names}, which the server does not have: fix the name in "
+            "<lora:name:weight> or remove the tag (the LoRA list shows the installed ones)."
+        )
