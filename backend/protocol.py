@@ -30,12 +30,25 @@ PNG = "image/png"
 JPEG = "image/jpeg"
 WEBP = "image/webp"
 
-Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
-ControlType = Literal["scribble", "lineart", "softedge", "canny", "depth", "normal", "pose", "tile"]
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale"]
+ControlType = Literal[
+    "scribble",
+    "lineart",
+    "softedge",
+    "canny",
+    "depth",
+    "normal",
+    "pose",
+    "tile",
+    "reference",
+    "style",
+    "composition",
+    "face",
+]
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 Fill = Literal["auto", "neutral", "blur", "border"]
 
-MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "outpaint")
+MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
 CONTROL_TYPES: tuple[str, ...] = (
     "scribble",
     "lineart",
@@ -45,7 +58,13 @@ CONTROL_TYPES: tuple[str, ...] = (
     "normal",
     "pose",
     "tile",
+    "reference",
+    "style",
+    "composition",
+    "face",
 )
+#: Reference images (IP-Adapter): the picture guides content, style, layout or a face.
+REFERENCE_TYPES: tuple[str, ...] = ("reference", "style", "composition", "face")
 JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
 
 MAX_PROMPT_CHARS = 8000
@@ -57,6 +76,9 @@ MAX_SEED = 2**32 - 1
 
 
 VAE_DESCRIPTION = "VAE name from /v1/models; null = the model's default VAE"
+STYLE_DESCRIPTION = (
+    "style name from /v1/styles: fills every field the request leaves out (docs/protocol.md)"
+)
 
 
 SIZE_DESCRIPTION = (
@@ -75,9 +97,11 @@ class ControlParams(_Model):
     type: ControlType
     image: str = Field(pattern=r"^control_[0-9]{1,2}$", description="multipart part name")
     model: str | None = Field(
-        default=None, max_length=200, description="ControlNet name; None picks one by type"
+        default=None,
+        max_length=200,
+        description="ControlNet name (IP-Adapter name for reference types); None picks one by type",
     )
-    strength: float = Field(default=1.0, ge=0.0, le=2.0)
+    strength: float = Field(default=1.0, ge=0.0, le=2.0, description="weight")
     start: float = Field(default=0.0, ge=0.0, le=1.0)
     end: float = Field(default=1.0, ge=0.0, le=1.0)
     preprocess: bool = Field(
@@ -103,6 +127,37 @@ class InpaintOptions(_Model):
     fill: Fill = "auto"
 
 
+MAX_UPSCALE = 4.0
+
+
+class UpscaleParams(_Model):
+    """``mode: "upscale"``: scale the image, optionally refine it tile by tile (docs/upscale.md).
+
+    The result is ``round(width * factor)`` x ``round(height * factor)`` at x=y=0. With a
+    ``mask`` part the factor must be 1 (refine in place; result alpha = the selection)."""
+
+    factor: float = Field(default=2.0, ge=1.0, le=MAX_UPSCALE, description="1.0..4.0")
+    model: str | None = Field(
+        default=None,
+        max_length=200,
+        description='upscaler name from /v1/models "upscalers"; null = Lanczos resampling',
+    )
+    refine: bool = Field(
+        default=False,
+        description="tiled diffusion refine after scaling, at `strength`, with the prompt",
+    )
+    tile_size: int | None = Field(
+        default=None, ge=256, le=2048, description="px; null = the checkpoint's native size"
+    )
+    tile_overlap: int | None = Field(default=None, ge=0, le=512, description="px; null = auto")
+
+
+HIRES_DESCRIPTION = (
+    "two-pass high-resolution generation for regions much larger than the native size: "
+    "null = the server's setting (default on), false = off for this job"
+)
+
+
 class JobParams(_Model):
     """The ``params`` part of ``POST /v1/jobs``."""
 
@@ -126,6 +181,9 @@ class JobParams(_Model):
     controls: list[ControlParams] = Field(default_factory=list, max_length=MAX_CONTROLS)
     loras: list[LoraParams] = Field(default_factory=list, max_length=MAX_LORAS)
     inpaint: InpaintOptions = Field(default_factory=InpaintOptions)
+    upscale: UpscaleParams = Field(default_factory=UpscaleParams)
+    hires: bool | None = Field(default=None, description=HIRES_DESCRIPTION)
+    style: str | None = Field(default=None, max_length=80, description=STYLE_DESCRIPTION)
 
 
 class ErrorInfo(_Model):
@@ -186,11 +244,44 @@ class Health(_Model):
     error: str | None = None
 
 
+class FamilyDefaults(_Model):
+    """What a job on the checkpoint runs with when the request leaves a field unset."""
+
+    sampler: str | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    guidance: float | None = Field(default=None, description="distilled guidance; null = none")
+
+
+class CheckpointCapabilities(_Model):
+    """What a checkpoint's family supports: the docker hides the negative prompt and CFG when
+    false and greys out the modes not listed. Absent (older servers): everything."""
+
+    modes: list[str] = Field(default_factory=lambda: list(MODES), description="of Mode")
+    negative_prompt: bool = True
+    cfg: bool = True
+    controlnet: bool = True
+    loras: bool = True
+    live: bool = True
+    native_size: int | None = Field(default=None, description="side of the trained square, px")
+    size_multiple: int = 8
+    defaults: FamilyDefaults = Field(default_factory=FamilyDefaults)
+
+
 class CheckpointInfo(_Model):
     name: str
     family: str
     inpaint: bool
     has_vae: bool = Field(default=True, description="false: runs with a VAE from vae/")
+    capabilities: CheckpointCapabilities | None = None
+
+
+class UnusableModel(_Model):
+    """A file in the models folder that cannot be used, and why (naming it in a job is a 422)."""
+
+    kind: str = Field(description="checkpoints | controlnet | lora | vae: the models sub-folder")
+    name: str
+    problem: str
 
 
 class ControlNetInfo(_Model):
@@ -212,6 +303,30 @@ class VaeInfo(_Model):
     problem: str | None = Field(default=None, description="why it cannot be used; null = usable")
 
 
+class IPAdapterInfo(_Model):
+    """An IP-Adapter in ``models/ipadapter/`` (reference controls)."""
+
+    name: str
+    family: str | None = None
+    type: str = Field(
+        default="reference",
+        description="reference (serves reference, style, composition) | face",
+    )
+    image_encoder: str | None = Field(
+        default=None, description="the models/clip_vision/ encoder it runs with"
+    )
+    problem: str | None = Field(default=None, description="why it cannot be used; null = usable")
+
+
+class UpscalerInfo(_Model):
+    """A super-resolution model in ``models/upscale/`` (architecture and scale by spandrel)."""
+
+    name: str = Field(description="file name, e.g. 4x-UltraSharp.pth")
+    scale: int = Field(description="the model's own factor; 0 when it cannot be used")
+    architecture: str = Field(description="ESRGAN, SwinIR, HAT, ... as spandrel names it")
+    problem: str | None = Field(default=None, description="why it cannot be used; null = usable")
+
+
 class ModelsInfo(_Model):
     default: str | None = None
     checkpoints: list[CheckpointInfo] = Field(default_factory=list)
@@ -221,6 +336,9 @@ class ModelsInfo(_Model):
     samplers: list[str] = Field(default_factory=list)
     control_types: list[str] = Field(default_factory=lambda: list(CONTROL_TYPES))
     preprocessors: list[str] = Field(default_factory=list)
+    ipadapters: list[IPAdapterInfo] = Field(default_factory=list)
+    upscalers: list[UpscalerInfo] = Field(default_factory=list)
+    unusable: list[UnusableModel] = Field(default_factory=list)
 
 
 class PreprocessParams(_Model):
@@ -275,6 +393,7 @@ class LiveParams(_Model):
     record: bool = Field(
         default=False, description="also save the frame as PNG under <output_dir>/live/<session>/"
     )
+    style: str | None = Field(default=None, max_length=80, description=STYLE_DESCRIPTION)
 
 
 class LiveSessionInfo(_Model):
@@ -287,3 +406,39 @@ class LiveSessionInfo(_Model):
     failed: int = 0
     last_ms: float | None = Field(default=None, description="render time of the last frame")
     record_dir: str | None = None
+
+
+# --- Styles (additive) -----------------------------------------------------------------------
+
+#: A style's name: 1..80 letters, digits, spaces, ``_ . -``; stored as <styles_dir>/<name>.json.
+STYLE_NAME_PATTERN = r"^[A-Za-z0-9_. -]{1,80}$"
+PREDICTIONS: tuple[str, ...] = ("epsilon", "v_prediction")
+
+
+class Style(_Model):
+    """A reusable setup (``GET/PUT/DELETE /v1/styles``). Null fields leave the setting to the
+    request or the default; ``prompt`` is a template where ``{prompt}`` is the artist's text."""
+
+    name: str = Field(min_length=1, max_length=80, pattern=STYLE_NAME_PATTERN)
+    checkpoints: list[str] = Field(
+        default_factory=list, max_length=16, description="ordered fallbacks: first installed wins"
+    )
+    loras: list[LoraParams] = Field(default_factory=list, max_length=MAX_LORAS)
+    prompt: str = Field(default="{prompt}", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
+    sampler: str | None = Field(default=None, max_length=40)
+    steps: int | None = Field(default=None, ge=1, le=150)
+    cfg_scale: float | None = Field(default=None, ge=0.0, le=30.0)
+    clip_skip: int | None = Field(default=None, ge=1, le=4)
+    vae: str | None = Field(default=None, max_length=200)
+    prediction: Literal["epsilon", "v_prediction"] | None = None
+    live_sampler: str | None = Field(default=None, max_length=40)
+    live_steps: int | None = Field(default=None, ge=1, le=50)
+    resolution: int | None = Field(
+        default=None, ge=64, le=4096, description="preferred native side (px) to denoise at"
+    )
+    builtin: bool = Field(default=False, description="the server's own; read-only")
+
+
+class StylesList(_Model):
+    styles: list[Style] = Field(default_factory=list)

@@ -20,6 +20,7 @@ from backend.engine.types import (
     InpaintSettings,
     Inventory,
     LoraInput,
+    UpscaleSettings,
 )
 from backend.protocol import MAX_SEED, JobParams
 
@@ -31,6 +32,7 @@ def inventory_names(inventory: Inventory) -> set[str]:
     names |= {c.name for c in inventory.controlnets}
     names |= {lo.name for lo in inventory.loras}
     names |= {vae.name for vae in inventory.vaes}
+    names |= {entry.name for entry in inventory.upscalers}
     return names
 
 
@@ -47,6 +49,7 @@ def check_name(field: str, name: str | None, known: set[str]) -> None:
 def check_names(params: JobParams, known: set[str]) -> None:
     check_name("model", params.model, known)
     check_name("vae", params.vae, known)
+    check_name("upscale.model", params.upscale.model, known)
     for i, lora in enumerate(params.loras):
         check_name(f"loras[{i}].name", lora.name, known)
     for i, control in enumerate(params.controls):
@@ -126,6 +129,8 @@ def build_request(
         controls=controls,
         loras=[LoraInput(name=lo.name, weight=lo.weight) for lo in params.loras],
         inpaint=inpaint,
+        upscale=UpscaleSettings(**params.upscale.model_dump()),
+        hires=params.hires,
         x=params.x,
         y=params.y,
     )

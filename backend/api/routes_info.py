@@ -8,13 +8,19 @@ from fastapi import APIRouter, Depends
 
 from backend import __version__
 from backend.api.context import ApiContext, get_context
+from backend.engine import families
+from backend.engine.types import CheckpointEntry
 from backend.protocol import (
+    MODES,
     PROTOCOL_VERSION,
+    CheckpointCapabilities,
     CheckpointInfo,
     ControlNetInfo,
     Health,
     LoraInfo,
     ModelsInfo,
+    UnusableModel,
+    UpscalerInfo,
     VaeInfo,
 )
 
@@ -30,9 +36,21 @@ CAPABILITIES = (
     "preprocess",
     "cancel",
     "live",
+    "upscale",
+    "hires",
 )
 
 router = APIRouter(prefix="/v1", tags=["info"])
+
+
+def checkpoint_capabilities(entry: CheckpointEntry) -> CheckpointCapabilities | None:
+    """What the checkpoint's family supports (docs/protocol.md), limited to the modes this
+    server runs; None for a family no module declares (the plugin then shows everything)."""
+    if entry.family not in families.ids():
+        return None
+    capabilities = families.get(entry.family).capabilities()
+    capabilities["modes"] = [mode for mode in capabilities["modes"] if mode in MODES]
+    return CheckpointCapabilities.model_validate(capabilities)
 
 
 @router.get("/health", response_model=Health)
@@ -60,7 +78,13 @@ async def models(ctx: ApiContext = Depends(get_context)) -> ModelsInfo:
     return ModelsInfo(
         default=ctx.settings.default_model or engine.loaded_model,
         checkpoints=[
-            CheckpointInfo(name=c.name, family=c.family, inpaint=c.inpaint, has_vae=c.has_vae)
+            CheckpointInfo(
+                name=c.name,
+                family=c.family,
+                inpaint=c.inpaint,
+                has_vae=c.has_vae,
+                capabilities=checkpoint_capabilities(c),
+            )
             for c in inventory.checkpoints
         ],
         controlnets=[
@@ -71,6 +95,13 @@ async def models(ctx: ApiContext = Depends(get_context)) -> ModelsInfo:
             for lo in inventory.loras
         ],
         vaes=[VaeInfo(name=v.name, family=v.family, problem=v.problem) for v in inventory.vaes],
+        unusable=[
+            UnusableModel(kind=s.kind, name=s.name, problem=s.reason) for s in inventory.skipped
+        ],
+        upscalers=[
+            UpscalerInfo(name=u.name, scale=u.scale, architecture=u.architecture, problem=u.problem)
+            for u in inventory.upscalers
+        ],
         samplers=list(engine.samplers()),
         preprocessors=list(engine.preprocessors()),
     )

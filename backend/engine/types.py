@@ -34,6 +34,9 @@ class ControlInput:
 class LoraInput:
     name: str
     weight: float = 1.0
+    # The request field an error about it names ("loras[0].name", "style", "prompt");
+    # None = its place in the request's ``loras`` list.
+    field: str | None = None
 
 
 @dataclass
@@ -44,6 +47,17 @@ class InpaintSettings:
     feather: int | None = None
     color_match: bool = True
     fill: str = "auto"
+
+
+@dataclass
+class UpscaleSettings:
+    """``mode: "upscale"`` (docs/upscale.md): factor, model (None = Lanczos), refine pass."""
+
+    factor: float = 2.0
+    model: str | None = None  # an upscaler's name (Inventory.upscalers)
+    refine: bool = False
+    tile_size: int | None = None  # None = the checkpoint's native size
+    tile_overlap: int | None = None  # None = automatic
 
 
 @dataclass
@@ -69,8 +83,14 @@ class GenerationRequest:
     controls: list[ControlInput] = field(default_factory=list)
     loras: list[LoraInput] = field(default_factory=list)
     inpaint: InpaintSettings = field(default_factory=InpaintSettings)
+    upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
+    hires: bool | None = None  # two-pass high resolution; None = the engine's setting
     x: int = 0  # the region's offset on the canvas (metadata only)
     y: int = 0
+    style: str | None = None  # the style it was resolved with (metadata only)
+    resolved: dict = field(default_factory=dict)  # what the style decided (metadata only)
+    prediction: str | None = None  # prediction type override (a style's): epsilon | v_prediction
+    resolution: int | None = None  # preferred native side (px) instead of the model's
 
 
 @dataclass
@@ -94,6 +114,10 @@ class ResultMetadata:
     # What the model was run as (prediction.py): "epsilon" | "v_prediction".
     prediction_type: str = "epsilon"
     zero_terminal_snr: bool = False
+    style: str | None = None
+    # Every resolved parameter: the style's choices, the prompt as typed, the wildcards chosen,
+    # the emphasis weights (docs/protocol.md, "Result metadata").
+    resolved: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,7 +176,7 @@ class CancelToken:
 @dataclass
 class CheckpointEntry:
     name: str
-    family: str  # "sd15" | "sdxl"
+    family: str  # a family id (backend/engine/families)
     inpaint: bool
     path: str  # file, diffusers folder, hub id or "builtin:tiny..."
     widths: tuple[int, int] | None = None  # UNet (first block channels, text width), if read
@@ -181,8 +205,19 @@ class LoraEntry:
 @dataclass
 class VaeEntry:
     name: str
-    family: str | None  # "sd15" | "sdxl"
+    family: str | None  # a family id (backend/engine/families)
     path: str
+    problem: str | None = None  # why it cannot be used (a sentence); None = usable
+
+
+@dataclass
+class UpscalerEntry:
+    """A super-resolution model in models/upscale/ (upscalers.py): name = file name."""
+
+    name: str
+    path: str
+    scale: int  # 0 when it cannot be used
+    architecture: str  # spandrel's name ("ESRGAN", "SPAN", ...)
     problem: str | None = None  # why it cannot be used (a sentence); None = usable
 
 
@@ -203,6 +238,7 @@ class Inventory:
     loras: list[LoraEntry] = field(default_factory=list)
     vaes: list[VaeEntry] = field(default_factory=list)
     skipped: list[SkippedModel] = field(default_factory=list)
+    upscalers: list[UpscalerEntry] = field(default_factory=list)
 
     def skipped_reason(self, kind: str, name: object) -> str | None:
         """Why the file ``name`` of ``kind`` was left out of the lists, if it was."""
@@ -227,6 +263,9 @@ class EngineConfig:
     # wins over ``compile``. None = the device's recommended eager speed-ups (none on the CPU).
     compile: str = "off"
     acceleration: AccelerationOptions | None = None
+    # Two-pass high-resolution generation for regions much larger than the native size
+    # (hires.py); a job's ``hires`` field wins.
+    hires: bool = True
 
 
 class EngineProtocol(Protocol):

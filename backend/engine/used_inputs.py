@@ -24,9 +24,10 @@ from dataclasses import fields
 from backend.engine.errors import EngineError, InvalidRequest
 from backend.engine.types import InpaintSettings
 
-IMAGE_MODES = ("img2img", "inpaint", "outpaint")
-MASK_MODES = ("inpaint", "outpaint")
-FILL_MODES = IMAGE_MODES
+IMAGE_MODES = ("img2img", "inpaint", "outpaint", "upscale")
+MASK_MODES = ("inpaint", "outpaint", "upscale")  # upscale: the selection of refine in place
+FILL_MODES = ("img2img", "inpaint", "outpaint")
+OPTION_MODES = ("inpaint", "outpaint")  # the inpaint options other than fill
 _DEFAULTS = InpaintSettings()
 
 
@@ -66,7 +67,7 @@ def unused_inputs(
         value = getattr(inpaint, option.name)
         if value == getattr(_DEFAULTS, option.name):
             continue
-        users = FILL_MODES if option.name == "fill" else MASK_MODES
+        users = FILL_MODES if option.name == "fill" else OPTION_MODES
         if mode not in users:
             unused.append(
                 (
