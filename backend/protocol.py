@@ -322,8 +322,10 @@ class UpscalerInfo(_Model):
     """A super-resolution model in ``models/upscale/`` (architecture and scale by spandrel)."""
 
     name: str = Field(description="file name, e.g. 4x-UltraSharp.pth")
-    scale: int = Field(description="the model's own factor; 0 when it cannot be used")
-    architecture: str = Field(description="ESRGAN, SwinIR, HAT, ... as spandrel names it")
+    scale: int = Field(default=4, description="the model's own factor; 0 when it cannot be used")
+    architecture: str | None = Field(
+        default=None, description="ESRGAN, SwinIR, HAT, ... as spandrel names it"
+    )
     problem: str | None = Field(default=None, description="why it cannot be used; null = usable")
 
 

@@ -12,6 +12,7 @@ DL_PY="$DL_VENV/bin/python"
 # pulls gigabytes of CUDA wheels.
 DL_TORCH_VERSION="${DL_TORCH_VERSION:-2.13.0}"
 DL_OPEN_CLIP_VERSION="3.3.0"
+DL_SPANDREL_VERSION="0.4.2"
 
 dl_say() { printf '==> %s\n' "$*" >&2; }
 dl_die() {
@@ -133,5 +134,8 @@ dl_install_project() {
     dl_say "installing diffusion-layers[$extras] into $DL_VENV"
     dl_pip -e "$DL_ROOT[$extras]"
     dl_pip --no-deps "open_clip_torch==$DL_OPEN_CLIP_VERSION"
+    # Upscale models (backend/engine/upscalers.py): without its torchvision requirement (see
+    # pyproject.toml's server extra); spandrel needs torchvision only for LaMa/RestoreFormer.
+    dl_pip --no-deps "spandrel==$DL_SPANDREL_VERSION"
     printf '%s' "$want" >"$stamp"
 }
