@@ -34,6 +34,8 @@ class Settings:
     output_dir: str = "outputs"
     default_model: str | None = None
     device: str = "auto"
+    # Where styles are kept (<styles_dir>/<name>.json); None = "styles" in the per-user data dir.
+    styles_dir: str | None = None
     dtype: str = "auto"
     preload: bool = False
     allow_pickle: bool = False
@@ -117,6 +119,14 @@ class Settings:
         return EngineConfig(
             models_dir=self.models_dir,
             default_model=self.default_model,
+    def resolved_styles_dir(self) -> str:
+        """``styles_dir``, else the per-user data folder's ``styles`` (beside its models)."""
+        if self.styles_dir:
+            return self.styles_dir
+        from backend.catalog import default_models_dir
+
+        return str(default_models_dir().parent / "styles")
+
             device=self.device,
             dtype=self.dtype,
             allow_pickle=self.allow_pickle,
@@ -192,6 +202,7 @@ class Settings:
                 value = getattr(args, name, None)
                 if value is not None:
                     setattr(settings, mapping.get(name, name), value)
+                "styles_dir",
             if getattr(args, "preload", False):
                 settings.preload = True
         if settings.models_dir is None:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend import __version__
-from backend.api import routes_info, routes_jobs, routes_live, routes_preprocess
+from backend.api import routes_info, routes_jobs, routes_live, routes_preprocess, routes_styles
 from backend.api.auth import BodyLimitMiddleware, TokenMiddleware
 from backend.api.context import ApiContext
 from backend.api.errors import install_handlers
@@ -27,6 +27,7 @@ from backend.outputs import OutputWriter
 from backend.protocol import PROTOCOL_VERSION
 from backend.settings import Settings
 
+from backend.styles import StyleStore
 log = logging.getLogger(__name__)
 
 
@@ -76,12 +77,14 @@ def create_app(settings: Settings, engine: EngineProtocol) -> FastAPI:
     app.include_router(routes_preprocess.router)
     app.include_router(routes_live.router)
     # Added last = runs first: refuse unauthenticated requests before counting their bodies.
+    app.state.styles = StyleStore(settings.resolved_styles_dir())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(TokenMiddleware, token=settings.token)
     # Web pages may not drive the server (CSRF, DNS rebinding): see origin_guard.py.
     app.add_middleware(
         OriginGuardMiddleware, check_host=not settings.token, bound_host=settings.host
     )
+    app.include_router(routes_styles.router)
     # Outermost: every request counts against its client's bucket, unauthenticated ones too.
     buckets = None
     if settings.rate_limit_per_s > 0:

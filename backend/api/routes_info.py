@@ -38,6 +38,8 @@ CAPABILITIES = (
     "live",
     "upscale",
     "hires",
+    "styles",
+    "prompt-syntax",
 )
 
 router = APIRouter(prefix="/v1", tags=["info"])

@@ -20,6 +20,7 @@ from backend.api.errors import (
 from backend.api.images import IMAGE_CONTENT_TYPES, raw_response
 from backend.api.multipart import Part, read_parts
 from backend.api.sse import event_stream
+from backend.api.routes_styles import get_styles, resolve_style
 from backend.engine.errors import EngineError
 from backend.events import Event
 from backend.jobs import Job, JobsError
@@ -34,6 +35,7 @@ from backend.protocol import (
     ResultInfo,
 )
 
+from backend.style_resolve import attach as attach_style
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 _IMAGE_PART = {"type": "string", "format": "binary"}
@@ -126,8 +128,14 @@ async def create_job(request: Request, ctx: ApiContext = Depends(get_context)) -
     engine = ctx.engine
 
     def prepare():
-        known = inventory_names(engine.inventory())
-        built = build_request(params, parts, ctx.settings.max_image_pixels, known)
+    styles = get_styles(request)
+
+        inventory = engine.inventory()
+        known = inventory_names(inventory)
+        # The style fills what the request leaves out (backend/style_resolve.py).
+        resolved, outcome = resolve_style(params, styles, inventory)
+        built = build_request(resolved, parts, ctx.settings.max_image_pixels, known)
+        attach_style(built, params, outcome)
         engine.check_request(built)
         return built
 

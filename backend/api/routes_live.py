@@ -20,6 +20,7 @@ from backend.api.convert import build_request, inventory_names
 from backend.api.errors import ApiError, NotFound, Unprocessable, from_engine_error
 from backend.api.multipart import read_parts
 from backend.api.routes_jobs import ERRORS, JOB_BODY, parse_params
+from backend.api.routes_styles import get_styles, resolve_style
 from backend.engine.errors import EngineError
 from backend.engine.types import GenerationRequest
 from backend.live import LiveError, LiveFrame, LiveSessions
@@ -34,6 +35,7 @@ from backend.protocol import (
     LiveParams,
     LiveSessionInfo,
 )
+from backend.style_resolve import attach as attach_style
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +166,18 @@ async def live_frame(
     params: LiveParams = parse_params(parts, LiveParams)
     if "mask" in parts:
         raise Unprocessable("part 'mask': live frames take no mask", field="mask")
-    job, _preset = job_params(params)
     engine = ctx.engine
+    styles = get_styles(request)
 
-    # 2. Decode and check like a job (off the event loop); the image part is required.
+    # 2. Decode and check like a job (off the event loop); the image part is required. The
+    #    style fills what the frame leaves out (its live sampler and steps).
     def prepare() -> GenerationRequest:
-        known = inventory_names(engine.inventory())
+        inventory = engine.inventory()
+        known = inventory_names(inventory)
+        resolved, outcome = resolve_style(params, styles, inventory, live=True)
+        job, _preset = job_params(resolved)
         built = build_request(job, parts, ctx.settings.max_image_pixels, known)
+        attach_style(built, params, outcome)
         engine.check_request(built)
         return built
 

@@ -22,6 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route")
     parser.add_argument("--models-dir", help="folder with checkpoints/ controlnet/ lora/ vae/")
     parser.add_argument("--output-dir", help="where every result PNG is written")
+    parser.add_argument(
+        "--styles-dir", help="where styles are kept as JSON files (default: the data folder)"
+    )
     parser.add_argument("--preload", action="store_true", help="load the model before serving")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     parser.add_argument("--dtype", help="auto | float16 | bfloat16 | float32")

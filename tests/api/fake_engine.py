@@ -82,7 +82,8 @@ class FakeEngine:
         for i, lora in enumerate(request.loras):
             if lora.name not in {lo.name for lo in inventory.loras}:
                 raise ModelNotFound(
-                    f"LoRA {lora.name!r} is not installed", field=f"loras[{i}].name"
+                    f"LoRA {lora.name!r} is not installed",
+                    field=lora.field or f"loras[{i}].name",  # "style": a style's LoRA
                 )
 
     def preload(self, model: str | None = None) -> None:
