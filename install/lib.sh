@@ -13,6 +13,7 @@ DL_PY="$DL_VENV/bin/python"
 DL_TORCH_VERSION="${DL_TORCH_VERSION:-2.13.0}"
 DL_OPEN_CLIP_VERSION="3.3.0"
 DL_SPANDREL_VERSION="0.4.2"
+DL_COMPEL_VERSION="2.5.1"
 
 dl_say() { printf '==> %s\n' "$*" >&2; }
 dl_die() {
@@ -137,5 +138,9 @@ dl_install_project() {
     # Upscale models (backend/engine/upscalers.py): without its torchvision requirement (see
     # pyproject.toml's server extra); spandrel needs torchvision only for LaMa/RestoreFormer.
     dl_pip --no-deps "spandrel==$DL_SPANDREL_VERSION"
+    # Prompt emphasis (backend/engine/prompt_weights.py): compel, without its requirements (its
+    # releases pin transformers majors or pull Jupyter; it uses only torch, transformers and
+    # diffusers, which the server extra pins, and pyparsing, listed there).
+    dl_pip --no-deps "compel==$DL_COMPEL_VERSION"
     printf '%s' "$want" >"$stamp"
 }
