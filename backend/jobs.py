@@ -1,4 +1,8 @@
-"""The job queue: one worker thread runs generations in FIFO order; HTTP handlers never wait.
+"""The job queue: one worker thread runs generations, fair between clients; HTTP handlers never wait.
+
+The order is round-robin over clients and FIFO within one client (``backend.fair_queue``), so
+one artist's batch never starves another artist's job; ``max_queued_per_client`` caps how many
+jobs one client may have waiting.
 
 Jobs move queued -> running -> done | failed | cancelled. Each job has an EventLog (SSE reads
 it), a CancelToken (the engine checks it every step) and, once done, its results on disk and as
@@ -8,7 +12,6 @@ raw BGRA bytes in memory. Finished jobs expire from memory after ``job_ttl_s`` o
 
 from __future__ import annotations
 
-import collections
 import logging
 import secrets
 import sys
@@ -21,6 +24,7 @@ from typing import Protocol
 from backend.engine import errors as engine_errors
 from backend.engine.types import CancelToken, EngineProtocol, GenerationRequest, Progress
 from backend.events import EventLog
+from backend.fair_queue import FairQueue
 from backend.fields import canonical_field
 from backend.outputs import OutputError, OutputWriter, encode_png, rgba_to_bgra_view
 from backend.protocol import ErrorInfo
@@ -54,12 +58,13 @@ class JobResult:
     path: Path
 
 
-@dataclass
+@dataclass(eq=False)  # jobs compare by identity (the fair queue finds them by it)
 class Job:
     id: str
     request: GenerationRequest | None
     mode: str
     summary: str
+    client: str = ""  # who submitted it (token name or address): the fair queue's key
     state: str = "queued"
     step: int = 0
     total_steps: int = 0
@@ -101,6 +106,7 @@ class JobQueue:
         writer: OutputWriter,
         *,
         max_queue: int = 64,
+        max_queued_per_client: int = 0,
         job_ttl_s: float = 3600.0,
         max_jobs_kept: int = 64,
         preload: bool = False,
@@ -110,13 +116,14 @@ class JobQueue:
         self.engine = engine
         self.writer = writer
         self.max_queue = max_queue
+        self.max_queued_per_client = max_queued_per_client  # 0 = no per-client limit
         self.job_ttl_s = job_ttl_s
         self.max_jobs_kept = max_jobs_kept
         self.log_progress = log_progress
         self._preload = preload
         self._preload_model = preload_model
         self._cond = threading.Condition()
-        self._queue: collections.deque[Job] = collections.deque()
+        self._queue: FairQueue[Job] = FairQueue()  # round-robin between clients
         self._jobs: dict[str, Job] = {}
         self._running: Job | None = None
         self._stopping = False
@@ -191,21 +198,28 @@ class JobQueue:
         with self._cond:
             self._cond.notify_all()
 
-    def submit(self, request: GenerationRequest) -> Job:
+    def submit(self, request: GenerationRequest, client: str = "") -> Job:
         with self._cond:
             if self._stopping:
                 raise StoppedError("the server is shutting down")
             if len(self._queue) >= self.max_queue:
                 raise QueueFullError(f"the queue is full ({self.max_queue} jobs); try again later")
+            limit = self.max_queued_per_client
+            if limit and self._queue.count(client) >= limit:
+                raise QueueFullError(
+                    f"you already have {limit} jobs queued (the per-artist limit); "
+                    "wait for some to finish or cancel some"
+                )
             self._expire_locked(time.time())
             job = Job(
                 id=secrets.token_hex(8),
                 request=request,
                 mode=request.mode,
                 summary=_summary(request, self.engine.loaded_model),
+                client=client,
             )
             self._jobs[job.id] = job
-            self._queue.append(job)
+            self._queue.append(client, job)
             job.events.publish("queued", self._state_data(job))
             self._cond.notify_all()
         return job

@@ -30,6 +30,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     token: str | None = None
+    # One 'name token' line per artist, re-read on change (removing a line revokes it).
+    tokens_file: str | None = None
     models_dir: str | None = None
     output_dir: str = "outputs"
     default_model: str | None = None
@@ -47,6 +49,7 @@ class Settings:
     max_request_mb: float = 256.0
     max_image_pixels: int = 4096 * 4096
     max_queue: int = 64
+    max_queued_per_client: int = 0  # per artist (token name / address); 0 = no limit
     job_ttl_s: float = 3600.0
     max_jobs_kept: int = 64
     keepalive_s: float = 10.0
@@ -81,6 +84,10 @@ class Settings:
             raise SettingsError(f"max_request_mb={self.max_request_mb!r}: must be > 0")
         if self.max_image_pixels < 64:
             raise SettingsError(f"max_image_pixels={self.max_image_pixels!r}: must be >= 64")
+        if self.max_queued_per_client < 0:
+            raise SettingsError(
+                f"max_queued_per_client={self.max_queued_per_client!r}: must be >= 0"
+            )
         if self.max_queue < 1:
             raise SettingsError(f"max_queue={self.max_queue!r}: must be >= 1")
         if self.job_ttl_s <= 0:
@@ -95,7 +102,7 @@ class Settings:
             raise SettingsError(f"rate_limit_burst={self.rate_limit_burst!r}: must be >= 1")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise SettingsError("ssl_certfile/ssl_keyfile: give both or neither")
-        if not self.is_loopback() and not self.token:
+        if not self.is_loopback() and not self.token and not self.tokens_file:
             raise SettingsError(
                 f"host={self.host!r} is reachable from other machines: refusing to start "
                 f"without a token. Pass --token or set {TOKEN_ENV}, or bind 127.0.0.1."
@@ -119,14 +126,6 @@ class Settings:
         return EngineConfig(
             models_dir=self.models_dir,
             default_model=self.default_model,
-    def resolved_styles_dir(self) -> str:
-        """``styles_dir``, else the per-user data folder's ``styles`` (beside its models)."""
-        if self.styles_dir:
-            return self.styles_dir
-        from backend.catalog import default_models_dir
-
-        return str(default_models_dir().parent / "styles")
-
             device=self.device,
             dtype=self.dtype,
             allow_pickle=self.allow_pickle,
@@ -135,6 +134,14 @@ class Settings:
             compile=self.compile,
             model_vaes=dict(self.model_vaes),
         )
+
+    def resolved_styles_dir(self) -> str:
+        """``styles_dir``, else the per-user data folder's ``styles`` (beside its models)."""
+        if self.styles_dir:
+            return self.styles_dir
+        from backend.catalog import default_models_dir
+
+        return str(default_models_dir().parent / "styles")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -187,6 +194,8 @@ class Settings:
                 "host",
                 "port",
                 "token",
+                "tokens_file",
+                "max_queued_per_client",
                 "models_dir",
                 "output_dir",
                 "model",

@@ -20,6 +20,7 @@ from backend.api.errors import install_handlers
 from backend.api.openapi import install_openapi
 from backend.api.origin_guard import OriginGuardMiddleware
 from backend.api.rate_limit import RateLimitMiddleware, TokenBuckets
+from backend.api.tokens import TokenTable
 from backend.engine.types import EngineProtocol
 from backend.jobs import JobQueue
 from backend.live import LiveSessions
@@ -36,6 +37,7 @@ def create_queue(settings: Settings, engine: EngineProtocol) -> JobQueue:
         engine,
         OutputWriter(settings.output_dir),
         max_queue=settings.max_queue,
+        max_queued_per_client=settings.max_queued_per_client,
         job_ttl_s=settings.job_ttl_s,
         max_jobs_kept=settings.max_jobs_kept,
         preload=settings.preload,
@@ -44,9 +46,14 @@ def create_queue(settings: Settings, engine: EngineProtocol) -> JobQueue:
     )
 
 
-def create_app(settings: Settings, engine: EngineProtocol) -> FastAPI:
-    """The app; its lifespan starts the worker thread and stops it (cancelling jobs) on exit."""
-    queue = create_queue(settings, engine)
+def create_app(
+    settings: Settings, engine: EngineProtocol, queue: JobQueue | None = None
+) -> FastAPI:
+    """The app; its lifespan starts the worker thread and stops it (cancelling jobs) on exit.
+
+    ``queue`` replaces the in-process queue (the cluster's registry-backed one,
+    ``backend.cluster.ingress``); the routes and the contract stay the same."""
+    queue = queue if queue is not None else create_queue(settings, engine)
     live = LiveSessions(engine, settings.output_dir)
     queue.attach_priority(live)
     live.attach(queue.wake)
@@ -79,10 +86,11 @@ def create_app(settings: Settings, engine: EngineProtocol) -> FastAPI:
     # Added last = runs first: refuse unauthenticated requests before counting their bodies.
     app.state.styles = StyleStore(settings.resolved_styles_dir())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(TokenMiddleware, token=settings.token)
+    tokens = TokenTable(settings.token, settings.tokens_file)
+    app.add_middleware(TokenMiddleware, token=settings.token, table=tokens)
     # Web pages may not drive the server (CSRF, DNS rebinding): see origin_guard.py.
     app.add_middleware(
-        OriginGuardMiddleware, check_host=not settings.token, bound_host=settings.host
+        OriginGuardMiddleware, check_host=not tokens.required, bound_host=settings.host
     )
     app.include_router(routes_styles.router)
     # Outermost: every request counts against its client's bucket, unauthenticated ones too.

@@ -12,6 +12,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.errors import error_response
+from backend.api.tokens import TokenTable
 
 
 def token_matches(header: str | None, token: str) -> bool:
@@ -24,15 +25,21 @@ def token_matches(header: str | None, token: str) -> bool:
 
 
 class TokenMiddleware:
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    """Require a token of ``table`` (the ``token`` setting, or one of the tokens file); the
+    matching token's artist name goes to ``scope["state"]["token_name"]``."""
+
+    def __init__(self, app: ASGIApp, token: str | None, table: TokenTable | None = None) -> None:
         self.app = app
-        self.token = token
+        self.table = table if table is not None else TokenTable(token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.token:
+        if scope["type"] != "http" or not self.table.required:
             await self.app(scope, receive, send)
             return
-        if not token_matches(Headers(scope=scope).get("authorization"), self.token):
+        name = self.table.match(Headers(scope=scope).get("authorization"))
+        if name is not None:
+            scope.setdefault("state", {})["token_name"] = name
+        else:
             response = error_response(
                 401,
                 "unauthorized",

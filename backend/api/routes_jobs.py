@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from backend.api.clients import client_id
 from backend.api.context import ApiContext, get_context
 from backend.api.convert import build_request, inventory_names
 from backend.api.errors import (
@@ -19,8 +20,8 @@ from backend.api.errors import (
 )
 from backend.api.images import IMAGE_CONTENT_TYPES, raw_response
 from backend.api.multipart import Part, read_parts
-from backend.api.sse import event_stream
 from backend.api.routes_styles import get_styles, resolve_style
+from backend.api.sse import event_stream
 from backend.engine.errors import EngineError
 from backend.events import Event
 from backend.jobs import Job, JobsError
@@ -34,8 +35,8 @@ from backend.protocol import (
     ProgressEvent,
     ResultInfo,
 )
-
 from backend.style_resolve import attach as attach_style
+
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 _IMAGE_PART = {"type": "string", "format": "binary"}
@@ -127,9 +128,9 @@ async def create_job(request: Request, ctx: ApiContext = Depends(get_context)) -
     # 2. Decode images and check the request with the engine before queueing (off the loop).
     engine = ctx.engine
 
-    def prepare():
     styles = get_styles(request)
 
+    def prepare():
         inventory = engine.inventory()
         known = inventory_names(inventory)
         # The style fills what the request leaves out (backend/style_resolve.py).
@@ -145,7 +146,7 @@ async def create_job(request: Request, ctx: ApiContext = Depends(get_context)) -
         raise from_engine_error(exc) from exc
     # 3. Queue it.
     try:
-        job = ctx.queue.submit(generation)
+        job = ctx.queue.submit(generation, client_id(request))
     except JobsError as exc:
         raise QueueFull(str(exc), code=getattr(exc, "code", "queue_full")) from exc
     position = ctx.queue.position(job)

@@ -42,6 +42,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--keepalive-s", type=float, help="SSE keep-alive interval (seconds)")
     parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate")
     parser.add_argument("--ssl-keyfile", help="... and this private key")
+    parser.add_argument(
+        "--tokens-file",
+        help="one 'name token' line per artist; re-read on change (delete a line to revoke)",
+    )
+    parser.add_argument(
+        "--max-queued-per-client", type=int, help="queued jobs one artist may have (0 = no limit)"
+    )
+    cluster = parser.add_argument_group(
+        "studio cluster (needs the 'cluster' extra; docs/cluster.md)"
+    )
+    cluster.add_argument(
+        "--cluster",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run as a Ray Serve application: alone, a local Ray on 127.0.0.1; with ADDRESS "
+        "('auto' or head:6379), the Ray cluster started with 'ray start'",
+    )
+    cluster.add_argument("--replicas", type=int, default=1, help="generation replicas")
+    cluster.add_argument("--min-replicas", type=int, help="autoscale: fewest replicas")
+    cluster.add_argument("--max-replicas", type=int, help="autoscale: most replicas")
+    cluster.add_argument(
+        "--replica-gpus",
+        type=float,
+        help="GPUs per generation replica (default 1; 0 on --device cpu)",
+    )
+    cluster.add_argument(
+        "--replica-cpus", type=float, help="CPUs per generation replica (default 1 when no GPU)"
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -56,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         log.error("cannot start: %s", exc)
         return 2
+
+    if getattr(args, "cluster", None):
+        return run_cluster(settings, args)
 
     # 2. Heavy imports only now.
     import uvicorn
@@ -88,4 +120,64 @@ def run(args: argparse.Namespace) -> int:
         ssl_keyfile=settings.ssl_keyfile,
         timeout_graceful_shutdown=5,
     )
+    return 0
+
+
+def run_cluster(settings, args: argparse.Namespace) -> int:
+    """``--cluster``: the same API as a Ray Serve application (backend/cluster/)."""
+    try:
+        from backend.cluster.app import (
+            ClusterError,
+            ClusterOptions,
+            deploy,
+            shutdown,
+            start_ray,
+        )
+    except ImportError as exc:
+        log.error("cannot start: --cluster needs Ray Serve: pip install '.[cluster]' (%s)", exc)
+        return 2
+    gpus = args.replica_gpus
+    if gpus is None:
+        gpus = 0.0 if settings.device == "cpu" else 1.0
+    cpus = args.replica_cpus if args.replica_cpus is not None else (0.0 if gpus else 1.0)
+    options = ClusterOptions(
+        address=None if args.cluster == "local" else args.cluster,
+        replicas=args.replicas,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        num_gpus=gpus,
+        num_cpus=cpus,
+    )
+    try:
+        options.check()
+    except ClusterError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    log.info(
+        "serving the cluster on %s://%s:%s (%s generation replicas, token %s)",
+        "https" if settings.ssl_certfile else "http",
+        settings.host,
+        settings.port,
+        options.replicas
+        if options.min_replicas is None
+        else f"{options.min_replicas}..{options.max_replicas}",
+        "required" if settings.token or settings.tokens_file else "off",
+    )
+    import signal
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    try:
+        start_ray(options)
+        # After ray.init (which installs its own): terminate = Ctrl+C, a clean shutdown.
+        signal.signal(signal.SIGTERM, stop)
+        deploy(settings, options, blocking=True)
+    except KeyboardInterrupt:
+        log.info("stopping")
+    except ClusterError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    finally:
+        shutdown(options)
     return 0

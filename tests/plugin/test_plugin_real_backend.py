@@ -50,6 +50,10 @@ def _backend_python() -> str:
 
 
 BACKEND_PYTHON = _backend_python()
+# DL_CLUSTER_BACKEND=1 (the cluster tier): the same tests against `serve --cluster`, a local Ray
+# Serve application with two generation replicas (docs/cluster.md).
+CLUSTER_ARGS = ["--cluster", "--replicas", "2"] if os.environ.get("DL_CLUSTER_BACKEND") else []
+START_S = 300 if CLUSTER_ARGS else 90
 
 
 def _free_port() -> int:
@@ -80,6 +84,7 @@ def backend_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             str(out),
             "--keepalive-s",
             "1",
+            *CLUSTER_ARGS,
         ],
         cwd=ROOT,
         stdout=log,
@@ -87,7 +92,7 @@ def backend_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + START_S
     try:
         while True:
             if proc.poll() is not None:
@@ -101,7 +106,7 @@ def backend_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("backend did not answer /v1/health within 90 s")
+                pytest.fail(f"backend did not answer /v1/health within {START_S} s")
             time.sleep(0.2)
         yield url
     finally:

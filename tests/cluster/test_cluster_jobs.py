@@ -1,0 +1,77 @@
+"""The v1 API as a Ray Serve application: jobs, results, spread and routing by checkpoint."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.api.harness import decode_raw_result, job_params, submit
+
+from .conftest import TOKENS, sse_events, wait_job
+
+pytestmark = pytest.mark.cluster
+
+
+def run_jobs(http, params_list: list[dict]) -> list[dict]:
+    ids = [submit(http, params)["id"] for params in params_list]
+    return [wait_job(http, job_id, timeout=180) for job_id in ids]
+
+
+def test_job_runs_and_its_result_is_on_disk_before_done(cluster):
+    with cluster.client(TOKENS["ana"]) as http:
+        job = run_jobs(http, [job_params(seed=7)])[0]
+        assert job["state"] == "done", job
+        result = job["results"][0]
+        raw = decode_raw_result(http.get(result["raw_url"]))
+        assert raw.shape == (64, 64, 4) and raw[:, :, 3].min() == 255
+        png = http.get(result["url"])
+        assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        with open(result["file"], "rb") as handle:
+            assert handle.read() == png.content
+        assert np.ptp(raw[:, :, :3]) > 0  # real pixels, not a blank placeholder
+
+
+def test_jobs_spread_across_both_replicas(cluster):
+    with cluster.client(TOKENS["ana"]) as http:
+        jobs = run_jobs(http, [job_params(seed=s, steps=4) for s in range(6)])
+    assert [j["state"] for j in jobs] == ["done"] * 6
+    replicas = {cluster.record(j["id"])["replica"] for j in jobs}
+    assert len(replicas) == 2, replicas
+
+
+def test_events_replay_with_last_event_id(cluster):
+    with cluster.client(TOKENS["ana"]) as http:
+        job_id = submit(http, job_params(seed=3))["id"]
+        events = sse_events(http, job_id)
+        names = [name for _, name, _ in events]
+        assert names[0] == "queued" and names[-1] == "done" and "result" in names, names
+        tail = sse_events(http, job_id, last_event_id=events[1][0])
+        assert [e[0] for e in tail] == [e[0] for e in events[2:]]
+        assert tail[-1][2]["results"][0]["width"] == 64
+
+
+def test_routing_follows_the_checkpoint(cluster):
+    """Pairs of jobs on two checkpoints: each checkpoint keeps to the replica holding it."""
+    ran: dict[str, set[str]] = {"tiny": set(), "tiny-inpaint": set()}
+    with cluster.client(TOKENS["ana"]) as http:
+        for round_ in range(4):
+            params = [job_params(model=m, seed=round_) for m in ran]
+            for model, job in zip(ran, run_jobs(http, params), strict=True):
+                assert job["state"] == "done", job
+                if round_ > 0:  # the first round loads the models
+                    ran[model].add(cluster.record(job["id"])["replica"])
+    assert all(len(replicas) == 1 for replicas in ran.values()), ran
+    assert ran["tiny"] != ran["tiny-inpaint"], ran
+
+
+def test_cancel_through_any_ingress(cluster):
+    with cluster.client(TOKENS["ana"]) as http:
+        job_id = submit(http, job_params(steps=200))["id"]
+        deadline = time.monotonic() + 60
+        while http.get(f"/v1/jobs/{job_id}").json()["step"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert http.delete(f"/v1/jobs/{job_id}").status_code == 200
+        assert wait_job(http, job_id, timeout=60)["state"] == "cancelled"
