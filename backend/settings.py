@@ -34,10 +34,10 @@ class Settings:
     tokens_file: str | None = None
     models_dir: str | None = None
     output_dir: str = "outputs"
-    default_model: str | None = None
-    device: str = "auto"
     # Where styles are kept (<styles_dir>/<name>.json); None = "styles" in the per-user data dir.
     styles_dir: str | None = None
+    default_model: str | None = None
+    device: str = "auto"
     dtype: str = "auto"
     preload: bool = False
     allow_pickle: bool = False
@@ -46,6 +46,9 @@ class Settings:
     # Per-model default VAE: {"checkpoint name": "vae name"} (names as in GET /v1/models).
     model_vaes: dict[str, str] = field(default_factory=dict)
     compile: str = "off"  # off | background | blocking: torch.compile the UNet (CUDA only)
+    # Two-pass high-resolution generation for regions much larger than the model's native
+    # size (docs/upscale.md); a job's ``hires`` field overrides it.
+    hires: bool = True
     max_request_mb: float = 256.0
     max_image_pixels: int = 4096 * 4096
     max_queue: int = 64
@@ -116,6 +119,14 @@ class Settings:
         except ValueError:
             return False
 
+    def resolved_styles_dir(self) -> str:
+        """``styles_dir``, else the per-user data folder's ``styles`` (beside its models)."""
+        if self.styles_dir:
+            return self.styles_dir
+        from backend.catalog import default_models_dir
+
+        return str(default_models_dir().parent / "styles")
+
     @property
     def max_request_bytes(self) -> int:
         return int(self.max_request_mb * 1024 * 1024)
@@ -133,15 +144,8 @@ class Settings:
             tiny_dir=self.tiny_dir,
             compile=self.compile,
             model_vaes=dict(self.model_vaes),
+            hires=self.hires,
         )
-
-    def resolved_styles_dir(self) -> str:
-        """``styles_dir``, else the per-user data folder's ``styles`` (beside its models)."""
-        if self.styles_dir:
-            return self.styles_dir
-        from backend.catalog import default_models_dir
-
-        return str(default_models_dir().parent / "styles")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,11 +202,13 @@ class Settings:
                 "max_queued_per_client",
                 "models_dir",
                 "output_dir",
+                "styles_dir",
                 "model",
                 "device",
                 "dtype",
                 "allow_pickle",
                 "compile",
+                "hires",
                 "max_request_mb",
                 "keepalive_s",
                 "ssl_certfile",
@@ -211,7 +217,6 @@ class Settings:
                 value = getattr(args, name, None)
                 if value is not None:
                     setattr(settings, mapping.get(name, name), value)
-                "styles_dir",
             if getattr(args, "preload", False):
                 settings.preload = True
         if settings.models_dir is None:

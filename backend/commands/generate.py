@@ -17,7 +17,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-MODES = ("txt2img", "img2img", "inpaint", "outpaint")
+MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
 DEFAULT_SIZE = 512
 TINY_NOTE = (
     "note: '{model}' is a built-in tiny model with random weights: it tests the wiring, "
@@ -71,6 +71,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="control images already are maps (skip the preprocessors)",
     )
     parser.add_argument("--lora", action="append", default=[], metavar="NAME:WEIGHT")
+    upscale = parser.add_argument_group("--mode upscale (docs/upscale.md)")
+    upscale.add_argument("--factor", type=float, default=2.0, help="1..4: the result's scale")
+    upscale.add_argument("--upscaler", help="model from models/upscale/ (default: Lanczos)")
+    upscale.add_argument("--refine", action="store_true", help="tiled diffusion refine pass")
+    upscale.add_argument("--tile-size", type=int, help="refine tile side (default: native)")
+    upscale.add_argument("--tile-overlap", type=int, help="refine tile overlap (default: auto)")
+    parser.add_argument(
+        "--hires",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="two-pass high resolution for regions much larger than the model's size",
+    )
     parser.add_argument("--models-dir", help="folder with checkpoints/ controlnet/ lora/")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     parser.add_argument("--dtype", default="auto", help="auto | float16 | bfloat16 | float32")
@@ -153,7 +165,7 @@ def build_request(args: argparse.Namespace) -> Any:
 
     from backend.engine.compositing import resize_cover
     from backend.engine.masks import NOISE_LEVEL, has_selection
-    from backend.engine.types import GenerationRequest
+    from backend.engine.types import GenerationRequest, UpscaleSettings
     from backend.engine.used_inputs import unused_inputs
 
     # 1. Nothing the mode would ignore (a txt2img --image is only the --composite base).
@@ -161,6 +173,8 @@ def build_request(args: argparse.Namespace) -> Any:
     unused = unused_inputs(args.mode, image_used, bool(args.mask))
     if unused:
         raise UsageError(f"--{unused[0][0]}: {unused[0][1]}")
+    if args.mode == "upscale" and args.composite:
+        raise UsageError("--composite: an upscale result is larger than the region; leave it out")
     # 2. Region pixels and size.
     image = load_rgba(args.image) if args.image else None
     if image is not None:
@@ -210,6 +224,14 @@ def build_request(args: argparse.Namespace) -> Any:
         clip_skip=args.clip_skip,
         controls=controls,
         loras=[parse_lora(spec) for spec in args.lora],
+        upscale=UpscaleSettings(
+            factor=args.factor,
+            model=args.upscaler,
+            refine=args.refine,
+            tile_size=args.tile_size,
+            tile_overlap=args.tile_overlap,
+        ),
+        hires={"auto": None, "on": True, "off": False}[args.hires],
     )
 
 

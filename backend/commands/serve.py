@@ -36,7 +36,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "compiled ones swapped in when ready), blocking (wait for the compile) or off (default)",
     )
     parser.add_argument(
-        "--allow-pickle", action="store_true", default=None, help="allow .ckpt/.pt checkpoints"
+        "--allow-pickle",
+        action="store_true",
+        default=None,
+        help="allow pickle files: .ckpt/.pt checkpoints, .pth upscalers that the safe loader refuses",
+    )
+    parser.add_argument(
+        "--no-hires",
+        dest="hires",
+        action="store_false",
+        default=None,
+        help="no automatic two-pass generation for regions much larger than the model's size",
     )
     parser.add_argument("--max-request-mb", type=float, help="request body limit (MiB)")
     parser.add_argument("--keepalive-s", type=float, help="SSE keep-alive interval (seconds)")

@@ -123,6 +123,9 @@ class Family:
     negative_prompt: bool = True  # the docker shows the negative prompt
     cfg: bool = True  # the docker shows CFG (False for guidance-distilled models)
     live: bool = True
+    #: strength of the tiled refine pass of high-resolution generation (hires.py): enough to
+    #: add detail at full size without redrawing the first pass's composition
+    hires_strength: float = 0.35
     #: pickles (.ckpt/.pth/.bin) cannot be inspected without loading: a pickle whose name holds
     #: one of these (lower case) is taken as this family; ``legacy_pickles``: the family of
     #: pickles nothing else names (old ControlNets and checkpoints were all SD1.5)
@@ -145,6 +148,10 @@ class Family:
     #: prompt encoder. None: the shared SD path (loader.py, prompts.py).
     load: Callable[..., Any] | None = None
     encode: Callable[..., Any] | None = None
+    #: families with a ``load`` hook (no LDM UNet to read): whether a header / a diffusers
+    #: transformer config is a dedicated inpaint model (FLUX.1 Fill)
+    inpaint_header: Callable[[Header], bool] = field(default=lambda keys: False)
+    inpaint_config: Callable[[Mapping[str, Any]], bool] = field(default=lambda c: False)
     #: built-in styles (GET /v1/styles, backend/styles.py): Style fields without ``builtin``
     #: and ``checkpoints`` (the family's installed ones); listed as "<label> <name>" while a
     #: checkpoint of the family is installed

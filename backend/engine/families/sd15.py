@@ -64,6 +64,7 @@ FAMILY = Family(
     id="sd15",
     label="SD1.5",
     native_size=512,
+    hires_strength=0.4,  # 512 px first passes need more new detail
     size_multiple=8,
     config_folder="sd15",
     inpaint_config_folder="sd15-inpaint",

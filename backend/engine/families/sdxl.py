@@ -54,6 +54,7 @@ FAMILY = Family(
     id="sdxl",
     label="SDXL",
     native_size=1024,
+    hires_strength=0.3,  # 1024 px first passes already hold detail
     size_multiple=64,
     config_folder="sdxl",
     inpaint_config_folder="sdxl-inpaint",
