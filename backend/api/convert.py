@@ -32,6 +32,7 @@ def inventory_names(inventory: Inventory) -> set[str]:
     names |= {c.name for c in inventory.controlnets}
     names |= {lo.name for lo in inventory.loras}
     names |= {vae.name for vae in inventory.vaes}
+    names |= {adapter.name for adapter in inventory.ipadapters}
     names |= {entry.name for entry in inventory.upscalers}
     return names
 

@@ -17,6 +17,7 @@ from backend.protocol import (
     CheckpointInfo,
     ControlNetInfo,
     Health,
+    IPAdapterInfo,
     LoraInfo,
     ModelsInfo,
     UnusableModel,
@@ -40,6 +41,7 @@ CAPABILITIES = (
     "hires",
     "styles",
     "prompt-syntax",
+    "reference",
 )
 
 router = APIRouter(prefix="/v1", tags=["info"])
@@ -103,6 +105,16 @@ async def models(ctx: ApiContext = Depends(get_context)) -> ModelsInfo:
         upscalers=[
             UpscalerInfo(name=u.name, scale=u.scale, architecture=u.architecture, problem=u.problem)
             for u in inventory.upscalers
+        ],
+        ipadapters=[
+            IPAdapterInfo(
+                name=a.name,
+                family=a.family,
+                type=a.type,
+                image_encoder=a.image_encoder,
+                problem=a.problem,
+            )
+            for a in inventory.ipadapters
         ],
         samplers=list(engine.samplers()),
         preprocessors=list(engine.preprocessors()),

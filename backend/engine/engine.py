@@ -45,6 +45,7 @@ from backend.engine.prompt_syntax import (
     with_prompt_loras,
 )
 from backend.engine.prompts import PromptEncoder
+from backend.engine.reference import References, is_reference
 from backend.engine.request_checks import DEFAULT_MAX_PIXELS, check_request
 from backend.engine.schedulers import SAMPLERS, sampler_names
 from backend.engine.types import (
@@ -87,6 +88,7 @@ class Engine:
         self.device = str(models.device)
         self.dtype = str(models.dtype).replace("torch.", "")
         self.prompts = PromptEncoder(prompt_cache_size)
+        self.references = References(self.inventory)  # reference images (IP-Adapter)
         self.acceleration = acceleration_options(config, self.device)
         self._pipelines = PipelineCache(self.acceleration)
         self._loaded: Any | None = None
@@ -164,7 +166,11 @@ class Engine:
         on_step = self._step_callback(loaded.family, on_progress, cancel)
         try:
             # 2. LoRAs stay applied only for this job (on the plain UNet, see unet_for_loras).
-            with self._lora_unet(loaded, request), self.models.loras_applied(loaded, request.loras):
+            with (
+                self._lora_unet(loaded, request),
+                self.models.loras_applied(loaded, request.loras),
+                self.references.loaded(request, loaded),
+            ):
                 return self._generate(request, loaded, on_step)
         except Cancelled:
             raise
@@ -208,6 +214,7 @@ class Engine:
             item_embeds=item_embeds,
             scheduler_overrides=_prediction_overrides(request),
         )
+        self.references.attach(task, request)  # IP-Adapter embeddings and weights
         native = request.resolution or loaded.native_resolution  # a style's preference
         if request.mode == "upscale":  # scale, then refine in tiles (upscale.py)
             return upscale_layers(self, request, loaded, task, on_step, prompts)
@@ -293,16 +300,18 @@ class Engine:
         return loaded
 
     def _lora_unet(self, loaded: Any, request: GenerationRequest) -> AbstractContextManager:
-        if any(lora.weight != 0 for lora in request.loras):
+        # IP-Adapters replace attention processors too: the same plain, eager UNet.
+        if any(lora.weight != 0 for lora in request.loras) or self.references.used(request):
             return unet_for_loras(loaded.pipe)
         return nullcontext()
 
     def _controls(self, request: GenerationRequest, family: str, fit: Any) -> list:
-        if not request.controls:
+        controls = [control for control in request.controls if not is_reference(control)]
+        if not controls:
             return []
-        types = {control.type for control in request.controls if control.preprocess}
+        types = {control.type for control in controls if control.preprocess}
         depth = self._depth_estimator("depth") if "depth" in types else None
-        return prepare_controls(self.models, family, request.controls, fit, depth)
+        return prepare_controls(self.models, family, controls, fit, depth)
 
     def _depth_estimator(self, control_type: str) -> Any:
         if control_type != "depth":

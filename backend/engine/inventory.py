@@ -185,6 +185,8 @@ def merge_inventories(base: Inventory, extra: Inventory) -> Inventory:
     merged.vaes += [e for e in extra.vaes if e.name not in names]
     merged.skipped = list(base.skipped) + list(extra.skipped)
     merged.upscalers = list(base.upscalers) + list(extra.upscalers)
+    merged.ipadapters = list(base.ipadapters) + list(extra.ipadapters)
+    merged.image_encoders = list(base.image_encoders) + list(extra.image_encoders)
     return merged
 
 
@@ -203,6 +205,10 @@ def scan_models(
         from backend.engine.upscalers import scan_upscalers
 
         inventory.upscalers = scan_upscalers(Path(models_dir) / "upscale", allow_pickle)
+        # IP-Adapters and their CLIP vision encoders (ipadapter_files.py).
+        from backend.engine.ipadapter_files import scan_references
+
+        scan_references(Path(models_dir), allow_pickle, inventory)
     return merge_inventories(inventory, extra) if extra is not None else inventory
 
 

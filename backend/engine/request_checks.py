@@ -17,6 +17,7 @@ from backend.engine.architecture import describe_widths
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.fill import FILL_METHODS
 from backend.engine.masks import NOISE_LEVEL, has_selection
+from backend.engine.reference import check_reference, is_reference
 from backend.engine.schedulers import check_steps
 from backend.engine.types import CheckpointEntry, GenerationRequest, Inventory
 from backend.engine.used_inputs import check_used_inputs
@@ -145,6 +146,9 @@ def check_request(
     # 4. Names against the inventory.
     checkpoint = find_checkpoint(inventory, request.model or default_model)
     for index, control in enumerate(request.controls):
+        if is_reference(control):  # IP-Adapter reference images (reference.py)
+            check_reference(index, control, checkpoint, inventory)
+            continue
         _check_control(index, control, checkpoint, inventory, control_types, height, width)
     for index, lora in enumerate(request.loras):
         _check_lora(index, lora, checkpoint, inventory)

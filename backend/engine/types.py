@@ -222,6 +222,32 @@ class UpscalerEntry:
 
 
 @dataclass
+class ImageEncoderEntry:
+    """A CLIP vision encoder in models/clip_vision/ (ipadapter_files.py): name = file name."""
+
+    name: str
+    path: str
+    hidden: int = 0  # hidden-state width (what "plus" and face adapters read)
+    projection: int = 0  # image-embedding width (what plain adapters read)
+    problem: str | None = None
+
+
+@dataclass
+class IpAdapterEntry:
+    """An IP-Adapter in models/ipadapter/ (reference controls): name = file name."""
+
+    name: str
+    path: str
+    family: str | None  # a family id, None when nothing tells
+    type: str = "reference"  # "reference" (reference/style/composition) | "face"
+    projection: str = "plain"  # plain | plus | full (the image projection it carries)
+    image_width: int | None = None  # the encoder width it reads (see ImageEncoderEntry)
+    text_width: int | None = None  # the UNet's cross-attention width it was made for
+    image_encoder: str | None = None  # the clip_vision encoder it runs with
+    problem: str | None = None
+
+
+@dataclass
 class SkippedModel:
     """A file in the models folder that cannot be used, and why (a sentence): a request
     naming it is refused with that reason instead of "not installed"."""
@@ -239,6 +265,8 @@ class Inventory:
     vaes: list[VaeEntry] = field(default_factory=list)
     skipped: list[SkippedModel] = field(default_factory=list)
     upscalers: list[UpscalerEntry] = field(default_factory=list)
+    ipadapters: list[IpAdapterEntry] = field(default_factory=list)
+    image_encoders: list[ImageEncoderEntry] = field(default_factory=list)
 
     def skipped_reason(self, kind: str, name: object) -> str | None:
         """Why the file ``name`` of ``kind`` was left out of the lists, if it was."""
