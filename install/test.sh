@@ -8,12 +8,15 @@
 # tier (everything under tests/ except the real-Krita and GPU tiers; the plugin's tests under
 # PyQt5), the plugin's tests again under PyQt6 (.venv-qt6), pytest slow tier, real-Krita tier
 # (pytest -m krita tests/krita_e2e; Debian's krita/xvfb are installed with apt-get when
-# running as root), GPU tier (only where nvidia-smi works and torch sees CUDA).
+# running as root), GPU tier (only where nvidia-smi works and torch sees CUDA), cluster tier
+# (Ray Serve: tests/cluster and the plugin's real-backend tests against `serve --cluster`).
 #
 # Environment knobs:
 #   DL_REQUIRE_KRITA=1   a missing Krita fails the Krita tier instead of skipping it (CI)
 #   DL_REQUIRE_GPU=1     a missing GPU fails the GPU tier instead of skipping it
 #   DL_SKIP_SLOW=1       skip the slow (load/soak) tier
+#   DL_SKIP_CLUSTER=1    skip the cluster tier (Ray Serve, tests/cluster)
+#   DL_CLUSTER_LOAD_S=N  seconds of the cluster tier's load run (default 20; 120 by hand)
 #   DL_PYTEST_WORKERS=N  pytest-xdist workers for the fast tier (default 2; 0 = no xdist)
 #   DL_NO_INSTALL=1      use .venv as it is, install nothing
 set -euo pipefail
@@ -79,7 +82,7 @@ if [ "${DL_PYTEST_WORKERS:-2}" != "0" ]; then
 fi
 run_tier "pytest-fast" 0 env DIFFUSION_LAYERS_QT=5 \
     "$DL_PY" -m pytest ${XDIST[@]+"${XDIST[@]}"} -q -p no:cacheprovider \
-    -m "not krita and not gpu and not slow" --ignore=tests/krita_e2e tests
+    -m "not krita and not gpu and not slow and not cluster" --ignore=tests/krita_e2e tests
 
 # ---- 3b. the plugin's tests again under PyQt6 (Krita 6's binding) ---------------------------
 # Same tests, fake krita and offscreen Qt, in .venv-qt6; the real backend they start runs
@@ -97,7 +100,29 @@ if [ "${DL_SKIP_SLOW:-0}" = "1" ]; then
     record "pytest-slow" "SKIP (DL_SKIP_SLOW=1)"
 else
     run_tier "pytest-slow" 1 "$DL_PY" -m pytest -q -p no:cacheprovider \
-        -m "slow and not krita and not gpu" --ignore=tests/krita_e2e tests
+        -m "slow and not krita and not gpu and not cluster" --ignore=tests/krita_e2e tests
+fi
+
+# ---- 4b. cluster tier (#19, docs/cluster.md) -------------------------------------------
+# A local Ray cluster started by the tests: 2 generation replicas of the tiny model on CPU
+# (tests/cluster, a short load run), then the plugin's real-backend tests against
+# `serve --cluster`. Installs the optional `cluster` extra; a missing Ray Serve fails the tier.
+if [ "${DL_SKIP_CLUSTER:-0}" = "1" ]; then
+    record "cluster" "SKIP (DL_SKIP_CLUSTER=1)"
+else
+    if [ "${DL_NO_INSTALL:-0}" != "1" ]; then
+        dl_install_project "server,dev,cluster" || true
+    fi
+    if "$DL_PY" -c 'import ray.serve' 2>/dev/null; then
+        # Two pytest runs, one Ray instance at a time (the plugin's run starts its own).
+        run_tier "cluster" 0 env DIFFUSION_LAYERS_QT=5 DL_CLUSTER_BACKEND=1 \
+            DL_CLUSTER_LOAD_S="${DL_CLUSTER_LOAD_S:-20}" RAY_USAGE_STATS_ENABLED=0 \
+            bash -c '"$0" -m pytest -q -p no:cacheprovider -m cluster tests/cluster &&
+                "$0" -m pytest -q -p no:cacheprovider tests/plugin/test_plugin_real_backend.py' \
+            "$DL_PY"
+    else
+        record "cluster" "FAIL (the cluster extra, ray[serve], could not be installed)"
+    fi
 fi
 
 # ---- 5. real-Krita tier -------------------------------------------------------------

@@ -35,16 +35,19 @@ class Cluster:
     def record(self, job_id: str) -> dict:
         return ray.get(self.registry.get.remote(job_id))
 
-    def generator_pids(self) -> dict[str, int]:
-        """{replica actor name: pid} of every live generation replica."""
-        from ray.util.state import list_actors
+    def generator_names(self) -> list[str]:
+        return self._replicas("#Generator#")
 
-        out = {}
-        for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
-            name = actor.get("name") or ""
-            if "Generator" in name and actor.get("pid"):
-                out[name] = int(actor["pid"])
-        return out
+    def ingress_names(self) -> list[str]:
+        return self._replicas("#Ingress#")
+
+    def _replicas(self, part: str) -> list[str]:
+        """Live Serve replica actors of one deployment (names in the 'serve' namespace)."""
+        names = []
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry["namespace"] == "serve" and part in entry["name"]:
+                names.append(entry["name"])
+        return names
 
 
 TOKENS = {"ana": "token-of-ana-123", "ben": "token-of-ben-456", "cat": "token-of-cat-789"}
