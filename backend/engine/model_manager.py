@@ -157,6 +157,7 @@ class ModelManager:
                 allow_pickle=self.config.allow_pickle,
                 name=name,
                 vae=None if entry.has_vae else self._vae(entry, self._family_vae(entry)),
+                models_dir=self.config.models_dir,
             )
             self._models[name] = loaded
             self._current = name
@@ -259,7 +260,10 @@ class ModelManager:
             entry = self._find("controlnets", name, field=f"{field}.model")
             if entry.family != family:
                 raise InvalidRequest(
-                    f"{field}.model", name, f"is a {entry.family} ControlNet; the model is {family}"
+                    f"{field}.model",
+                    name,
+                    f"is a ControlNet for {families.label(entry.family)}; the model is "
+                    f"{families.label(family)}",
                 )
             found = self._controlnet_signature(entry)
             if wanted is not None and found is not None and found != wanted:
@@ -355,7 +359,8 @@ class ModelManager:
                 raise InvalidRequest(
                     f"loras[{index}].name",
                     lora.name,
-                    f"is a {entry.family} LoRA; the model {loaded.name!r} is {loaded.family}",
+                    f"is a LoRA for {families.label(entry.family)}; the model {loaded.name!r} "
+                    f"is {families.label(loaded.family)}",
                 )
             if lora.weight != 0:
                 files.append((self._path(entry), lora.name, float(lora.weight)))

@@ -175,7 +175,9 @@ def _check_lora(
         raise InvalidRequest(
             field,
             name,
-            f"is a {entry.family} LoRA; the model {checkpoint.name!r} is {checkpoint.family}",
+            f"is a LoRA for {families.label(entry.family)}; the model {checkpoint.name!r} is "
+            f"{families.label(checkpoint.family)}: pick a LoRA made for "
+            f"{families.label(checkpoint.family)}",
         )
     text = checkpoint.widths[1] if checkpoint.widths else None
     if entry.text_width is not None and text is not None and entry.text_width != text:
@@ -250,7 +252,9 @@ def _check_control(
             raise InvalidRequest(
                 f"{field}.model",
                 name,
-                f"is a {entry.family} ControlNet; the model {checkpoint.name!r} is {family}",
+                f"is a ControlNet for {families.label(entry.family)}; the model "
+                f"{checkpoint.name!r} is {families.label(family)}: pick a "
+                f"{families.label(family)} ControlNet, or leave the model empty to pick one",
             )
         if entry.type not in ("any", kind):
             raise InvalidRequest(
@@ -270,7 +274,8 @@ def _check_control(
     fitting = [net for net in nets if wanted is None or net.widths is None or net.widths == wanted]
     if not any(net.type in (kind, "any") for net in fitting):
         raise ModelNotFound(
-            f"No {kind} ControlNet that fits the model {checkpoint.name!r} ({family}) is "
+            f"No {kind} ControlNet that fits the model {checkpoint.name!r} "
+            f"({families.label(family)}) is "
             "installed: put one in the models/controlnet/ folder.",
             field=f"{field}.type",
         )

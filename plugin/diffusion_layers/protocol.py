@@ -224,6 +224,7 @@ class CheckpointInfo(Message):
     family: str
     inpaint: bool
     has_vae: bool = True
+    capabilities: Optional[Dict[str, Any]] = None  # parsed by model_capabilities.py
 
 
 @dataclass
@@ -268,6 +269,7 @@ class ModelsInfo(Message):
     control_types: List[str] = field(default_factory=lambda: list(CONTROL_TYPES))
     preprocessors: List[str] = field(default_factory=list)
     ipadapters: List[IPAdapterInfo] = field(default_factory=list)
+    unusable: List[Dict[str, Any]] = field(default_factory=list)  # {kind, name, problem}
 
 
 @dataclass

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from . import styles
+from . import model_capabilities, styles
 from .errors import InvalidSetting
 from .geometry import Rect
 from .mode import ModeChoice
@@ -101,8 +101,11 @@ def build_planned(
     settings: PluginSettings, plan: "Plan", models: "Optional[ModelsInfo]"
 ) -> Tuple[JobParams, List[Part]]:
     """``build_job`` for a planned job, after the checks that need the server's lists
-    (unknown ``<lora:…>`` names in the prompt are refused with a sentence)."""
+    (unknown ``<lora:…>`` names in the prompt are refused with a sentence, and so is a mode
+    the chosen model lacks: model_capabilities.py)."""
     styles.check_inline_loras(settings.prompt, models)
+    capabilities = model_capabilities.check_mode(models, settings.model, plan.choice.mode)
+    settings = model_capabilities.effective_settings(settings, capabilities)
     return build_job(settings, plan.choice, plan.region, plan.image, plan.mask, plan.controls)
 
 

@@ -53,10 +53,15 @@ def client(tmp_path_factory):
         {"ss_base_model_version": "sdxl_base_v1-0"},
     )
     fake(root / "lora" / "style-lokr.safetensors", {f"{ATTN2_K}.lokr_w1": (4, 4)}, SD15)
-    # Files found but unusable: an SD3 checkpoint, an SD2.1 ControlNet, a damaged VAE.
+    # Files found but unusable: an SD3 checkpoint, one of an unknown architecture, an SD2.1
+    # ControlNet, a damaged VAE.
     fake(
         root / "checkpoints" / "sd3-medium.safetensors",
         {"model.diffusion_model.joint_blocks.0.x": (4,)},
+    )
+    fake(
+        root / "checkpoints" / "mystery.safetensors",
+        {"blocks.0.attn.weight": (4, 4), "blocks.0.mlp.weight": (4, 4), "head.weight": (2, 4)},
     )
     sd21 = root / "controlnet" / "sd21_canny"
     sd21.mkdir(parents=True)
@@ -88,7 +93,7 @@ CASES = {
         job_params(model="tiny", controls=[CONTROL, {**CONTROL, "model": "xl_canny"}]),
         422,
         "controls[1].model",
-        "sdxl ControlNet",
+        "ControlNet for SDXL; the model 'tiny' is SD1.5",
     ),
     "controlnet of other type": (
         job_params(model="tiny", controls=[{**CONTROL, "model": "tiny_depth"}]),
@@ -112,7 +117,7 @@ CASES = {
         job_params(model="tiny", loras=[{"name": "tiny-lora"}, {"name": "xl-style"}]),
         422,
         "loras[1].name",
-        "sdxl LoRA",
+        "LoRA for SDXL; the model 'tiny' is SD1.5",
     ),
     "loha in original sdxl layer names": (
         job_params(model="tiny-sdxl", loras=[{"name": "xl-loha"}]),
@@ -130,7 +135,14 @@ CASES = {
         job_params(model="tiny-sdxl", loras=[{"name": "tiny-lora"}]),
         422,
         "loras[0].name",
-        "sd15 LoRA",
+        "LoRA for SD1.5; the model 'tiny-sdxl' is SDXL",
+    ),
+    "checkpoint of an unknown architecture": (
+        job_params(model="mystery"),
+        422,
+        "model",
+        "unknown architecture: its header holds 3 tensors; the most common key prefixes are "
+        "blocks.0.* (2), head.* (1)",
     ),
     "checkpoint of a family we do not run": (
         job_params(model="sd3-medium"),
@@ -177,6 +189,26 @@ def test_models_lists_vaes_lora_formats_and_problems(client) -> None:
     )
     assert loras["xl-style"]["family"] == "sdxl"
     assert all(c["has_vae"] for c in info["checkpoints"])
+
+
+def test_models_lists_unusable_files_with_the_reason_and_capabilities(client) -> None:
+    info = client.get("/v1/models").json()
+    unusable = {(u["kind"], u["name"]): u["problem"] for u in info["unusable"]}
+    assert "Stable Diffusion 3" in unusable[("checkpoints", "sd3-medium")]
+    assert "blocks.0.* (2)" in unusable[("checkpoints", "mystery")]
+    assert "mystery" not in {c["name"] for c in info["checkpoints"]}
+    checkpoints = {c["name"]: c for c in info["checkpoints"]}
+    tiny, xl = checkpoints["tiny"]["capabilities"], checkpoints["tiny-sdxl"]["capabilities"]
+    assert tiny["modes"][:4] == ["txt2img", "img2img", "inpaint", "outpaint"]
+    assert tiny["negative_prompt"] is True and tiny["cfg"] is True
+    assert (tiny["native_size"], tiny["size_multiple"]) == (512, 8)
+    assert (xl["native_size"], xl["size_multiple"]) == (1024, 64)
+    assert tiny["defaults"] == {
+        "sampler": "dpmpp_2m_karras",
+        "steps": 20,
+        "cfg_scale": 7.0,
+        "guidance": None,
+    }
 
 
 def test_a_fitting_vae_and_controlnet_run(client) -> None:

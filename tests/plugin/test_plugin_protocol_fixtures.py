@@ -19,6 +19,7 @@ CASES = [
     ("models.json", "ModelsInfo"),
     ("error_response.json", "ErrorResponse"),
     ("progress_event.json", "ProgressEvent"),
+    ("models_capabilities.json", "ModelsInfo"),
 ]
 
 

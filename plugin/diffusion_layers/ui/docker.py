@@ -7,6 +7,7 @@ from typing import Any, Callable, List
 from ..controller import GENERATING, PREVIEW, Controller
 from ..protocol import MAX_BATCH, MAX_SEED
 from ..qt import QHideEvent, QImage, QPixmap, QShowEvent, Qt, QTimer
+from .capability_view import show_capabilities, show_mode_support
 from .controls import ControlList
 from .history import HistoryPanel
 from .loras import LoraList
@@ -30,6 +31,7 @@ from .qt_widgets import (
 )
 from .styles import Advanced, LoraMarks, StyleRow
 from .thumbnails import ThumbnailStrip
+from .upscale import UpscaleBox, hires_combo
 
 MODE_REFRESH_MS = 1500
 PROMPT_SAVE_MS = 400
@@ -68,6 +70,8 @@ class DockerPanel(QScrollArea):
         self._build_parameters()
         self._build_extras()
         self._build_run()
+        self.upscale = UpscaleBox(controller)  # Upscale / Refine detail (ui/upscale.py)
+        self.layout_.addWidget(self.upscale)
         self.history = HistoryPanel(controller)
         history_box = QGroupBox("History")
         QVBoxLayout(history_box).addWidget(self.history)
@@ -170,6 +174,7 @@ class DockerPanel(QScrollArea):
         form.addRow("Seed", seed_row)
         form.addRow("Used seed", used_row)
         form.addRow("Batch", self.batch)
+        form.addRow("High-resolution pass", hires_combo(self.controller))
         self.layout_.addLayout(form)
 
     def _build_extras(self) -> None:
@@ -283,6 +288,7 @@ class DockerPanel(QScrollArea):
     def refresh_mode(self) -> None:
         if self.isVisible() and self.controller.state != GENERATING:
             self.mode.setText(self.controller.mode_preview())
+            show_mode_support(self)  # greys Generate out for a mode the model lacks
 
     def _tick(self) -> None:
         if self.isVisible():
@@ -325,6 +331,7 @@ class DockerPanel(QScrollArea):
             self.advanced.set_open(not s.style)
         self.style_row.refresh()
         self.history.refresh()
+        show_capabilities(self)  # hide negative prompt / CFG, grey out what the model lacks
         self._refresh_state()
 
     def _refresh_state(self) -> None:
