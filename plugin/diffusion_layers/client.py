@@ -36,6 +36,7 @@ from .qt import (
     QTimer,
     QUrl,
 )
+from .raw_fetch import RawReceiver, size_of
 from .request import Part
 
 if TYPE_CHECKING:
@@ -257,14 +258,16 @@ class Client(QObject):
     ) -> None:
         """A raw BGRA8 result; its size comes in the X-Width/X-Height headers."""
 
-        def done(data: bytes, reply: QNetworkReply) -> None:
-            width = int(bytes(reply.rawHeader(b"X-Width").data()) or b"0")
-            height = int(bytes(reply.rawHeader(b"X-Height").data()) or b"0")
+        receiver = RawReceiver()  # takes the body as it arrives (no big copy at the end)
+
+        def done(rest: bytes, reply: QNetworkReply) -> None:
+            data, (width, height) = receiver.body(rest), size_of(reply)
             if width <= 0 or height <= 0 or len(data) != width * height * 4:
                 raise ValueError(f"raw result of {len(data)} bytes does not match {width}x{height}")
             on_ok(data, width, height)
 
-        self._send("GET", url, done, on_error, timeout_ms=self.upload_timeout_ms)
+        reply = self._send("GET", url, done, on_error, timeout_ms=self.upload_timeout_ms)
+        reply.readyRead.connect(lambda: receiver.take(reply))
 
     def live_frame(
         self,

@@ -28,6 +28,7 @@ from .qt import QObject, pyqtSignal
 from .request import build_planned
 from .session import ERROR, GENERATING, IDLE, PREVIEW, Session
 from .settings import PluginSettings, SettingsStore
+from .upscale_flow import UpscaleFlow
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Controller(QObject):
         )
         self.live.changed.connect(self.changed)
         self.changed.connect(self._track_jobs)  # a pending job keeps reconnects going
+        self.upscale = UpscaleFlow(self)  # Upscale / Refine detail (upscale_flow.py)
 
     # -- status API (docker and tests) ----------------------------------------------------
 

@@ -39,6 +39,7 @@ ACTIONS: Tuple[Tuple[str, str, str, str], ...] = (
         "Ctrl+Alt+L",
         "toggle_live",
     ),
+    ("diffusion_layers_upscale", "Upscale / Refine detail", "Ctrl+Alt+U", "upscale.start"),
 )
 
 
@@ -75,8 +76,11 @@ class DiffusionLayersExtension(Extension):
             action.triggered.connect(self._runner(method))
 
     def _runner(self, method: str) -> Callable[..., None]:
-        def run(*_args: Any) -> None:
-            getattr(self.app.controller, method)()
+        def run(*_args: Any) -> None:  # "upscale.start": controller.upscale.start()
+            target: Any = self.app.controller
+            for name in method.split("."):
+                target = getattr(target, name)
+            target()
 
         self._runners.append(run)
         return run

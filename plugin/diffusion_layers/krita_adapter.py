@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
-from . import colour_io, node_tree
+from . import colour_io, krita_documents, node_tree
 from .canvas import NewLayer
-from .errors import ControlLayerUnusable, LayerNotAdded, NoDocument, PluginError
+from .errors import ControlLayerUnusable, LayerNotAdded, NoDocument
 from .geometry import Rect
 from .live import LIVE_PREFIX
 from .placement import PREVIEW_PREFIX
@@ -95,6 +95,9 @@ def _key(doc: Any) -> str:
 
 
 class KritaCanvas:
+    def documents(self) -> krita_documents.KritaDocuments:  # new documents, layer bounds
+        return krita_documents.KritaDocuments(Krita.instance())
+
     def active_document(self) -> Optional["KritaDocument"]:
         doc = Krita.instance().activeDocument()
         return None if doc is None else KritaDocument(doc)
@@ -218,24 +221,21 @@ class KritaDocument:
         """A new locked preview where the old one was (else above the active node's layer);
         the old one goes, the artist's active layer stays active."""
         active = self._doc.activeNode()
-        old = self._by_id(preview_id)
         node = self._doc.createNode(layer.name, "paintlayer")
+        # Pixels first, then into the tree: Krita renders the added layer in the background
+        # (a refreshProjection would recomposite the whole image on the UI thread: seconds on
+        # a large canvas). A failed conversion or a closed document leaves nothing behind.
+        self._set_pixels(node, layer)
+        old = self._by_id(preview_id)
         if old is not None:
             root = self._doc.rootNode()
             self._add(node_tree.parent_of(old, root) or root, old, node)
             old.remove()
         else:
             self._insert(layer.name, node=node)
-        try:
-            self._set_pixels(node, layer)
-        except PluginError:  # e.g. a colour conversion failed: no empty preview left behind
-            if self.is_open():  # (a document closed meanwhile is never touched again)
-                node.remove()
-            raise
         node.setLocked(True)
         if active is not None and not node_tree.is_temporary(active):
             self._keep_active(active, node)
-        self._doc.refreshProjection()
         return node_tree.node_id(node)
 
     def remove_preview(self, preview_id: str) -> None:

@@ -31,20 +31,16 @@ def _key(doc: Any) -> str:
 
 
 class NewDocument:
-    """A document made by script: its first layer receives the pixels; ``show()`` gives it a
-    view once they are in."""
+    """A document made by script. The pixels go into a layer outside the tree, which
+    ``show()`` then puts in place of Krita's default layer and gives the document a view:
+    Krita renders an added layer in the background, while ``refreshProjection`` would
+    recomposite the whole picture on the UI thread (seconds at 4500x3000)."""
 
     def __init__(self, app: Any, doc: Any, layer_name: str) -> None:
         self._app = app
         self._doc = doc
         self.key = _key(doc)
-        layers = doc.rootNode().childNodes()
-        if layers:
-            self._node = layers[0]
-            self._node.setName(layer_name)
-        else:
-            self._node = doc.createNode(layer_name, "paintlayer")
-            doc.rootNode().addChildNode(self._node, None)
+        self._node = doc.createNode(layer_name, "paintlayer")
 
     def is_open(self) -> bool:
         return any(_key(d) == self.key for d in self._app.documents())
@@ -56,7 +52,12 @@ class NewDocument:
     def show(self) -> None:
         if not self.is_open():
             raise NoDocument("The new document was closed before the upscale was written.")
-        self._doc.refreshProjection()
+        root = self._doc.rootNode()
+        defaults = list(root.childNodes())
+        root.addChildNode(self._node, defaults[-1] if defaults else None)
+        for node in defaults:  # Krita's empty or white default layer
+            node.remove()
+        self._doc.setActiveNode(self._node)
         self._doc.setModified(True)  # a new, unsaved picture: Krita asks before closing it
         window = self._app.activeWindow()
         if window is not None:

@@ -19,7 +19,7 @@ RAW_BGRA = "image/x-raw-bgra8"
 RAW_GRAY = "image/x-raw-gray8"
 PNG = "image/png"
 
-MODES = ("txt2img", "img2img", "inpaint", "outpaint")
+MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
 CONTROL_NET_TYPES = ("scribble", "lineart", "softedge", "canny", "depth", "normal", "pose", "tile")
 #: Reference images (IP-Adapter): the layer's picture guides content, style, layout or a face.
 REFERENCE_TYPES = ("reference", "style", "composition", "face")
@@ -31,6 +31,8 @@ MAX_CONTROLS = 8
 MAX_LORAS = 8
 MAX_SIDE = 8192
 MAX_SEED = 2**32 - 1
+MIN_UPSCALE_FACTOR = 1.0
+MAX_UPSCALE_FACTOR = 4.0
 
 T = TypeVar("T", bound="Message")
 
@@ -131,6 +133,17 @@ class InpaintOptions(Message):
 
 
 @dataclass
+class UpscaleParams(Message):
+    """``mode: "upscale"``: output = round(width * factor) x round(height * factor)."""
+
+    factor: float = 2.0
+    model: Optional[str] = None  # an upscaler from ModelsInfo.upscalers; None: Lanczos
+    refine: bool = False  # tiled diffusion refine pass after scaling (img2img parameters)
+    tile_size: Optional[int] = None  # None: the checkpoint's native size
+    tile_overlap: Optional[int] = None  # None: automatic
+
+
+@dataclass
 class JobParams(Message):
     mode: str
     # None: the image part's own size (an image file); the plugin always sends both.
@@ -154,6 +167,8 @@ class JobParams(Message):
     loras: List[LoraParams] = field(default_factory=list)
     inpaint: InpaintOptions = field(default_factory=InpaintOptions)
     style: Optional[str] = None
+    upscale: UpscaleParams = field(default_factory=UpscaleParams)
+    hires: Optional[bool] = None  # two-pass high-resolution generation; None: server setting
 
 
 @dataclass
@@ -250,10 +265,18 @@ class VaeInfo(Message):
 
 
 @dataclass
+class UpscalerInfo(Message):
+    name: str
+    scale: int = 0  # the model's own factor; 0 when it cannot be used
+    architecture: str = ""  # ESRGAN, SwinIR, HAT … as spandrel names it
+    problem: Optional[str] = None  # why it cannot be used (e.g. a pickle without --allow-pickle)
+
+
+@dataclass
 class IPAdapterInfo(Message):
     name: str
     family: Optional[str] = None
-    type: Optional[str] = None
+    type: str = "reference"  # "reference" (serves reference, style, composition) or "face"
     image_encoder: Optional[str] = None
     problem: Optional[str] = None
 
@@ -269,6 +292,7 @@ class ModelsInfo(Message):
     control_types: List[str] = field(default_factory=lambda: list(CONTROL_TYPES))
     preprocessors: List[str] = field(default_factory=list)
     ipadapters: List[IPAdapterInfo] = field(default_factory=list)
+    upscalers: List[UpscalerInfo] = field(default_factory=list)
     unusable: List[Dict[str, Any]] = field(default_factory=list)  # {kind, name, problem}
 
 

@@ -23,6 +23,7 @@ from .protocol import (
     ControlParams,
     JobParams,
     LoraParams,
+    Message,
     PreprocessParams,
 )
 from .settings import ControlLayer, PluginSettings
@@ -79,6 +80,7 @@ def build_job(
         batch=settings.batch,
         loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in settings.loras],
         style=settings.style or None,
+        hires=settings.hires,
     )
     parts: List[Part] = []
     if choice.sends_image and image is not None:
@@ -120,7 +122,7 @@ def control_params(control: ControlLayer, image: str) -> ControlParams:
     )
 
 
-def params_part(params: JobParams, leave_out: List[str]) -> Part:
+def params_part(params: Message, leave_out: List[str]) -> Part:
     """The ``params`` JSON part; ``leave_out``: keys the server's style decides."""
     data = {k: v for k, v in params.to_dict().items() if k not in leave_out}
     return Part("params", "application/json", json.dumps(data, separators=(",", ":")).encode())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Protocol
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from .errors import InvalidSetting
 from .protocol import CONTROL_TYPES, MAX_BATCH, MAX_SEED
@@ -18,6 +18,7 @@ from .protocol import CONTROL_TYPES, MAX_BATCH, MAX_SEED
 log = logging.getLogger(__name__)
 
 GROUP = "diffusion_layers"
+HIRES_VALUES: Dict[str, Optional[bool]] = {"auto": None, "on": True, "off": False}
 DEFAULT_SERVER_URL = "http://127.0.0.1:7860"
 DEFAULT_HISTORY_MB = 64
 MAX_HISTORY_MB = 4096
@@ -102,6 +103,7 @@ class PluginSettings:
     #: to its value here is left to the style on the server (``styles.omitted``).
     style_values: Dict[str, Any] = field(default_factory=dict)
     history_limit_mb: int = DEFAULT_HISTORY_MB  # lossless history kept in each .kra
+    hires: Optional[bool] = None  # high-resolution pass: None = the server's setting
 
     def check(self) -> "PluginSettings":
         """Guard clauses: raise InvalidSetting naming the bad parameter and its value."""
@@ -145,6 +147,7 @@ class PluginSettings:
             style=store.read("style", d.style),
             style_values=_parse(store, "style_values", _json_object, {}),
             history_limit_mb=_parse(store, "history_limit_mb", int, d.history_limit_mb),
+            hires=HIRES_VALUES.get(store.read("hires", "auto").lower()),
         )
 
     def save(self, store: SettingsStore) -> None:
@@ -154,6 +157,7 @@ class PluginSettings:
             store.write(key, repr(getattr(self, key)))
         store.write("loras", json.dumps([lo.__dict__ for lo in self.loras]))
         store.write("live", "true" if self.live else "false")
+        store.write("hires", "auto" if self.hires is None else "on" if self.hires else "off")
         store.write("style", self.style)
         store.write("style_values", json.dumps(self.style_values))
         store.write("history_limit_mb", repr(self.history_limit_mb))

@@ -246,6 +246,7 @@ class UpscaleFlow(QObject):
             return
         name = f"{source.name} x{plan.factor:g}"
         resolution = source.resolution * plan.factor  # the same print size, more detail
+        self.state = WRITING
         try:
             target = self._documents().create(
                 width, height, name, SourceInfo(source.name, source.space, resolution)
@@ -253,7 +254,7 @@ class UpscaleFlow(QObject):
         except PluginError as exc:
             self._fail(exc)
             return
-        self.state, self._target = WRITING, target
+        self._target = target
         self.changed.emit()
         steps = write_strips(target.write, data, Rect(0, 0, width, height))
         self._turns = Turns(

@@ -19,6 +19,8 @@ CASES = [
     ("models.json", "ModelsInfo"),
     ("error_response.json", "ErrorResponse"),
     ("progress_event.json", "ProgressEvent"),
+    ("job_params_upscale.json", "JobParams"),
+    ("models_upscalers.json", "ModelsInfo"),
     ("models_capabilities.json", "ModelsInfo"),
 ]
 
@@ -51,6 +53,8 @@ def test_field_sets_match_for_every_model() -> None:
         "ControlParams",
         "LoraParams",
         "InpaintOptions",
+        "UpscaleParams",
+        "UpscalerInfo",
         "JobParams",
         "ErrorInfo",
         "JobCreated",

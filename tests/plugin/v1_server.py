@@ -57,6 +57,14 @@ class Job:
     box: tuple[int, int, int, int] | None = None  # results' (x, y, w, h); None: the region
 
     def result_box(self) -> tuple[int, int, int, int]:
+        if self.box is None and self.params["mode"] == "upscale":  # round(side * factor)
+            factor = self.params.get("upscale", {}).get("factor", 2.0)
+            return (
+                0,
+                0,
+                round(self.params["width"] * factor),
+                round(self.params["height"] * factor),
+            )
         return self.box or (0, 0, self.params["width"], self.params["height"])
 
     def info(self) -> dict[str, Any]:
@@ -275,6 +283,14 @@ def _handler(server: V1Server) -> type:
                         "controlnets": [],
                         "loras": [{"name": "film", "family": "sd15"}],
                         "samplers": ["euler_a", "dpmpp_2m_karras"],
+                        "upscalers": [
+                            {"name": "4x-Sharp.pth", "scale": 4, "architecture": "ESRGAN"},
+                            {
+                                "name": "2x-pickle.pth",
+                                "scale": 2,
+                                "problem": "needs --allow-pickle",
+                            },
+                        ],
                     },
                 )
             elif path == "/v1/styles":

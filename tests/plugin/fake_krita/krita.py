@@ -285,6 +285,9 @@ class Document(QObject):
     def fileName(self) -> str:
         return ""
 
+    def resolution(self) -> int:  # pixels per inch (Krita rounds to an int)
+        return int(getattr(self, "_res", 72.0))
+
     def colorModel(self) -> str:
         return self._model
 
@@ -485,6 +488,14 @@ class DockWidgetFactory(DockWidgetFactoryBase):
 
 
 class FakeWindow(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.views: list[Document] = []  # documents given a view (addView)
+
+    def addView(self, doc: Document) -> None:
+        self.views.append(doc)
+        Krita.instance().set_active(doc)
+
     def createAction(self, id: str, text: str = "", menu: str = "") -> QAction:  # noqa: A002
         action = QAction(text, self)
         action.setObjectName(id)
@@ -511,6 +522,11 @@ class Krita(QObject):
 
     def notifier(self) -> Notifier:
         return self._notifier
+
+    def activeWindow(self) -> FakeWindow:
+        if getattr(self, "_window", None) is None:
+            self._window = FakeWindow()
+        return self._window
 
     #: What ``version()`` reports (a test may set an old one to see the plugin refuse it).
     VERSION = "5.1.5"
@@ -554,6 +570,7 @@ class Krita(QObject):
         res: float = 72.0,
     ) -> Document:
         doc = Document(w, h, name, model, depth, profile)
+        doc._res = res
         doc._opened_over = self._active
         self._documents.append(doc)
         self._active = doc

@@ -24,6 +24,7 @@ PLUGIN_ACTIONS = (
     "diffusion_layers_apply",
     "diffusion_layers_apply_all",
     "diffusion_layers_toggle_live",
+    "diffusion_layers_upscale",
 )
 PREVIEW_PREFIX = "[Preview]"
 

@@ -39,7 +39,11 @@ def _registry() -> dict:
     from . import scenarios_layers
 
     found.update(scenarios_layers.SCENARIOS)
+    from . import scenarios_upscale
+
+    found.update(scenarios_upscale.SCENARIOS)
     found.update(__import__(f"{__package__}.scenarios_qa", fromlist=["SCENARIOS"]).SCENARIOS)
+    found.update(__import__(f"{__package__}.scenarios_workflow", fromlist=["SCENARIOS"]).SCENARIOS)
     return found
 
 
