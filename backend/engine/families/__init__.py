@@ -49,6 +49,7 @@ __all__ = [
     "checkpoint_family",
     "controlnet_config_family",
     "controlnet_family",
+    "fallback",
     "get",
     "ids",
     "label",
@@ -141,6 +142,11 @@ def lora_family_from_fallback(keys: Header) -> Family | None:
     return None
 
 
+def fallback() -> Family:
+    """The family assumed when nothing tells (the legacy family: old files were all SD1.5)."""
+    return next((family for family in FAMILIES if family.legacy_pickles), FAMILIES[-1])
+
+
 def pickle_family(name: str) -> Family:
     """The family a pickle file is taken for (its header cannot be read without loading it):
     a family whose ``pickle_name_hints`` the name holds, else the legacy-pickle family."""
@@ -148,7 +154,7 @@ def pickle_family(name: str) -> Family:
     for family in FAMILIES:
         if any(hint in lowered for hint in family.pickle_name_hints):
             return family
-    return next((family for family in FAMILIES if family.legacy_pickles), FAMILIES[-1])
+    return fallback()
 
 
 def vae_family(scaling_factor: float) -> Family | None:
