@@ -441,6 +441,9 @@ def compile_pipeline(
     if compile_fn is None and options.compile_backend == "inductor" and not is_cuda(device):
         log.info("compile skipped: inductor compiling is enabled on CUDA only (device %s)", device)
         return None
+    if getattr(pipe, "unet", None) is None:
+        log.info("compile skipped: only UNets are compiled (%s)", type(pipe).__name__)
+        return None
     configure_compile_cache(options.cache_dir)
     existing = pipe.unet.__dict__.get("forward")
     if isinstance(existing, CompiledUNet):

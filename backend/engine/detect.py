@@ -46,6 +46,10 @@ def read_header(path: str | Path) -> tuple[Header, dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"Model file not found: {path}")
+    if path.suffix.lower() == ".gguf":
+        from backend.engine.families.dit_components import read_gguf_header
+
+        return read_gguf_header(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
@@ -100,6 +104,8 @@ def describe_header(keys: Header) -> str:
 def kind_from_header(keys: Header, name: str) -> CheckpointKind:
     """Family and inpaint flag from an original-layout (LDM) checkpoint's tensor names."""
     family = families.checkpoint_family(keys)
+    if family is not None and family.load is not None:  # a transformer family (Flux, ...)
+        return CheckpointKind(family=family.id, inpaint=family.inpaint_header(keys))
     if family is None:
         _refuse_other_families(keys, name)
     conv_in = keys.get(UNET + "input_blocks.0.0.weight")
@@ -161,6 +167,16 @@ def detect_checkpoint(path: str | Path) -> CheckpointKind:
     path = Path(path)
     if path.is_dir():
         unet_config = path / "unet" / "config.json"
+        transformer_config = path / "transformer" / "config.json"
+        if not unet_config.is_file() and transformer_config.is_file():
+            config = _read_json(transformer_config)
+            family = families.unet_config_family(config)
+            if family is None or family.load is None:
+                raise ModelLoadError(
+                    f"{path.name} holds a {config.get('_class_name', 'transformer')} model; "
+                    f"Diffusion Layers runs {SUPPORTED}."
+                )
+            return CheckpointKind(family=family.id, inpaint=family.inpaint_config(config))
         if not unet_config.is_file():
             raise ModelLoadError(f"{path.name} is a folder without unet/config.json.")
         return kind_from_unet_config(_read_json(unet_config), path.name)

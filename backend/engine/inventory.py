@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("checkpoints", "controlnet", "lora", "vae")
 SAFE_SUFFIX = ".safetensors"
+GGUF_SUFFIX = ".gguf"
 #: file-name keywords -> control type (first match wins; order matters: "softedge" before "hed").
 #: The types are the protocol's control types ("pose", not "openpose"); the last ones are
 #: ControlNets for inputs we have no control type for: never picked for another type.
@@ -77,6 +78,8 @@ def _model_paths(folder: Path, kind: str, allow_pickle: bool) -> list[tuple[str,
     """(name, path) of every model under ``folder``, hidden entries skipped, sorted by name."""
     found: list[tuple[str, Path]] = []
     suffixes = (SAFE_SUFFIX,) + (PICKLE_SUFFIXES if allow_pickle else ())
+    if kind == "checkpoints":
+        suffixes += (GGUF_SUFFIX,)  # quantised transformers (Flux.1, Z-Image)
     seen: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
         root_path = Path(root)
@@ -116,6 +119,10 @@ def _checkpoint_entry(name: str, path: Path) -> CheckpointEntry:
         family, inpaint = _guess_from_name(name)  # a pickle cannot be inspected without loading
         return CheckpointEntry(name, family, inpaint, str(path))
     kind = detect_checkpoint(path)
+    if families.get(kind.family).load is not None:
+        # a transformer family: its text encoders and VAE are separate files its loader
+        # finds (and names when missing)
+        return CheckpointEntry(name, kind.family, kind.inpaint, str(path))
     facts = checkpoint_facts(path)
     return CheckpointEntry(
         name, kind.family, kind.inpaint, str(path), widths(facts.signature), facts.has_vae

@@ -311,6 +311,14 @@ def approx_bytes(modules: list[Any]) -> int:
     return total
 
 
+def _family_load_hook(source: str) -> Any:
+    """The ``Family.load`` hook of the family ``source`` belongs to, if it has one."""
+    path = Path(source).expanduser()
+    if not (path.is_dir() or (path.is_file() and path.suffix.lower() not in PICKLE_SUFFIXES)):
+        return None
+    return families.get(detect_checkpoint(path).family).load
+
+
 def load_checkpoint(
     source: str,
     *,
@@ -319,10 +327,25 @@ def load_checkpoint(
     allow_pickle: bool = False,
     name: str | None = None,
     vae: Any = None,
+    models_dir: str | None = None,
 ) -> LoadedModel:
     """Load a checkpoint of a registered family (file, diffusers folder or cached Hub id) onto ``device``
     (``vae``: a loaded VAE to use instead of the file's own, for files without one)."""
     display = name or Path(source).stem or source
+    hook = _family_load_hook(source)
+    if hook is not None:  # a transformer family (Flux.1, Z-Image) loads its own way
+        try:
+            return hook(
+                source, device=device, dtype=dtype, name=display, vae=vae, models_dir=models_dir
+            )
+        except EngineError:
+            raise
+        except Exception as exc:  # diffusers/safetensors/gguf raise many kinds
+            log.exception("loading %s failed", source)
+            raise ModelLoadError(
+                f"Could not load the model {display!r} ({Path(source).name}): the file is "
+                "damaged or incomplete (details in the server log)."
+            ) from exc
     # 1. Build on the CPU from the right config (errors name the file).
     try:
         pipe, kind = _load_pipe(source, allow_pickle, dtype, vae)

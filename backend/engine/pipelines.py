@@ -144,7 +144,7 @@ def release_model(pipe: Any) -> None:
     may take minutes to finish)."""
     import threading
 
-    compiled: Any = getattr(pipe.unet, "__dict__", {}).get("forward")
+    compiled: Any = getattr(getattr(pipe, "unet", None), "__dict__", {}).get("forward")
     if compiled is not None and hasattr(compiled, "uninstall"):
         threading.Thread(target=compiled.uninstall, name="unet-compile-stop", daemon=True).start()
 
@@ -156,7 +156,10 @@ def unet_for_loras(pipe: Any) -> Iterator[None]:
     modules a compiled graph was traced for: it would recompile on the artist's time)."""
     from diffusers.models.attention_processor import AttnProcessor2_0, FusedAttnProcessor2_0
 
-    unet = pipe.unet
+    unet = getattr(pipe, "unet", None)
+    if unet is None:  # a transformer family: never fused or compiled (acceleration.py)
+        yield
+        return
     fused = "fuse_qkv" in getattr(unet, "_dl_acceleration", ())
     compiled = unet.__dict__.get("forward")
     compiled = compiled if hasattr(compiled, "eager_forward") else None
@@ -228,17 +231,35 @@ class PipelineCache:
         import diffusers
 
         class_name = families.get(model.family).pipeline(kind, bool(controls))
+        if model.inpaint and not controls and "mask_image" in _accepted(model.pipe):
+            class_name = type(model.pipe).__name__  # a Fill model is its own inpaint pipeline
         extra: dict[str, Any] = {}
         if controls:
             nets = [control.controlnet for control in controls]
             extra["controlnet"] = (
                 nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets)
             )
-        # torch_dtype=None: from_pipe would otherwise cast the SHARED modules to float32.
-        pipe = getattr(diffusers, class_name).from_pipe(model.pipe, torch_dtype=None, **extra)
+        pipe = share_components(getattr(diffusers, class_name), model.pipe, **extra)
         prepare_pipeline(pipe, self.acceleration)
         log.debug("built %s for %s", class_name, model.name)
         return pipe
+
+
+def share_components(pipeline_class: Any, source: Any, **extra: Any) -> Any:
+    """``pipeline_class.from_pipe(source, **extra)`` that leaves every shared module as it is.
+
+    diffusers 0.42 ends ``from_pipe`` with ``to(dtype)`` (float32 when no dtype is given): that
+    would cast the SHARED modules of a half-precision model, and it refuses quantized (GGUF)
+    transformers; 0.39 cast only when asked. A same-named subclass whose ``to`` does nothing
+    builds the pipeline, which then becomes an instance of the real class."""
+    uncast = type(pipeline_class.__name__, (pipeline_class,), {"to": _no_cast})
+    pipe = uncast.from_pipe(source, **extra)
+    pipe.__class__ = pipeline_class
+    return pipe
+
+
+def _no_cast(self: Any, *args: Any, **kwargs: Any) -> Any:
+    return self
 
 
 def prepare_pipeline(pipe: Any, acceleration: AccelerationOptions | None = None) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from backend.engine import families
+from backend.engine.clip_layout import final_layer_norm
 from backend.engine.errors import InvalidRequest
 from backend.engine.prompt_weights import encode_weighted, is_weighted, parse_emphasis, plain_text
 
@@ -97,8 +98,7 @@ def _encode_one(
         hidden = out[0]
     else:
         hidden = out.hidden_states[-clip_skip]
-        # transformers 5: CLIPTextModel has no ``text_model`` submodule any more.
-        hidden = getattr(text_encoder, "text_model", text_encoder).final_layer_norm(hidden)
+        hidden = final_layer_norm(text_encoder)(hidden)
     pooled = None
     first = out[0]
     if first.ndim == 2:  # CLIPTextModelWithProjection: text_embeds (chunks, proj_dim)
@@ -142,6 +142,9 @@ class PromptEncoder:
         """
         if clip_skip < 1:
             raise InvalidRequest("clip_skip", clip_skip, "must be >= 1")
+        hook = families.get(family).encode
+        if hook is not None:  # a transformer family encodes with its own pipeline (Flux, ...)
+            return hook(pipe, prompt, negative_prompt)
         sdxl = families.get(family).pooled  # two encoders, pooled output (SDXL)
         positive = self._cached(pipe, prompt, model, sdxl, clip_skip, variant)
         negative = self._cached(pipe, negative_prompt, model, sdxl, clip_skip, variant)

@@ -65,6 +65,23 @@ _PER_CLASS_KEYS = (
 )
 
 
+#: Flow-matching models (Flux.1, Z-Image) sample on their own sigma schedule: "heun" runs
+#: Heun, every other sampler name runs flow-matching Euler (the samplers above are built for
+#: noise-prediction schedules and cannot take a flow model's shifted sigmas).
+FLOW_SAMPLERS = {
+    "euler": "FlowMatchEulerDiscreteScheduler",
+    "heun": "FlowMatchHeunDiscreteScheduler",
+}
+
+
+def is_flow_config(config: Mapping[str, Any]) -> bool:
+    """Whether a model's scheduler config is a flow-matching one (Flux.1, Z-Image)."""
+    data = dict(config)
+    if str(data.get("_class_name", "")).startswith("FlowMatch"):
+        return True
+    return "use_dynamic_shifting" in data and "shift" in data  # a FlowMatch*Scheduler's own keys
+
+
 def sampler_names() -> list[str]:
     return list(SAMPLERS)
 
@@ -134,6 +151,9 @@ def make_scheduler(name: str, base_config: Mapping[str, Any], schedule: int | No
     check_sampler(name)
     import diffusers
 
+    if is_flow_config(base_config):
+        flow_class = getattr(diffusers, FLOW_SAMPLERS.get(name, FLOW_SAMPLERS["euler"]))
+        return flow_class.from_config(dict(base_config))
     spec = SAMPLERS[name]
     scheduler_class: Callable[..., Any] = getattr(diffusers, spec.class_name)
     config = {k: v for k, v in dict(base_config).items() if k not in _PER_CLASS_KEYS}

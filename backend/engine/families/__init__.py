@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backend.engine.families import sd15, sdxl
+from backend.engine.families import flux1, sd15, sdxl, zimage
 from backend.engine.families.base import (
     ALL_MODES,
     Defaults,
@@ -64,7 +64,13 @@ __all__ = [
 ]
 
 #: every family, in detection order (the first whose header test matches wins)
-FAMILIES: tuple[Family, ...] = (sdxl.FAMILY, sd15.FAMILY)
+FAMILIES: tuple[Family, ...] = (
+    sdxl.FAMILY,
+    sd15.FAMILY,
+    flux1.SCHNELL,  # before dev: both are Flux.1 headers, schnell lacks guidance_in
+    flux1.FAMILY,
+    zimage.FAMILY,
+)
 
 
 class UnknownFamily(KeyError):

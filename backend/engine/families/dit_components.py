@@ -21,7 +21,7 @@ from backend.engine.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-CONFIG_KEY = "diffusion_layers.config"
+CONFIG_KEY = "diffusion_layers.dit_config"
 TOKENIZER_KEY = "diffusion_layers.tokenizer"
 TEXT_FOLDERS = ("text_encoders", "clip")
 VAE_FOLDER = "vae"
@@ -36,14 +36,17 @@ class Component:
 
 
 def read_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Tensor names -> shapes (torch order) and string metadata of a .safetensors or .gguf
-    file, without reading tensor data."""
-    path = Path(path)
-    if path.suffix.lower() != ".gguf":
-        from backend.engine.detect import read_header as read_safetensors
+    """Tensor names -> shapes and string metadata of a .safetensors or .gguf file."""
+    from backend.engine.detect import read_header as read_any
 
-        keys, metadata = read_safetensors(path)
-        return dict(keys), metadata
+    keys, metadata = read_any(path)
+    return dict(keys), metadata
+
+
+def read_gguf_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Tensor names -> shapes (torch order) and string metadata of a .gguf file, without
+    reading tensor data (the file is memory-mapped)."""
+    path = Path(path)
     try:
         from gguf import GGUFReader
 
@@ -104,9 +107,7 @@ def scan(models_dir: str | Path | None) -> list[Component]:
     return found
 
 
-def pick(
-    components: list[Component], kind: str, width: int | None, missing: str
-) -> Component:
+def pick(components: list[Component], kind: str, width: int | None, missing: str) -> Component:
     """The first ``kind`` component of ``width`` (None = any); ModelLoadError(missing) else."""
     for component in components:
         if component.kind == kind and (width is None or component.width == width):
@@ -200,7 +201,9 @@ def t5_config(keys: dict[str, tuple[int, ...]]) -> dict[str, Any]:
 def qwen_config(keys: dict[str, tuple[int, ...]], prefix: str) -> dict[str, Any]:
     head = keys[f"{prefix}layers.0.self_attn.q_norm.weight"][0]
     embed = keys[f"{prefix}embed_tokens.weight"]
-    layers = len({k.split(".")[1] for k in (k[len(prefix) :] for k in keys) if k.startswith("layers.")})
+    layers = len(
+        {k.split(".")[1] for k in (k[len(prefix) :] for k in keys) if k.startswith("layers.")}
+    )
     return {
         "hidden_size": embed[1],
         "vocab_size": embed[0],
@@ -231,16 +234,28 @@ def load_text_encoder(component: Component, dtype: Any) -> Any:
     state = load_state(component.path, dtype)
     config = embedded(metadata)
     if component.kind == "clip_l":
-        model = _build(CLIPTextModel, CLIPTextConfig(**(config or clip_config(keys))), state, component.path.name)
+        model = _build(
+            CLIPTextModel,
+            CLIPTextConfig(**(config or clip_config(keys))),
+            state,
+            component.path.name,
+        )
     elif component.kind == "t5":
         if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
             state["shared.weight"] = state["encoder.embed_tokens.weight"]
-        model = _build(T5EncoderModel, T5Config(**(config or t5_config(keys))), state, component.path.name)
+        model = _build(
+            T5EncoderModel, T5Config(**(config or t5_config(keys))), state, component.path.name
+        )
     else:
         prefix = "model." if any(k.startswith("model.layers.") for k in keys) else ""
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         state.pop("lm_head.weight", None)
-        model = _build(Qwen3Model, Qwen3Config(**(config or qwen_config(keys, prefix))), state, component.path.name)
+        model = _build(
+            Qwen3Model,
+            Qwen3Config(**(config or qwen_config(keys, prefix))),
+            state,
+            component.path.name,
+        )
     return model.to(dtype)
 
 
@@ -267,9 +282,7 @@ def load_tokenizer(component: Component, hub_repo: str | None, subfolder: str) -
             root = snapshot_download(
                 hub_repo, local_files_only=True, allow_patterns=[f"{subfolder}/*"]
             )
-            return AutoTokenizer.from_pretrained(
-                str(Path(root) / subfolder), local_files_only=True
-            )
+            return AutoTokenizer.from_pretrained(str(Path(root) / subfolder), local_files_only=True)
         except Exception as exc:  # not cached: LocalEntryNotFoundError, OSError, ...
             log.info("no cached tokenizer %s/%s: %s", hub_repo, subfolder, exc)
     raise ModelLoadError(

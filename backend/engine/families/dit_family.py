@@ -25,7 +25,7 @@ MARGIN_BYTES = 3 * GIB
 
 
 def choose_offload(model_bytes: int, largest_part_bytes: int, free_bytes: int | None) -> str:
-    """"none" | "model" | "sequential" for a pipeline of ``model_bytes`` whose largest
+    """ "none" | "model" | "sequential" for a pipeline of ``model_bytes`` whose largest
     module is ``largest_part_bytes``, given ``free_bytes`` of VRAM (None: not a GPU)."""
     if free_bytes is None:
         return "none"
@@ -94,7 +94,7 @@ def make_load_hook(spec: DitSpec, family_id: str, native: int, inpaint_of: Any) 
             family=family_id,
             inpaint=bool(inpaint_of(pipe)),
             pipe=pipe,
-            native_resolution=native,
+            native_resolution=int(getattr(pipe, "_dl_native_size", None) or native),
             device=device,
             dtype=dtype,
             approx_bytes=approx_bytes(modules),

@@ -16,11 +16,13 @@ from typing import Any
 
 from backend.engine.families import dit_format, tiny_dit
 
-CONFIG_KEY = "diffusion_layers.config"
+CONFIG_KEY = "diffusion_layers.dit_config"
 TOKENIZER_KEY = "diffusion_layers.tokenizer"
+#: the side the tiny models are generated at (the engine's denoise size for them)
+TINY_NATIVE = 64
 KIND_KEY = "diffusion_layers.component"
 #: GGUF: the metadata field holding our embedded config (ComfyUI-GGUF files hold "general.*")
-GGUF_CONFIG_KEY = "diffusion_layers.config"
+GGUF_CONFIG_KEY = "diffusion_layers.dit_config"
 
 
 def _save(state: dict[str, Any], metadata: dict[str, str], target: str | Path) -> Path:
@@ -70,7 +72,7 @@ def write_flux_transformer(
     state = dit_format.flux_to_original(model)
     if prefix:
         state = {dit_format.PREFIX + k: v for k, v in state.items()}
-    config = tiny_dit.flux_transformer_config(variant)
+    config = dict(tiny_dit.flux_transformer_config(variant), _dl_native_size=TINY_NATIVE)
     return _save(_cast(state, dtype), {CONFIG_KEY: json.dumps(config)}, target)
 
 
@@ -79,7 +81,7 @@ def write_zimage_transformer(
 ) -> Path:
     model = tiny_dit.build_zimage_transformer(seed)
     state = dit_format.zimage_to_original(model)
-    config = tiny_dit.zimage_transformer_config()
+    config = dict(tiny_dit.zimage_transformer_config(), _dl_native_size=TINY_NATIVE)
     return _save(_cast(state, dtype), {CONFIG_KEY: json.dumps(config)}, target)
 
 
@@ -125,7 +127,7 @@ def write_qwen(target: str | Path, *, seed: int = 0) -> Path:
 
 def write_gguf(state: dict[str, Any], target: str | Path, config: dict | None = None) -> Path:
     """``state`` as a GGUF file as city96's converter writes diffusion models: 2-D weights
-    whose rows split into 32-value blocks as Q8_0, everything else as F32 (1-D) or F16."""
+    (``*.weight``) whose rows split into 32-value blocks as Q8_0, everything else as F32 (1-D) or F16."""
     import gguf
     import numpy as np
 
@@ -136,7 +138,7 @@ def write_gguf(state: dict[str, Any], target: str | Path, config: dict | None = 
         writer.add_string(GGUF_CONFIG_KEY, json.dumps(config))
     for name, tensor in state.items():
         data = tensor.detach().float().cpu().numpy()
-        if data.ndim == 2 and data.shape[-1] % 32 == 0:
+        if name.endswith(".weight") and data.ndim == 2 and data.shape[-1] % 32 == 0:
             quantised = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
             writer.add_tensor(name, quantised, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         elif data.ndim <= 1:
@@ -153,12 +155,14 @@ def write_gguf(state: dict[str, Any], target: str | Path, config: dict | None = 
 def write_flux_gguf(target: str | Path, variant: str = "dev", *, seed: int = 0) -> Path:
     model = tiny_dit.build_flux_transformer(variant, seed)
     state = dit_format.flux_to_original(model)
-    return write_gguf(state, target, tiny_dit.flux_transformer_config(variant))
+    config = dict(tiny_dit.flux_transformer_config(variant), _dl_native_size=TINY_NATIVE)
+    return write_gguf(state, target, config)
 
 
 def write_zimage_gguf(target: str | Path, *, seed: int = 0) -> Path:
     state = dit_format.zimage_to_original(tiny_dit.build_zimage_transformer(seed))
-    return write_gguf(state, target, tiny_dit.zimage_transformer_config())
+    config = dict(tiny_dit.zimage_transformer_config(), _dl_native_size=TINY_NATIVE)
+    return write_gguf(state, target, config)
 
 
 def write_flux_controlnet(target: str | Path, *, union: bool = False, seed: int = 0) -> Path:

@@ -129,6 +129,7 @@ def load_from_file(
     cls = getattr(diffusers, spec.pipeline_class(config))
     pipe = cls(**modules)
     pipe.set_progress_bar_config(disable=True)
+    pipe._dl_native_size = config.get("_dl_native_size")  # the tiny models' 64 px
     return pipe
 
 
