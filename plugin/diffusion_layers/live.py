@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Protocol, Sequence, Tuple, cast
 
-from . import layer_params
+from . import layer_params, styles
 from .canvas import CanvasDocument, NewLayer
 from .client import Client
 from .errors import BackendError, NoDocument, PluginError
@@ -32,7 +32,7 @@ from .placement import SINCE_GENERATED, check_canvas, check_result, layer_name, 
 from .planning import live_region, read_control
 from .protocol import RAW_BGRA, JobParams, LiveParams, LoraParams
 from .qt import QObject, QRect, QTimer, pyqtSignal
-from .request import Part, control_params
+from .request import Part, control_params, params_part
 from .settings import ControlLayer, PluginSettings
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ class LiveLoop(QObject):
             name = f"control_{index}"
             params.controls.append(control_params(control, name))
             parts.append(Part(name, RAW_BGRA, pixels))
-        head = Part("params", "application/json", params.to_json().encode("utf-8"))
+        head = params_part(params, styles.live_omitted(s))  # with a style: left to it
         return [head] + parts, params
 
     def _arrived(

@@ -1,11 +1,14 @@
 """Styles on the plugin side: what picking one puts into the settings, what a job then leaves to
 the server's style, "Save as style…" from the current settings, and the prompt's inline LoRAs.
 
-The server resolves a style (contracts: a field the request sets explicitly wins, else the
-style's value, else the default). Picking a style loads its values into the settings so the
-docker shows them under "Advanced"; a job leaves out every such setting the artist did not
-change since (``omitted``), so the server's current style decides it — an artist who edits a
-value under "Advanced" overrides the style for that value only.
+The server resolves a style: a field *present* in the request's JSON wins, even at its default
+value; a field left out takes the style's value, else the default; prompt, negative prompt and
+LoRAs combine with the style's. Picking a style loads its model, sampler, steps and CFG into the
+settings so the docker shows them under "Advanced"; a job leaves out every such setting the
+artist did not change since (``omitted``), so the server's current style decides it — an artist
+who edits a value under "Advanced" overrides the style for that value only. Clip skip and VAE,
+which the docker does not set, are always left to the style; the negative prompt box holds
+what the artist adds to the style's.
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from .protocol import STYLE_NAME_PATTERN, LoraParams, ModelsInfo, Style
 from .settings import PluginSettings
 
 #: Settings a style can give a value (same names in PluginSettings and JobParams).
-STYLE_SETTINGS = ("model", "negative_prompt", "sampler", "steps", "cfg_scale")
+STYLE_SETTINGS = ("model", "sampler", "steps", "cfg_scale")
+#: Request fields the docker never sets: with a style they are always left to it.
+LEFT_TO_STYLE = ("clip_skip", "vae")
+#: Live requests leave sampler/steps/CFG to the server's live preset (the style's live_*).
+LIVE_LEFT_TO_STYLE = ("sampler", "steps", "cfg_scale", "clip_skip", "vae")
 
 _INLINE_LORA = re.compile(r"<lora:([^:>]+)(?::([^>]*))?>", re.IGNORECASE)
 _COMMENT = re.compile(r"#[^\n]*")
@@ -47,7 +54,7 @@ def first_installed(style: Style, models: Optional[ModelsInfo]) -> Optional[str]
 
 def values_of(style: Style, models: Optional[ModelsInfo]) -> Dict[str, Any]:
     """The settings the style gives (only those it sets)."""
-    values: Dict[str, Any] = {"negative_prompt": style.negative_prompt}
+    values: Dict[str, Any] = {}
     checkpoint = first_installed(style, models)
     if checkpoint is not None:
         values["model"] = checkpoint
@@ -71,7 +78,15 @@ def omitted(settings: PluginSettings) -> List[str]:
     if not settings.style:
         return []
     given = settings.style_values
-    return [k for k in STYLE_SETTINGS if k in given and getattr(settings, k) == given[k]]
+    same = [k for k in STYLE_SETTINGS if k in given and getattr(settings, k) == given[k]]
+    return same + list(LEFT_TO_STYLE)
+
+
+def live_omitted(settings: PluginSettings) -> List[str]:
+    """LiveParams keys to leave out: the model as for jobs, the rest to the style's live_*."""
+    if not settings.style:
+        return []
+    return [k for k in omitted(settings) if k == "model"] + list(LIVE_LEFT_TO_STYLE)
 
 
 def overridden(settings: PluginSettings) -> List[str]:
@@ -90,7 +105,9 @@ def from_settings(name: str, settings: PluginSettings, base: Optional[Style]) ->
         checkpoints=[settings.model] if settings.model else list(base.checkpoints if base else []),
         loras=loras,
         prompt=base.prompt if base is not None else "{prompt}",
-        negative_prompt=settings.negative_prompt,
+        negative_prompt=", ".join(
+            t for t in (base.negative_prompt if base else "", settings.negative_prompt) if t.strip()
+        ),
         sampler=settings.sampler,
         steps=settings.steps,
         cfg_scale=settings.cfg_scale,
@@ -112,6 +129,8 @@ def describe(style: Style, models: Optional[ModelsInfo]) -> str:
     parts += [f"{lo.name} {lo.weight:g}" for lo in style.loras]
     if style.prompt.strip() not in ("", "{prompt}"):
         parts.append(f"prompt: {style.prompt}")
+    if style.negative_prompt.strip():
+        parts.append(f"negative: {style.negative_prompt}")
     for key, label in (("sampler", ""), ("steps", " steps"), ("cfg_scale", " CFG")):
         value = getattr(style, key)
         if value is not None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import krita
 import pytest
 from diffusion_layers import history, styles
+from diffusion_layers import protocol as plugin_protocol
 from diffusion_layers.controller import Controller
 from diffusion_layers.errors import InvalidSetting
 from diffusion_layers.geometry import Rect
 from diffusion_layers.krita_adapter import KritaDocument
-from diffusion_layers.protocol import JobParams, ModelsInfo, Style
+from diffusion_layers.protocol import JobParams, LiveParams, ModelsInfo, Style
+from diffusion_layers.request import params_part
 from diffusion_layers.settings import DictStore, PluginSettings
 from diffusion_layers.workflow import Workflow
 from plugin_helpers import wait_until
@@ -52,14 +55,15 @@ def test_picking_a_style_loads_its_values_and_the_job_leaves_them_to_the_server(
         "tiny",
         3,
         5.0,
-        "blurry",
+        "",
     )
     assert ctl.generate(), ctl.last_error
     finish(ctl)
     sent = job_json(server)
     assert sent["style"] == "Base" and sent["prompt"] == "a red fox"
-    for key in ("model", "steps", "cfg_scale", "negative_prompt"):
-        assert key not in sent, key  # the server's style decides
+    for key in ("model", "steps", "cfg_scale", "clip_skip", "vae"):
+        assert key not in sent, key  # the server's style decides (present would win)
+    assert sent["negative_prompt"] == ""  # the artist's addition to the style's negative
     assert sent["sampler"] == s.sampler  # the style sets no sampler: the artist's is sent
     # A value changed under "Advanced" overrides the style for that value only.
     ctl.update_settings(steps=4)
@@ -74,6 +78,21 @@ def test_picking_a_style_loads_its_values_and_the_job_leaves_them_to_the_server(
     finish(ctl)
     sent = job_json(server)
     assert sent["style"] is None and sent["steps"] == 4 and sent["cfg_scale"] == 5.0
+    assert sent["clip_skip"] == 1 and "vae" in sent
+
+
+def test_live_frames_leave_the_live_settings_to_the_style() -> None:
+    settings = PluginSettings(
+        style="Base", model="tiny", style_values={"model": "tiny", "steps": 3}
+    )
+    params = LiveParams(width=8, height=8, prompt="p", model="tiny", style="Base")
+    sent = json.loads(params_part(params, styles.live_omitted(settings)).data)
+    assert sent["style"] == "Base" and sent["prompt"] == "p"
+    for key in ("model", "sampler", "steps", "cfg_scale", "clip_skip", "vae"):
+        assert key not in sent, key
+    settings.model = "other"  # changed under Advanced: sent, it wins
+    assert json.loads(params_part(params, styles.live_omitted(settings)).data)["model"] == "tiny"
+    assert styles.live_omitted(PluginSettings()) == []  # no style: everything sent
 
 
 def test_a_style_whose_checkpoints_are_not_installed_leaves_the_model_alone() -> None:
@@ -239,8 +258,12 @@ def test_history_is_bounded_oldest_first_with_a_note(fake_krita: krita.Krita) ->
     after = history.record(doc, [noise(), noise()], 1)
     assert len(after.entries) == 2 and after.dropped == 2
     assert "2 oldest results were dropped" in after.note
-    assert len(doc.read_annotation(history.IMAGES_TYPE)) <= history.MB
-    # Offsets were rebased: every kept picture reads back, and the dropped ones are gone.
+    assert history.size(after) <= history.MB
+    # The dropped entries' slots were emptied (the next results reuse them).
+    assert sorted(e.slot for e in after.entries) == [2, 3]
+    types = [history.PICTURE_PREFIX + str(n) for n in range(4)]
+    assert [bool(doc.read_annotation(t)) for t in types] == [False, False, True, True]
+    # Every kept picture reads back, and the dropped ones are gone.
     readable = [history.pixels_of(doc, e) for e in after.entries]
     assert all(len(p) == 300 * 300 * 4 for p in readable)
     assert not set(readable) & set(pictures)
@@ -251,8 +274,11 @@ def test_history_is_bounded_oldest_first_with_a_note(fake_krita: krita.Krita) ->
     history.clear_note(doc)
     assert history.load(doc).note == "" and len(history.load(doc).entries) == 2
     # A picture larger than the limit is not kept at all.
+    reused = history.record(doc, [noise()], 1)
+    assert [e.slot for e in reused.entries] == [3, 0]  # the lowest free slot
     huge = history.record(doc, [noise()], 0)
     assert huge.entries == [] and "3 oldest" in huge.note
+    assert all(not doc.read_annotation(t) for t in types)  # emptied: nothing left in the .kra
 
 
 def test_a_damaged_history_picture_gives_a_sentence(fake_krita: krita.Krita) -> None:
@@ -261,7 +287,7 @@ def test_a_damaged_history_picture_gives_a_sentence(fake_krita: krita.Krita) -> 
     kept = history.record(
         doc, [history.NewEntry(b"\x01\x02\x03\xff" * 16, Rect(0, 0, 4, 4), 7, params)], 8
     )
-    doc.write_annotation(history.IMAGES_TYPE, "x", b"garbage")
+    doc.write_annotation(kept.entries[0].picture_type, "x", b"garbage")
     with pytest.raises(history.HistoryUnreadable, match="output folder"):
         history.pixels_of(doc, kept.entries[0])
     doc.write_annotation(history.INDEX_TYPE, "x", b"{not json")
@@ -321,3 +347,39 @@ def test_docker_style_first_advanced_folds_marks_loras_and_lists_history(
     assert panel.history.apply_again.isEnabled()
     assert "style Base" in panel.history.details.text()
     assert json.loads(json.dumps(server.last_job().params))["style"] == "Base"
+
+
+# -- protocol fixtures (both sides) ------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "protocol"
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("styles_list.json", "StylesList"),
+        ("job_params_style_reference.json", "JobParams"),
+        ("models_ipadapters.json", "ModelsInfo"),
+    ],
+)
+def test_style_and_reference_fixtures_round_trip_on_both_sides(name: str, cls: str) -> None:
+    text = (FIXTURES / name).read_text()
+    plugin_obj = getattr(plugin_protocol, cls).from_json(text)
+    data, dumped = json.loads(text), plugin_obj.to_dict()
+    assert {k: dumped.get(k) for k in data} == data  # every field mirrored, nothing lost
+    backend = pytest.importorskip("backend.protocol")
+    backend_obj = getattr(backend, cls).model_validate_json(text)
+    assert getattr(backend, cls).model_validate_json(plugin_obj.to_json()) == backend_obj
+    assert getattr(plugin_protocol, cls).from_json(backend_obj.model_dump_json()) == plugin_obj
+
+
+def test_style_mirror_matches_the_backend() -> None:
+    backend = pytest.importorskip("backend.protocol")
+    for cls in ("Style", "StylesList", "IPAdapterInfo"):
+        assert set(getattr(plugin_protocol, cls).__dataclass_fields__) == set(
+            getattr(backend, cls).model_fields
+        ), cls
+    default = plugin_protocol.Style(name="x").to_dict()
+    assert default == backend.Style(name="x").model_dump(mode="json")
+    assert plugin_protocol.STYLE_NAME_PATTERN == backend.STYLE_NAME_PATTERN
+    assert plugin_protocol.REFERENCE_TYPES == tuple(backend.REFERENCE_TYPES)
