@@ -71,12 +71,22 @@ def _stub_torchvision() -> None:
 
 
 def spandrel_module() -> Any:
+    """spandrel, imported once; a torchvision stub (see above) lives only during its import,
+    so transformers/diffusers never mistake it for an installed torchvision."""
+    if "spandrel" in sys.modules:
+        return sys.modules["spandrel"]
+    stubbed = False
     try:
         import torchvision  # noqa: F401
     except (ImportError, RuntimeError, OSError):
         _stub_torchvision()
-    import spandrel
-
+        stubbed = True
+    try:
+        import spandrel
+    finally:
+        if stubbed:
+            for name in [key for key in sys.modules if key.split(".")[0] == "torchvision"]:
+                del sys.modules[name]
     return spandrel
 
 

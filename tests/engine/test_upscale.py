@@ -247,3 +247,16 @@ def test_refine_runs_the_real_tiny_model(tiny_models_dir: Path) -> None:
     [layer] = engine.generate(request, seen.append)
     assert (layer.width, layer.height) == (120, 80)
     assert seen[-1].step == seen[-1].total == engine.planned_steps(request)
+
+
+def test_spandrel_import_leaves_no_torchvision_stub_behind() -> None:
+    """transformers asks importlib for torchvision: a stub left in sys.modules made it fail."""
+    import importlib.util
+    import sys
+
+    from backend.engine.upscalers import spandrel_module
+
+    spandrel_module()
+    stub = sys.modules.get("torchvision")
+    assert stub is None or stub.__spec__ is not None
+    importlib.util.find_spec("torchvision")  # must not raise
