@@ -161,7 +161,8 @@ def upscale_new_document(ctx: Context):
             "layers": len(layers),
             "opaque_corner": bytes(layers[0].pixelData(new.width() - 1, new.height() - 1, 1, 1))[3],
             "active": ctx.app.activeDocument() is not None
-            and probes.node_id(ctx.app.activeDocument().rootNode()) == probes.node_id(new.rootNode()),
+            and probes.node_id(ctx.app.activeDocument().rootNode())
+            == probes.node_id(new.rootNode()),
         }
         ctx.screenshot("new-document")
     ctx.data["source_size"] = [doc.width(), doc.height()]
@@ -198,8 +199,10 @@ def upscale_refine_in_place(ctx: Context):
     new = [n for n, _, _ in probes.walk(doc.rootNode()) if probes.node_id(n) not in before]
     new = [n for n in new if n.type() == "paintlayer"]
     ctx.data["new_layers"] = [
-        {"name": n.name(), "bounds": [n.bounds().x(), n.bounds().y(), n.bounds().width(),
-                                      n.bounds().height()]}  # fmt: skip
+        {
+            "name": n.name(),
+            "bounds": [n.bounds().x(), n.bounds().y(), n.bounds().width(), n.bounds().height()],
+        }  # fmt: skip
         for n in new
     ]
     ctx.data["selection"] = rect
@@ -216,3 +219,54 @@ SCENARIOS = {
     "upscale_new_document": upscale_new_document,
     "upscale_refine_in_place": upscale_refine_in_place,
 }
+
+
+def large_read_write(ctx: Context):
+    """The plugin's own strips on a 6000x4000 canvas (no server): the whole canvas read through
+    the adapter, then written into a new 6000x4000 document, with the heartbeat running."""
+    import sys
+
+    turns = sys.modules["diffusion_layers.turns"]
+    adapter = sys.modules["diffusion_layers.krita_adapter"]
+    geometry = sys.modules["diffusion_layers.geometry"]
+    doc = _document(ctx, 6000, 4000)
+    yield sleep(0.5)
+    canvas = adapter.KritaCanvas()
+    source = canvas.active_document()
+    rect = geometry.Rect(0, 0, 6000, 4000)
+    phase = ["reading"]
+    heart = Heartbeat(lambda: phase[0])
+    out: list[bytes] = []
+    finished: list[str] = []
+    heart.start()
+    began = time.monotonic()
+    turns.Turns(
+        turns.read_strips(source.read_pixels, rect, out), lambda: finished.append("read"), print
+    ).start()
+    yield Wait("the canvas read", lambda: finished, 120)
+    ctx.data["read_s"] = round(time.monotonic() - began, 2)
+    data = b"".join(out)
+    out.clear()
+    phase[0] = "creating"
+    info = canvas.documents().source(source.key)
+    target = canvas.documents().create(6000, 4000, "large copy", info)
+    phase[0] = "writing"
+    began = time.monotonic()
+    turns.Turns(
+        turns.write_strips(target.write, data, rect), lambda: finished.append("write"), print
+    ).start()
+    yield Wait("the copy written", lambda: len(finished) == 2, 120)
+    ctx.data["write_s"] = round(time.monotonic() - began, 2)
+    phase[0] = "showing"
+    target.show()
+    phase[0] = "idle"
+    yield sleep(1.0)
+    ctx.data["heartbeat"] = heart.stop()
+    ctx.data["bytes"] = len(data)
+    new = ctx.app.activeDocument()
+    ctx.data["same_corner"] = bytes(
+        new.rootNode().childNodes()[0].pixelData(5999, 3999, 1, 1)
+    ) == bytes(doc.pixelData(5999, 3999, 1, 1))
+
+
+SCENARIOS["large_read_write"] = large_read_write
