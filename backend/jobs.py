@@ -299,7 +299,9 @@ class JobQueue:
         request = job.request
         assert request is not None
         # 1. Announce the start.
-        job.total_steps = request.steps * request.batch  # progress counts every item
+        # Progress counts every step of every item (and of every tile: engine.planned_steps).
+        planner = getattr(self.engine, "planned_steps", None)
+        job.total_steps = planner(request) if callable(planner) else request.steps * request.batch
         job.events.publish("started", self._state_data(job))
         started = time.perf_counter()
         bar = self._progress_bar(job)

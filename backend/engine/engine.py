@@ -25,6 +25,8 @@ from backend.engine.compositing import prefill, resize_rgb
 from backend.engine.controlnet import control_map, prepare_controls
 from backend.engine.errors import Cancelled, InvalidRequest, OutOfMemory
 from backend.engine.geometry import native_size
+from backend.engine.hires import finish_inpaint_full, plan_hires
+from backend.engine.hires import planned_steps as hires_planned_steps
 from backend.engine.inpaint import crop_like_plan, finish_inpaint, item_sources, plan_inpaint
 from backend.engine.pipelines import (
     DenoiseTask,
@@ -225,8 +227,17 @@ class Engine:
             task.image, task.mask = plan.native_image, plan.native_mask
             task.item_images = item_sources(plan, request.inpaint.fill, seeds)
             task.controls = self._controls(request, family, lambda m: crop_like_plan(plan, m))
-            images = self._denoise(task, on_step)
-            placed = [finish_inpaint(plan, image, request.inpaint.color_match) for image in images]
+            hires = plan_hires(self, request, loaded, on_step, self.config.hires)  # big box
+            match = request.inpaint.color_match
+            images = self._denoise(task, hires.first_pass() if hires else on_step)
+            placed = [
+                finish_inpaint_full(
+                    plan, hires.full_size(task, image, i, plan.box.x, plan.box.y), match
+                )
+                if hires
+                else finish_inpaint(plan, image, match)
+                for i, image in enumerate(images)
+            ]
         else:
             # 3b. The whole region at native size; an opaque layer covering it.
             width, height = native_size(request.width, request.height, native, multiple)
@@ -242,10 +253,13 @@ class Engine:
                 ]
                 task.image = task.item_images[0]
             task.controls = self._controls(request, family, lambda m: resize_rgb(m, width, height))
-            images = self._denoise(task, on_step)
+            hires = plan_hires(self, request, loaded, on_step, self.config.hires)  # big region
+            images = self._denoise(task, hires.first_pass() if hires else on_step)
             placed = [
-                (_opaque(resize_rgb(image, request.width, request.height)), 0, 0)
-                for image in images
+                (_opaque(hires.full_size(task, image, i)), 0, 0)
+                if hires
+                else (_opaque(resize_rgb(image, request.width, request.height)), 0, 0)
+                for i, image in enumerate(images)
             ]
         # 4. Layers with what made them.
         return [
@@ -262,15 +276,15 @@ class Engine:
 
     def planned_steps(self, request: GenerationRequest) -> int:
         """Every denoising step the job will report (known before it starts)."""
-        if request.mode != "upscale":
-            return request.steps * request.batch
         name = request.model or self.default_model()
-        if self._loaded is not None and self._loaded.name == name:
-            native = self._loaded.native_resolution
-        else:
-            entry = next((c for c in self.inventory().checkpoints if c.name == name), None)
-            native = families.get(entry.family).native_size if entry else 512
-        return upscale_planned_steps(request, request.resolution or native)
+        loaded = self._loaded if self._loaded is not None and self._loaded.name == name else None
+        entry = next((c for c in self.inventory().checkpoints if c.name == name), None)
+        family = loaded.family if loaded else (entry.family if entry else families.fallback().id)
+        native = loaded.native_resolution if loaded else families.get(family).native_size
+        native = request.resolution or native
+        if request.mode == "upscale":
+            return upscale_planned_steps(request, native)
+        return hires_planned_steps(request, native, family, self.config.hires, name or "")
 
     def _denoise(self, task: DenoiseTask, on_step: StepCallback) -> np.ndarray:
         """The model call: (N, task.height, task.width, 3) uint8 RGB, one per seed."""
