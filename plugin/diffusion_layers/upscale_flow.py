@@ -21,6 +21,7 @@ from .errors import NoDocument, PluginError, ResultMismatch
 from .geometry import Rect
 from .job_watch import JobWatch, submit_job
 from .krita_documents import NewDocument, SourceInfo
+from .model_capabilities import check_mode
 from .placement import check_canvas
 from .planning import selection_on_canvas
 from .protocol import JobCreated, JobInfo, JobParams, ProgressEvent
@@ -142,6 +143,9 @@ class UpscaleFlow(QObject):
             if not doc.is_open():
                 raise NoDocument("The document was closed while it was being read.")
             check_canvas(planned, doc.bounds())
+            if plan.refine:  # the refine pass runs the checkpoint (model_capabilities.py)
+                c = self.controller
+                check_mode(c.connection.models, c.settings.model, "upscale")
             params, parts = build_upscale(
                 self.controller.settings, self.settings, plan, image, mask
             )

@@ -146,3 +146,28 @@ def test_docker_hides_negative_and_cfg_and_greys_out_what_the_model_lacks(
     panel.refresh_mode()
     assert panel.generate.isEnabled() and panel.negative.isVisibleTo(panel)
     panel.hide()
+
+
+def test_refine_detail_is_refused_for_a_model_without_upscale_but_plain_resampling_runs(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+) -> None:
+    from diffusion_layers.upscale_settings import IN_PLACE, NEW_DOCUMENT
+
+    new_doc(fake_krita, fill=b"\x80\x80\x80\xff", size=(24, 16))
+    _connected(ctl)
+    models = models_info()
+    models.checkpoints[1].capabilities = dict(TURBO, modes=["txt2img"])
+    ctl.connection.models = models
+    ctl.update_settings(model="turbo")
+    jobs = len(server.jobs)
+    ctl.upscale.update(target=IN_PLACE)
+    ctl.upscale.start()
+    wait_until(lambda: not ctl.upscale.busy, what="the upscale to end")
+    assert "cannot upscale or refine detail" in ctl.upscale.message
+    assert len(server.jobs) == jobs
+    ctl.upscale.update(target=NEW_DOCUMENT, factor=2.0, refine=False)
+    assert ctl.upscale.start(), ctl.upscale.message
+    wait_until(lambda: not ctl.upscale.busy, what="the upscale to end")
+    assert len(server.jobs) == jobs + 1 and server.last_job().params["mode"] == "upscale"
