@@ -227,3 +227,23 @@ def test_live_frames_take_the_live_sampler_and_steps(styled):
     request = engine.checked[-1]
     assert (request.sampler, request.steps) == ("euler", 3)
     assert request.prompt == "ink wash painting of a heron, soft edges"
+
+
+def test_a_live_frame_naming_an_unknown_style_is_422_on_style(styled):
+    http, _engine, _folder = styled
+    from .harness import raw_bgra, rgba_image
+
+    params = {"prompt": "a heron", "width": 64, "height": 64, "style": "Nope"}
+    response = http.post(
+        "/v1/live/doc-2/frames", files=job_files(params, image=raw_bgra(rgba_image(64, 64)))
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "style"
+
+
+def test_a_bad_style_body_names_the_field(styled):
+    http, _engine, folder = styled
+    response = http.put("/v1/styles/Odd", json={"name": "Odd", "steps": 0})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"].endswith("steps")
+    assert not folder.exists() or not any(folder.iterdir())
