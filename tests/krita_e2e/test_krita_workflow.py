@@ -16,9 +16,13 @@ from .conftest import plugin_settings
 @pytest.fixture(scope="module")
 def workflow_run(launch_krita, e2e_backend):
     settings = plugin_settings(e2e_backend.url)
-    return launch_krita(
-        "workflow", ["style_history_reopen", "reference_layer"], settings, e2e_backend, 600
-    )
+    return launch_krita("workflow", ["style_history_reopen"], settings, e2e_backend, 500)
+
+
+@pytest.fixture(scope="module")
+def reference_run(launch_krita, e2e_backend):
+    settings = plugin_settings(e2e_backend.url)
+    return launch_krita("reference", ["reference_layer"], settings, e2e_backend, 400)
 
 
 def _metadata(backend, run) -> list[dict]:
@@ -63,8 +67,8 @@ def test_history_survives_save_close_reopen_and_applies_again_byte_exactly(workf
     )
 
 
-def test_a_reference_layer_goes_with_the_job(workflow_run, e2e_backend):
-    data = workflow_run.scenario("reference_layer")
+def test_a_reference_layer_goes_with_the_job(reference_run, e2e_backend):
+    data = reference_run.scenario("reference_layer")
     assert data["control_added"]
     assert data["hidden_refused"] and "Ref" in data["hidden_error"], data["hidden_error"]
     sent = data["sent_controls"]
@@ -73,7 +77,7 @@ def test_a_reference_layer_goes_with_the_job(workflow_run, e2e_backend):
     # With the backend's tiny IP-Adapter the job runs; without one it is refused at submit
     # with a sentence naming the control (never a failed job after a 202).
     if data["state"] == "preview":
-        controls = [c for m in _metadata(e2e_backend, workflow_run) for c in m.get("controls", [])]
+        controls = [c for m in _metadata(e2e_backend, reference_run) for c in m.get("controls", [])]
         assert any(c.get("type") == "reference" for c in controls), controls
     else:
         assert "controls[0]" in (data["error"] or ""), data

@@ -17,7 +17,7 @@ from diffusion_layers.geometry import Rect
 from diffusion_layers.krita_adapter import KritaDocument
 from diffusion_layers.protocol import JobParams, LiveParams, ModelsInfo, Style
 from diffusion_layers.request import params_part
-from diffusion_layers.settings import DictStore, PluginSettings
+from diffusion_layers.settings import DEFAULT_HISTORY_MB, DictStore, PluginSettings
 from diffusion_layers.workflow import Workflow
 from plugin_helpers import wait_until
 from test_plugin_controller import ctl, finish, new_doc, select, server  # noqa: F401
@@ -307,7 +307,7 @@ def test_new_settings_round_trip_through_the_store() -> None:
     store.write("style_values", "[1]")
     store.write("history_limit_mb", "lots")
     loaded = PluginSettings.load(store)
-    assert loaded.style_values == {} and loaded.history_limit_mb == 64
+    assert loaded.style_values == {} and loaded.history_limit_mb == DEFAULT_HISTORY_MB == 32
     with pytest.raises(InvalidSetting, match="history_limit_mb"):
         PluginSettings(history_limit_mb=-1).check()
 
