@@ -7,6 +7,7 @@ One models folder is shared by the server (``diffusion-layers serve``) and the m
     <models dir>/controlnet/    ControlNet models
     <models dir>/lora/          LoRAs
     <models dir>/vae/           VAEs
+    <models dir>/text_encoders/ text encoders of transformer families (Flux.1, Z-Image)
 
 The folder is, in this order: an explicit ``--models-dir``, the environment variable
 ``DIFFUSION_LAYERS_MODELS``, or the per-user data folder (``~/.local/share/diffusion-layers/models``
@@ -41,6 +42,7 @@ FOLDERS: dict[str, str] = {
     "controlnet": "controlnet",
     "lora": "lora",
     "vae": "vae",
+    "text_encoder": "text_encoders",  # Flux.1's CLIP-L and T5-XXL, Z-Image's Qwen3 (ComfyUI layout)
 }
 FAMILIES = families.ids()
 
@@ -134,6 +136,71 @@ CATALOG: tuple[CatalogEntry, ...] = (
         filename="sd_xl_base_1.0.safetensors",
         description="Stable Diffusion XL base 1.0 (needs ~8 GB of VRAM)",
         approx_gb=6.9,
+    ),
+    # Flux.1 schnell and Z-Image Turbo (both Apache-2.0), as ComfyUI users keep them: the
+    # transformer in checkpoints/, text encoders in text_encoders/, the VAE in vae/. Sizes are
+    # for display; None where not verified (no Hub access when these were entered). No hash is
+    # pinned: the downloader checks the Hub's LFS SHA-256.
+    CatalogEntry(
+        name="flux1-schnell",
+        kind="checkpoint",
+        family="flux1-schnell",
+        repo="black-forest-labs/FLUX.1-schnell",
+        filename="flux1-schnell.safetensors",
+        description="FLUX.1 schnell transformer (bf16; 4 steps; needs clip-l, t5xxl and flux-vae)",
+        approx_gb=23.8,
+    ),
+    CatalogEntry(
+        name="flux-vae",
+        kind="vae",
+        family="flux1-schnell",
+        repo="black-forest-labs/FLUX.1-schnell",
+        filename="ae.safetensors",
+        description="The Flux VAE (16 latent channels), used by Flux.1 and Z-Image",
+        approx_gb=0.34,
+    ),
+    CatalogEntry(
+        name="clip-l",
+        kind="text_encoder",
+        family="flux1-schnell",
+        repo="comfyanonymous/flux_text_encoders",
+        filename="clip_l.safetensors",
+        description="CLIP-L text encoder for Flux.1",
+        approx_gb=0.25,
+    ),
+    CatalogEntry(
+        name="t5xxl-fp8",
+        kind="text_encoder",
+        family="flux1-schnell",
+        repo="comfyanonymous/flux_text_encoders",
+        filename="t5xxl_fp8_e4m3fn.safetensors",
+        description="T5-XXL text encoder for Flux.1 in fp8 (half the memory of fp16)",
+        approx_gb=4.9,
+    ),
+    CatalogEntry(
+        name="t5xxl-fp16",
+        kind="text_encoder",
+        family="flux1-schnell",
+        repo="comfyanonymous/flux_text_encoders",
+        filename="t5xxl_fp16.safetensors",
+        description="T5-XXL text encoder for Flux.1 in fp16",
+        approx_gb=9.8,
+    ),
+    CatalogEntry(
+        name="z-image-turbo",
+        kind="checkpoint",
+        family="zimage",
+        repo="Comfy-Org/z_image_turbo",
+        filename="split_files/diffusion_models/z_image_turbo_bf16.safetensors",
+        description="Z-Image Turbo transformer (bf16; 8 steps; needs qwen3-4b and flux-vae)",
+    ),
+    CatalogEntry(
+        name="qwen3-4b",
+        kind="text_encoder",
+        family="zimage",
+        repo="Comfy-Org/z_image_turbo",
+        filename="split_files/text_encoders/qwen_3_4b.safetensors",
+        description="Qwen3-4B text encoder for Z-Image",
     ),
     _controlnet("controlnet-canny", "control_v11p_sd15_canny_fp16.safetensors", "canny", True),
     _controlnet("controlnet-depth", "control_v11f1p_sd15_depth_fp16.safetensors", "depth", True),

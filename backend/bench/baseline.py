@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from backend.bench.plain_upscale import peak_rss_gb, plain_tiled_upscale
 from backend.bench.report import Timing, device_sync, peak_gb, reset_peak
 from backend.bench.scenarios import SEED, Scenario
 from backend.bench.weights import BenchModels
@@ -21,7 +22,11 @@ from backend.bench.weights import BenchModels
 log = logging.getLogger(__name__)
 
 #: Our sampler name -> the diffusers scheduler an artist would set on a plain pipeline.
-PLAIN_SCHEDULERS = {"dpmpp_2m": "DPMSolverMultistepScheduler", "lcm": "LCMScheduler"}
+PLAIN_SCHEDULERS = {
+    "dpmpp_2m": "DPMSolverMultistepScheduler",
+    "lcm": "LCMScheduler",
+    "euler": "FlowMatchEulerDiscreteScheduler",  # the transformer families' own sampler
+}
 
 
 def load_plain(scenario: Scenario, models: BenchModels, device: str, dtype: Any) -> Any:
@@ -56,6 +61,7 @@ def run_plain(
     import torch
 
     fixed = scenario.plain_kwargs(scenario.inputs())
+    source = scenario.inputs().get("image")
     frame = 0
 
     def once(pipe: Any) -> float:
@@ -66,10 +72,13 @@ def run_plain(
             frame += 1
         generator = torch.Generator(device="cpu").manual_seed(SEED)
         start = time.perf_counter()
-        image = pipe(**kwargs, generator=generator).images[0]
+        if scenario.mode == "upscale":
+            image = plain_tiled_upscale(pipe, source, scenario.factor, kwargs, SEED)
+        else:
+            image = pipe(**kwargs, generator=generator).images[0]
         device_sync(device)
         elapsed = time.perf_counter() - start
-        if image.size != (scenario.width, scenario.height):
+        if image.size != scenario.result_size():
             raise RuntimeError(f"plain {scenario.name}: got a {image.size} image")
         return elapsed
 
@@ -84,6 +93,8 @@ def run_plain(
     count = frames if scenario.live and frames is not None else repeats
     runs = [once(pipe) for _ in range(count)]
     timing = Timing(runs=runs, first_s=first, peak_gb=peak_gb(device))
+    if scenario.mode == "upscale":
+        timing.extra.update(peak_rss_gb=peak_rss_gb(), factor=scenario.factor)
     if scenario.live:
         timing.extra.update(
             fps=round(1.0 / timing.median, 2),

@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from backend.bench.weights import CHECKPOINTS, CONTROLNET, SD15, SD15_INPAINT, SDXL
+from backend.bench.weights import (
+    CHECKPOINTS,
+    CONTROLNET,
+    FLUX_SCHNELL,
+    SD15,
+    SD15_INPAINT,
+    SDXL,
+    ZIMAGE,
+)
 
 PROMPT = "a watercolour fox in a snowy birch forest, soft light"
 NEGATIVE = "blurry, low quality"
@@ -42,6 +50,9 @@ class Scenario:
     controlnet: bool = False
     sampler: str = "dpmpp_2m"  # our sampler name; the plain side uses the same scheduler
     live: bool = False  # through the live route, a fresh canvas per frame
+    #: mode "upscale": the result is (width, height) x factor, refined in native-size tiles at
+    #: ``strength`` (plain side: backend/bench/plain_upscale.py)
+    factor: float = 0.0
 
     @property
     def family(self) -> str:
@@ -54,7 +65,7 @@ class Scenario:
         rng = np.random.default_rng(7)
         h, w = self.height, self.width
         out: dict[str, np.ndarray] = {}
-        if self.mode in ("img2img", "inpaint"):
+        if self.mode in ("img2img", "inpaint", "upscale"):
             yy, xx = np.mgrid[0:h, 0:w]
             rgb = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 127 // (w + h)], -1)
             noise = rng.integers(0, 24, (h, w, 3))
@@ -74,6 +85,12 @@ class Scenario:
             out["control_0"] = edges
         return out
 
+    def result_size(self) -> tuple[int, int]:
+        """(width, height) of the result: the region's, or scaled by ``factor`` (upscale)."""
+        if self.mode != "upscale":
+            return self.width, self.height
+        return round(self.width * self.factor), round(self.height * self.factor)
+
     def job_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "mode": self.mode,
@@ -88,6 +105,8 @@ class Scenario:
             "seed": SEED,
             "strength": self.strength,
         }
+        if self.mode == "upscale":
+            params["upscale"] = {"factor": self.factor, "refine": True}
         if self.controlnet:
             params["controls"] = [
                 {"type": "canny", "image": "control_0", "model": CONTROLNET, "preprocess": False}
@@ -112,7 +131,7 @@ class Scenario:
     def plain_inference_steps(self) -> int:
         """``num_inference_steps`` for plain diffusers so that ``steps`` denoising steps run
         (img2img runs ``int(num_inference_steps * strength)``; our engine uses the same rule)."""
-        if self.mode != "img2img" or self.strength >= 1.0:
+        if self.mode not in ("img2img", "upscale") or self.strength >= 1.0:
             return self.steps
         from backend.engine.pipelines import inference_steps
 
@@ -132,9 +151,11 @@ class Scenario:
         }
         if "image" in inputs:
             kwargs["image"] = Image.fromarray(inputs["image"][..., :3])
-        if self.mode == "img2img":
+        if self.mode in ("img2img", "upscale"):
             kwargs["strength"] = self.strength
             del kwargs["width"], kwargs["height"]
+        if self.mode == "upscale":  # the tiles are the images (plain_upscale.py)
+            del kwargs["image"]
         if "mask" in inputs:
             kwargs["mask_image"] = Image.fromarray(inputs["mask"])
         if self.controlnet:
@@ -144,7 +165,8 @@ class Scenario:
     def plain_class(self) -> str:
         from backend.engine import families
 
-        return families.get(self.family).pipeline(self.mode, self.controlnet)
+        task = "img2img" if self.mode == "upscale" else self.mode
+        return families.get(self.family).pipeline(task, self.controlnet)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -166,6 +188,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         sampler="lcm",
         live=True,
     ),
+    # Large artwork: 1024² -> 2048² (Lanczos), tiled refine at 0.35 in 512 px tiles; 20 steps
+    # run per tile on both sides.
+    Scenario("sd15_upscale_2x_2048", SD15, "upscale", 1024, 1024, strength=0.35, factor=2.0),
+    # Transformer families at their turbo settings: flow-matching Euler, CFG 1 (no negative
+    # pass), the real 12B Flux.1 / 6B Z-Image architectures with random weights.
+    Scenario(
+        "flux1_schnell_1024_4steps", FLUX_SCHNELL, "txt2img", 1024, 1024, 4, 1.0, sampler="euler"
+    ),
+    Scenario("zimage_turbo_1024_8steps", ZIMAGE, "txt2img", 1024, 1024, 8, 1.0, sampler="euler"),
 )
 NAMES = tuple(s.name for s in SCENARIOS) + (TRANSFER,)
 
@@ -193,7 +224,7 @@ def tiny_scenarios() -> tuple[Scenario, ...]:
     other img2img scenarios keep their few steps (4)."""
     out = []
     for s in SCENARIOS:
-        steps = s.steps if s.strength < 1.0 else 2
+        steps = s.steps if s.strength < 1.0 and s.mode != "upscale" else 2
         out.append(replace(s, width=64, height=64, steps=steps))
     return tuple(out)
 

@@ -23,7 +23,17 @@ SD15 = "bench-sd15"
 SD15_INPAINT = "bench-sd15-inpaint"
 SDXL = "bench-sdxl"
 CONTROLNET = "bench-sd15-canny"
-CHECKPOINTS = {SD15: ("sd15", False), SD15_INPAINT: ("sd15", True), SDXL: ("sdxl", False)}
+FLUX_SCHNELL = "bench-flux1-schnell"
+ZIMAGE = "bench-zimage-turbo"
+CHECKPOINTS = {
+    SD15: ("sd15", False),
+    SD15_INPAINT: ("sd15", True),
+    SDXL: ("sdxl", False),
+    FLUX_SCHNELL: ("flux1-schnell", False),
+    ZIMAGE: ("zimage", False),
+}
+#: transformer families: random-weight pipelines of their real sizes (bench_dit.py)
+TRANSFORMER_MODELS = (FLUX_SCHNELL, ZIMAGE)
 
 # The architectures come from the configs the engine ships for real single-file checkpoints
 # (backend/engine/configs/, whose parameter counts tests/engine/test_configs.py checks), so the
@@ -93,6 +103,10 @@ def build_full_controlnet(device: str, dtype: Any) -> Any:
 
 def _build(name: str, tiny: bool, device: str, dtype: Any) -> Any:
     family, inpaint = CHECKPOINTS[name]
+    if name in TRANSFORMER_MODELS:
+        from backend.bench.bench_dit import build_dit_pipeline
+
+        return build_dit_pipeline(family, tiny, device, dtype)
     if tiny:
         from backend.engine.tiny import build_tiny_pipeline
 

@@ -96,9 +96,7 @@ def describe_header(keys: Header) -> str:
     common = sorted(prefixes.items(), key=lambda item: (-item[1], item[0]))[:4]
     listed = ", ".join(f"{prefix}.* ({count})" for prefix, count in common)
     count = f"{len(keys)} tensor" + ("" if len(keys) == 1 else "s")
-    return count + (
-        f"; the most common key prefixes are {listed}" if listed else ""
-    )
+    return count + (f"; the most common key prefixes are {listed}" if listed else "")
 
 
 def kind_from_header(keys: Header, name: str) -> CheckpointKind:
@@ -170,8 +168,15 @@ def detect_checkpoint(path: str | Path) -> CheckpointKind:
         transformer_config = path / "transformer" / "config.json"
         if not unet_config.is_file() and transformer_config.is_file():
             config = _read_json(transformer_config)
-            family = families.unet_config_family(config)
-            if family is None or family.load is None:
+            family = next(
+                (
+                    f
+                    for f in families.FAMILIES
+                    if f.load is not None and f.matches_unet_config(config)
+                ),
+                None,
+            )
+            if family is None:
                 raise ModelLoadError(
                     f"{path.name} holds a {config.get('_class_name', 'transformer')} model; "
                     f"Diffusion Layers runs {SUPPORTED}."

@@ -37,6 +37,7 @@ def test_download_puts_the_file_in_its_folder_and_verify_passes(hub_env, tmp_pat
         "checkpoints",
         "controlnet",
         "lora",
+        "text_encoders",  # Flux.1 / Z-Image text encoders (ComfyUI layout)
         "vae",
     ]
     manifest = json.loads((models / ".downloads.json").read_text())
