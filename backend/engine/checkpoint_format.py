@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from backend.engine.clip_layout import classic_state
+
 if TYPE_CHECKING:
     import torch
 
@@ -192,9 +194,9 @@ def vae_to_ldm(vae: Any) -> dict[str, torch.Tensor]:
 
 
 def clip_to_ldm(text_encoder: Any, prefix: str) -> dict[str, torch.Tensor]:
-    """A transformers CLIPTextModel: the original layout is the HF layout under ``prefix``."""
-    state = text_encoder.state_dict()
-    return {prefix + key: value for key, value in state.items() if not key.endswith("position_ids")}
+    """A transformers CLIPTextModel: the original layout is the classic HF layout (``text_model.*``,
+    clip_layout.py) under ``prefix``."""
+    return {prefix + key: value for key, value in classic_state(text_encoder).items()}
 
 
 def open_clip_to_ldm(
@@ -203,7 +205,7 @@ def open_clip_to_ldm(
     """A CLIPTextModelWithProjection in OpenCLIP's layout (fused in_proj, transposed projection)."""
     import torch
 
-    state = {k: v for k, v in text_encoder.state_dict().items() if not k.endswith("position_ids")}
+    state = classic_state(text_encoder)
     mapper = _Mapper(state)
     mapper.copy("text_model.embeddings.position_embedding.weight", "positional_embedding")
     mapper.copy("text_model.embeddings.token_embedding.weight", "token_embedding.weight")

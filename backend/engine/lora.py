@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from backend.engine.clip_layout import classic_path
 from backend.engine.errors import ModelLoadError
 from backend.engine.lycoris import is_loha, is_lokr, load_loha, lokr_to_lora
 
@@ -45,7 +46,7 @@ def kohya_lora_state_dict(pipe: Any, rank: int = 4, alpha: float = 2.0, seed: in
                 continue
             if not any(path.endswith("." + target) for target in targets):
                 continue
-            name = _kohya_name(prefix, path)
+            name = _kohya_name(prefix, classic_path(model, path))
             if isinstance(module, torch.nn.Conv2d):
                 continue  # SD1.5 attention projections are all Linear
             down = torch.randn(rank, module.in_features, generator=generator) * 0.5

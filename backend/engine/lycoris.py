@@ -19,6 +19,7 @@ import logging
 import re
 from typing import Any
 
+from backend.engine.clip_layout import classic_path
 from backend.engine.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ def _group(pipe: Any, state: dict, name: str) -> dict[str, dict[str, dict[str, A
             continue
         for path, _module in model.named_modules():
             if path:
-                paths.setdefault(prefix + path.replace(".", "_"), (component, path))
+                kohya = prefix + classic_path(model, path).replace(".", "_")
+                paths.setdefault(kohya, (component, path))
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     unknown = []
     for key, tensor in state.items():

@@ -208,10 +208,14 @@ def load_depth_estimator(path: str, device: str) -> DepthEstimator:
     # 2. Load offline.
     try:
         import torch
-        from transformers import pipeline
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation, pipeline
 
+        # Model and processor loaded here, offline: transformers 5's pipeline() takes
+        # local_files_only itself and 4.x only through model_kwargs.
+        model = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         estimator = pipeline(
-            "depth-estimation", model=path, device=device, model_kwargs={"local_files_only": True}
+            "depth-estimation", model=model, image_processor=processor, device=device
         )
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ModelLoadError(f"could not load the depth model at {path!r}: {error}") from error

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from backend.engine.clip_layout import final_layer_norm
+
 MIN_WEIGHT = 0.0
 #: A1111's tokens: escapes, brackets, ":weight)" closers, plain text runs, lone colons.
 _ATTENTION = re.compile(
@@ -111,9 +113,7 @@ def _provider_class() -> type:
             if self.clip_skip <= 1:
                 return out.last_hidden_state
             hidden = out.hidden_states[-self.clip_skip]
-            # transformers 5: CLIPTextModel has no ``text_model`` submodule any more.
-            encoder = getattr(self.text_encoder, "text_model", self.text_encoder)
-            return encoder.final_layer_norm(hidden)
+            return final_layer_norm(self.text_encoder)(hidden)
 
     return ClipSkipProvider
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from backend.engine.clip_layout import classic_path
 from backend.engine.lora import kohya_lora_state_dict
 
 
@@ -27,7 +28,7 @@ def _modules(pipe, types):
     for prefix, model in (("lora_unet_", pipe.unet), ("lora_te_", pipe.text_encoder)):
         for path, module in model.named_modules():
             if isinstance(module, types):
-                yield prefix + path.replace(".", "_"), path, module
+                yield prefix + classic_path(model, path).replace(".", "_"), path, module
 
 
 def locon_state(pipe, seed: int = 3) -> dict[str, torch.Tensor]:
@@ -77,8 +78,9 @@ def diffusers_state(pipe, seed: int = 5) -> dict[str, torch.Tensor]:
             if isinstance(module, torch.nn.Linear) and path.endswith(targets):
                 a = torch.randn(4, module.in_features, generator=generator) * 0.5
                 b = torch.randn(module.out_features, 4, generator=generator) * 0.5
-                state[f"{prefix}{path}.lora_A.weight"] = a
-                state[f"{prefix}{path}.lora_B.weight"] = b
+                name = prefix + classic_path(model, path)  # as files name them
+                state[f"{name}.lora_A.weight"] = a
+                state[f"{name}.lora_B.weight"] = b
     return state
 
 
