@@ -195,6 +195,9 @@ def resample(image: np.ndarray, width: int, height: int) -> np.ndarray:
         return image.copy()
     if image.shape[2] == 3:
         return np.asarray(Image.fromarray(image, "RGB").resize((width, height), Image.LANCZOS))
+    if image[..., 3].min() == 255:  # opaque: 8-bit RGB resize, no float copies of the picture
+        rgb = resample(np.ascontiguousarray(image[..., :3]), width, height)
+        return np.concatenate([rgb, np.full((height, width, 1), 255, np.uint8)], axis=2)
     alpha = image[..., 3:4].astype(np.float32) / 255.0
     channels = [image[..., index].astype(np.float32) * alpha[..., 0] for index in range(3)]
     channels.append(alpha[..., 0] * 255.0)
