@@ -31,6 +31,7 @@ from backend.engine import families
 from backend.engine.errors import InvalidRequest
 from backend.engine.prompts import PromptEmbeds
 from backend.engine.schedulers import make_scheduler, schedule_length
+from backend.engine.vae_tiling import use_vae_tiling
 
 if TYPE_CHECKING:
     from backend.engine.acceleration import AccelerationOptions
@@ -364,6 +365,7 @@ def run_denoise(
     # 1. The task pipeline (shared by every item).
     kind = pipeline_kind(task.kind, bool(task.model.inpaint))
     pipe = cache.get(task.model, kind, task.controls)
+    use_vae_tiling(pipe, task.width, task.height)  # bounded VAE memory on large denoises
     total = task.steps * len(task.seeds)
     images = []
     for item in range(len(task.seeds)):
