@@ -163,7 +163,7 @@ def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
     other = {"sd2": "Stable Diffusion 2.x", "flux": "Flux", "sd3": "SD3"}.get(family or "")
     if other is None and width in OTHER_FAMILY_WIDTHS and family is None:
         other = OTHER_FAMILY_WIDTHS[width]
-    if other is None:
+    if other is None and family is None:  # a registered family's keys are its own
         other = next((label for prefix, label in OTHER_FAMILY_PREFIXES if _any(keys, prefix)), None)
     if other is not None:
         runs = " and ".join(f.label for f in families.FAMILIES)

@@ -258,7 +258,7 @@ class ModelManager:
         wanted = self._current_signature(family)
         if name:
             entry = self._find("controlnets", name, field=f"{field}.model")
-            if entry.family != family:
+            if not families.fits(entry.family, family):
                 raise InvalidRequest(
                     f"{field}.model",
                     name,
@@ -277,7 +277,7 @@ class ModelManager:
         candidates = [
             entry
             for entry in self.inventory().controlnets
-            if entry.family == family and self._fits(entry, wanted)
+            if families.fits(entry.family, family) and self._fits(entry, wanted)
         ]
         for kind in (control_type, "any"):
             for entry in candidates:
@@ -296,7 +296,8 @@ class ModelManager:
             model = self._models.get(self._current) if self._current else None
             if model is None or model.family != family:
                 return None
-            return unet_signature(model.pipe.unet)
+            unet = getattr(model.pipe, "unet", None)  # transformer families: no signature
+            return None if unet is None else unet_signature(unet)
 
     def _controlnet_signature(self, entry: ControlNetEntry) -> Signature | None:
         """From the tiny config for a built-in; else from the file, cached by path and mtime."""
@@ -355,7 +356,7 @@ class ModelManager:
             entry = self._find("loras", lora.name, field=f"loras[{index}].name")
             if entry.problem is not None:
                 raise InvalidRequest(f"loras[{index}].name", lora.name, entry.problem)
-            if entry.family is not None and entry.family != loaded.family:
+            if entry.family is not None and not families.fits(entry.family, loaded.family):
                 raise InvalidRequest(
                     f"loras[{index}].name",
                     lora.name,

@@ -171,7 +171,7 @@ def _check_lora(
         raise ModelNotFound(f"LoRA {name!r} is not installed.", field=field)
     if entry.problem is not None:
         raise InvalidRequest(field, name, entry.problem)
-    if entry.family is not None and entry.family != checkpoint.family:
+    if entry.family is not None and not families.fits(entry.family, checkpoint.family):
         raise InvalidRequest(
             field,
             name,
@@ -208,7 +208,7 @@ def _check_vae(
         raise ModelNotFound(f"VAE {name!r} is not installed.", field="vae")
     if entry.problem is not None:
         raise InvalidRequest("vae", name, entry.problem)
-    if entry.family is not None and entry.family != checkpoint.family:
+    if entry.family is not None and not families.fits(entry.family, checkpoint.family):
         label = families.label(entry.family)
         raise InvalidRequest(
             "vae",
@@ -242,13 +242,13 @@ def _check_control(
         raise InvalidRequest(f"{field}.start", start, f"must not be after end={end:g}")
     name = getattr(control, "model", None)
     family, wanted = checkpoint.family, checkpoint.widths
-    nets = [net for net in inventory.controlnets if net.family == family]
+    nets = [net for net in inventory.controlnets if families.fits(net.family, family)]
     if name is not None:
         entry = next((net for net in inventory.controlnets if net.name == name), None)
         if entry is None:
             _refuse_skipped(inventory, "controlnet", name, f"{field}.model")
             raise ModelNotFound(f"ControlNet {name!r} is not installed.", field=f"{field}.model")
-        if entry.family != family:
+        if not families.fits(entry.family, family):
             raise InvalidRequest(
                 f"{field}.model",
                 name,

@@ -80,7 +80,8 @@ def test_every_declared_family_has_fixtures_for_each_kind() -> None:
         for family in families.FAMILIES:
             if kind == "controlnet" and not family.controlnet:
                 continue
-            assert family.id in found, f"no {kind} header fixture for {family.id}"
+            shared = set(family.shares_addons_of) if kind != "checkpoint" else set()
+            assert family.id in found or shared & found, f"no {kind} header fixture for {family.id}"
 
 
 def test_the_registry_answers_for_known_and_unknown_ids() -> None:
@@ -115,7 +116,9 @@ def test_each_family_declares_a_complete_description(family: families.Family) ->
         family.text_encoders
     )
     # 4. Its tiny built-ins are declared, and no two families share a name.
-    assert family.tiny.checkpoints
+    # (transformer families with a ``load`` hook have no built-ins: their tiny files are
+    # written by families/dit_files.py in the tests, tests/engine/test_flux_zimage.py)
+    assert family.tiny.checkpoints or family.load is not None
 
 
 def test_tiny_names_are_unique_across_families() -> None:

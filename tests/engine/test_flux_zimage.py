@@ -104,6 +104,23 @@ def test_full_size_configs_are_read_off_the_header() -> None:
     assert (z["cap_feat_dim"], z["in_channels"], z["axes_dims"]) == (2560, 16, [32, 48, 48])
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "lora_transformer_single_blocks_0_attn_to_q.lora_A.weight",  # kohya-diffusers
+        "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight",  # kohya (BFL names)
+        "transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight",  # diffusers/PEFT
+        "diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight",  # ComfyUI / xlabs
+    ],
+)
+def test_flux_loras_are_flux_loras(key) -> None:
+    from backend.engine.lora_formats import lora_facts
+
+    facts = lora_facts({key: (4, 3072)}, {}, "x")
+    assert (facts.family, facts.problem) == ("flux1", None)
+    assert families.fits("flux1", "flux1-schnell") and not families.fits("flux1", "sdxl")
+
+
 def test_sd_headers_stay_sd() -> None:
     sd = {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)}
     assert families.checkpoint_family(sd).id == "sd15"

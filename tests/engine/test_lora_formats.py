@@ -224,7 +224,7 @@ def test_format_and_family_from_keys(keys, metadata, family, fmt) -> None:
             {},
             "2.x",
         ),
-        ({"lora_transformer_single_blocks_0_attn_to_q.lora_A.weight": (4, 3072)}, {}, "Flux"),
+        ({"lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight": (4, 1536)}, {}, "SD3"),
         (
             {"lora_unet_x_attn2_to_k.lora_down.weight": (4, 768)},
             {"ss_base_model_version": "sd_v2"},

@@ -50,6 +50,7 @@ __all__ = [
     "controlnet_config_family",
     "controlnet_family",
     "fallback",
+    "fits",
     "get",
     "ids",
     "label",
@@ -87,6 +88,17 @@ def get(family_id: str) -> Family:
         if family.id == family_id:
             return family
     raise UnknownFamily(f"family={family_id!r}: expected one of {', '.join(ids())}")
+
+
+def fits(addon_family: str | None, model_family: str) -> bool:
+    """Whether a LoRA/ControlNet made for ``addon_family`` works on a ``model_family`` model
+    (the same family, or one the model's family declares in ``shares_addons_of``)."""
+    if addon_family == model_family:
+        return True
+    for family in FAMILIES:
+        if family.id == model_family:
+            return addon_family in family.shares_addons_of
+    return False
 
 
 def label(family_id: str | None) -> str:

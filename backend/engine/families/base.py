@@ -152,6 +152,8 @@ class Family:
     #: transformer config is a dedicated inpaint model (FLUX.1 Fill)
     inpaint_header: Callable[[Header], bool] = field(default=lambda keys: False)
     inpaint_config: Callable[[Mapping[str, Any]], bool] = field(default=lambda c: False)
+    #: families whose LoRAs and ControlNets work on this one (FLUX.1 schnell takes FLUX.1's)
+    shares_addons_of: tuple[str, ...] = ()
     #: built-in styles (GET /v1/styles, backend/styles.py): Style fields without ``builtin``
     #: and ``checkpoints`` (the family's installed ones); listed as "<label> <name>" while a
     #: checkpoint of the family is installed

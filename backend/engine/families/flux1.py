@@ -159,13 +159,12 @@ PREVIEW = LatentPreview(
     (-0.0329, -0.0718, -0.0851),
 )
 
+#: ControlNet (FluxControlNet{,Img2Img,Inpaint}Pipeline) is not offered yet: the ControlNet
+#: loader and the control-image call arguments are SD-shaped (docs/engine.md)
 PIPELINES = {
     ("txt2img", False): "FluxPipeline",
     ("img2img", False): "FluxImg2ImgPipeline",
     ("inpaint", False): "FluxInpaintPipeline",
-    ("txt2img", True): "FluxControlNetPipeline",
-    ("img2img", True): "FluxControlNetImg2ImgPipeline",
-    ("inpaint", True): "FluxControlNetInpaintPipeline",
 }
 TEXT = (
     TextEncoder("text_encoder", "tokenizer", "endoftext", pooled=True),
@@ -240,6 +239,7 @@ def _family(id_: str, label: str, defaults: Defaults, schnell: bool) -> Family:
             c.get("_class_name") == "FluxControlNetModel" and not schnell
         ),
         matches_lora=(lambda k: False) if schnell else _matches_lora,
+        shares_addons_of=("flux1",) if schnell else (),
         inpaint_header=is_fill,
         inpaint_config=lambda c: int(c.get("in_channels", 64)) == FILL_CHANNELS,
         load=make_load_hook(SPEC, id_, 1024, _is_fill_pipe),

@@ -124,8 +124,7 @@ FAMILY = Family(
         ("txt2img", False): "ZImagePipeline",
         ("img2img", False): "ZImageImg2ImgPipeline",
         ("inpaint", False): "ZImageInpaintPipeline",
-        ("txt2img", True): "ZImageControlNetPipeline",
-        ("inpaint", True): "ZImageControlNetInpaintPipeline",
+        # ZImageControlNet{,Inpaint}Pipeline: not offered yet (see flux1.PIPELINES)
     },
     text_encoders=(TextEncoder("text_encoder", "tokenizer", "qwen"),),
     preview=PREVIEW,  # the same VAE as Flux
