@@ -18,6 +18,7 @@ ADAPTERS: dict[str, str] = {
     "tiny-ipadapter-sd15.safetensors": "sd15",
     "tiny-ipadapter-sdxl.safetensors": "sdxl",
     "tiny-ipadapter-face-sd15.safetensors": "sd15",
+    "tiny-ipadapter-plus-face-sd15.safetensors": "sd15",  # a Resampler ("plus") projection
 }
 VISION: dict[str, Any] = {
     "hidden_size": 32,
@@ -63,8 +64,8 @@ def _cross_attention_sizes(family: str) -> tuple[int, list[int]]:
     return int(unet.config.cross_attention_dim), sizes
 
 
-def adapter_state(family: str, seed: int = 1) -> dict:
-    """A plain IP-Adapter for the tiny ``family`` UNet: ``image_proj.*`` and
+def adapter_state(family: str, seed: int = 1, plus: bool = False) -> dict:
+    """A plain (or ``plus``) IP-Adapter for the tiny ``family`` UNet: ``image_proj.*`` and
     ``ip_adapter.{1,3,5,...}.to_{k,v}_ip.weight`` as the original files name them."""
     import torch
 
@@ -74,16 +75,53 @@ def adapter_state(family: str, seed: int = 1) -> dict:
     def normal(*shape: int, std: float) -> torch.Tensor:
         return torch.randn(*shape, generator=generator) * std
 
-    state = {
-        "image_proj.proj.weight": normal(TOKENS * cross, VISION["projection_dim"], std=0.5),
-        "image_proj.proj.bias": normal(TOKENS * cross, std=0.1),
-        "image_proj.norm.weight": torch.ones(cross),
-        "image_proj.norm.bias": torch.zeros(cross),
-    }
+    if plus:
+        state = _plus_projection(cross, generator)
+    else:
+        state = {
+            "image_proj.proj.weight": normal(TOKENS * cross, VISION["projection_dim"], std=0.5),
+            "image_proj.proj.bias": normal(TOKENS * cross, std=0.1),
+            "image_proj.norm.weight": torch.ones(cross),
+            "image_proj.norm.bias": torch.zeros(cross),
+        }
     for index, hidden in enumerate(sizes):
         key = 2 * index + 1
         state[f"ip_adapter.{key}.to_k_ip.weight"] = normal(hidden, cross, std=0.5)
         state[f"ip_adapter.{key}.to_v_ip.weight"] = normal(hidden, cross, std=0.5)
+    return state
+
+
+def _plus_projection(cross: int, generator: Any) -> dict:
+    """A tiny IP-Adapter Plus Resampler in the original key layout (``layers.N.0.to_kv``,
+    ``layers.N.1.1``, ...), reading the tiny encoder's hidden states."""
+    import torch
+    from diffusers.models.embeddings import IPAdapterPlusImageProjection
+
+    module = IPAdapterPlusImageProjection(
+        embed_dims=VISION["hidden_size"], output_dims=cross, hidden_dims=64, heads=1
+    )
+    state: dict = {}
+    renames = (
+        ("ln0", "0.norm1"),
+        ("ln1", "0.norm2"),
+        ("attn.to_q", "0.to_q"),
+        ("attn.to_out.0", "0.to_out"),
+        ("ff.0", "1.0"),
+        ("ff.1.net.0.proj", "1.1"),
+        ("ff.1.net.2", "1.3"),
+    )
+    for key, value in module.state_dict().items():
+        value = value + torch.randn(value.shape, generator=generator) * 0.05
+        if ".attn.to_k." in key or ".attn.to_v." in key:
+            continue
+        for old, new in renames:
+            key = key.replace(f".{old}.", f".{new}.")
+        state[f"image_proj.{key}"] = value
+    for index in range(len(module.layers)):
+        layer = module.layers[index]
+        state[f"image_proj.layers.{index}.0.to_kv.weight"] = torch.cat(
+            [layer.attn.to_k.weight, layer.attn.to_v.weight]
+        ).detach()
     return state
 
 
@@ -105,7 +143,8 @@ def write_tiny_references(models_dir: str | Path) -> dict[str, Path]:
         path = root / "ipadapter" / name
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_file(adapter_state(family, seed), str(path), metadata={FAMILY_KEY: family})
+            state = adapter_state(family, seed, plus="plus" in name)
+            save_file(state, str(path), metadata={FAMILY_KEY: family})
         written[name] = path
     return written
 

@@ -180,3 +180,17 @@ def test_style_and_composition_use_instantstyle_layers_of_an_sdxl_unet():
     assert style == {"up_blocks.0.attentions.1.transformer_blocks.0.attn2.processor"}
     assert composition == {"down_blocks.2.attentions.1.transformer_blocks.0.attn2.processor"}
     assert all(_layer_masks(names, "reference").values())
+
+
+def test_a_plus_adapter_reads_the_encoders_hidden_states(engine):
+    """IP-Adapter Plus (a Resampler projection, as ip-adapter-plus-face): weight 0 is the
+    picture without it, weight 1 another one than the plain adapter's."""
+    name = "tiny-ipadapter-plus-face-sd15.safetensors"
+    assert {e.name: e.projection for e in engine.inventory().ipadapters}[name] == "plus"
+    image = reference_image()
+    plain = run(engine, "tiny")
+    zero = run(engine, "tiny", ControlInput("face", image, model=name, strength=0.0))
+    plus = run(engine, "tiny", ControlInput("face", image, model=name))
+    other = run(engine, "tiny", ControlInput("face", image))
+    assert np.array_equal(zero, plain)
+    assert not np.array_equal(plus, plain) and not np.array_equal(plus, other)
