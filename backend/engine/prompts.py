@@ -144,7 +144,9 @@ class PromptEncoder:
             raise InvalidRequest("clip_skip", clip_skip, "must be >= 1")
         hook = families.get(family).encode
         if hook is not None:  # a transformer family encodes with its own pipeline (Flux, ...)
-            return hook(pipe, prompt, negative_prompt)
+            # Emphasis is CLIP-only (compel): the brackets are removed, the weights ignored.
+            positive_text = plain_text(parse_emphasis(prompt))
+            return hook(pipe, positive_text, plain_text(parse_emphasis(negative_prompt)))
         sdxl = families.get(family).pooled  # two encoders, pooled output (SDXL)
         positive = self._cached(pipe, prompt, model, sdxl, clip_skip, variant)
         negative = self._cached(pipe, negative_prompt, model, sdxl, clip_skip, variant)
