@@ -2,7 +2,8 @@
 
 ``write_tiny_references(models_dir)`` writes, in ComfyUI's layout, ``clip_vision/`` one tiny
 ``CLIPVisionModelWithProjection`` (transformers key names) and ``ipadapter/`` one plain
-IP-Adapter per tiny UNet (SD1.5 and SDXL; plus a "face" one for SD1.5) whose ``ip_adapter.N``
+IP-Adapter per tiny UNet (SD1.5 and SDXL), and for SD1.5 a plain "face" one and an IP-Adapter
+Plus (Resampler) "plus-face" one, whose ``ip_adapter.N``
 key numbering and shapes are the ones diffusers' loader expects for that UNet. Weights are
 seeded: every build is identical. ``python -m backend.engine.tiny_ipadapter MODELS_DIR``.
 """
