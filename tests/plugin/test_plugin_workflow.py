@@ -20,6 +20,7 @@ from diffusion_layers.request import params_part
 from diffusion_layers.settings import DEFAULT_HISTORY_MB, DictStore, PluginSettings
 from diffusion_layers.workflow import Workflow
 from plugin_helpers import wait_until
+from qt_binding import QtWidgets
 from test_plugin_controller import ctl, finish, new_doc, select, server  # noqa: F401
 from v1_server import V1Server
 
@@ -347,6 +348,20 @@ def test_docker_style_first_advanced_folds_marks_loras_and_lists_history(
     assert panel.history.apply_again.isEnabled()
     assert "style Base" in panel.history.details.text()
     assert json.loads(json.dumps(server.last_job().params))["style"] == "Base"
+    # A reference control in the control list: its own label, weight, no preprocessing.
+    doc = fake_krita.activeDocument()
+    ref = doc.createNode("Ref", "paintlayer")
+    doc.rootNode().addChildNode(ref, None)
+    doc.setActiveNode(ref)
+    assert ctl.add_active_layer_as_control("face"), ctl.last_error
+    panel.refresh()
+    row = panel.controls.rows.itemAt(0).widget()
+    combo = row.findChild(QtWidgets.QComboBox)
+    assert combo.currentText() == "Reference (face)"
+    buttons = {b.text(): b.isEnabled() for b in row.findChildren(QtWidgets.QPushButton)}
+    assert buttons == {"Preprocess to layer": False, "Remove": True}
+    spins = [w.prefix() for w in row.findChildren(QtWidgets.QDoubleSpinBox)]
+    assert spins == ["weight ", "start ", "end "]
 
 
 # -- protocol fixtures (both sides) ------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List
 
-from ..protocol import CONTROL_TYPES, MAX_CONTROLS
+from ..protocol import CONTROL_TYPES, MAX_CONTROLS, REFERENCE_TYPES
 from ..qt import pyqtSignal
 from ..settings import ControlLayer
 from .qt_widgets import (
@@ -27,6 +27,10 @@ TYPE_LABELS = {
     "normal": "Normal map",
     "pose": "Pose",
     "tile": "Tile",
+    "reference": "Reference (content)",
+    "style": "Reference (style)",
+    "composition": "Reference (composition)",
+    "face": "Reference (face)",
 }
 
 
@@ -84,7 +88,7 @@ class ControlList(QWidget):
         kind.currentIndexChanged.connect(lambda i, n=index: self._set(n, "type", CONTROL_TYPES[i]))
         grid.addWidget(kind, 0, 2)
         strength = _spin(0.0, 2.0, control.strength)
-        strength.setPrefix("strength ")
+        strength.setPrefix("weight " if control.type in REFERENCE_TYPES else "strength ")
         strength.valueChanged.connect(lambda v, n=index: self._set(n, "strength", v))
         start = _spin(0.0, 1.0, control.start)
         start.setPrefix("start ")
@@ -94,6 +98,7 @@ class ControlList(QWidget):
         end.valueChanged.connect(lambda v, n=index: self._set(n, "end", v))
         buttons = QHBoxLayout()
         pre = QPushButton("Preprocess to layer")
+        pre.setEnabled(control.type not in REFERENCE_TYPES)  # a reference is used as it is
         pre.clicked.connect(
             lambda _c=False, n=index: self.preprocess.emit(
                 self._controls[n].type, self._controls[n].ref

@@ -146,15 +146,12 @@ def reference_layer(ctx: Context):
     control = controller.controls.current()[0]
     control.strength, control.start, control.end = 0.6, 0.1, 0.9
     controller.controls.set([control])
-    ref.setVisible(False)  # a hidden reference is refused: the artist sees a sentence
-    doc.refreshProjection()
-    ctx.data["hidden_refused"] = not controller.generate()
-    ctx.data["hidden_error"] = controller.last_error
-    ref.setVisible(True)
-    doc.refreshProjection()
+    ctx.log("reference control set")
     yield ctx.activate(doc, doc.rootNode().childNodes()[0])
+    ctx.log("background active; generating")
     yield sleep(0.3)
     ctx.trigger("diffusion_layers_generate")
+    ctx.log(f"generate triggered: state {ctx.state()}")
     yield Wait("the job to end", lambda: ctx.state() in ("preview", "error", "idle"), 120)
     ctx.data["state"] = ctx.state()
     ctx.data["error"] = ctx.last_error()
