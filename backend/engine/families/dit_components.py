@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.engine.clip_layout import model_state
 from backend.engine.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ def _build(cls: Any, config: Any, state: dict[str, Any], name: str) -> Any:
 
     with init_empty_weights(include_buffers=False):
         model = cls(config)
-    result = model.load_state_dict(state, strict=False, assign=True)
+    # Files name CLIP-L's weights text_model.*; transformers 5's CLIPTextModel has no prefix.
+    result = model.load_state_dict(model_state(model, state), strict=False, assign=True)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     missing = [k for k, v in model.named_parameters() if v.is_meta]

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from backend.engine.clip_layout import classic_state
 from backend.engine.families import dit_format, tiny_dit
 
 CONFIG_KEY = "diffusion_layers.dit_config"
@@ -44,14 +45,22 @@ def _cast(state: dict[str, Any], dtype: str | None) -> dict[str, Any]:
 
 def _tokenizer_metadata(tokenizer: Any) -> str:
     """The tokenizer as JSON (tokenizer.json's content plus the fast tokenizer's settings)."""
+    import transformers
+
+    name = type(tokenizer).__name__  # transformers 5 names the fast class without "Fast"
+    if not name.endswith("Fast") and hasattr(transformers, name + "Fast"):
+        name += "Fast"  # an alias there, the tokenizers-backed class on 4.x
+    extra = getattr(tokenizer, "extra_special_tokens", None)  # transformers 5: a list
+    if not isinstance(extra, list):
+        extra = list(tokenizer.additional_special_tokens)  # transformers 4.x
     settings = {
-        "class": type(tokenizer).__name__,
+        "class": name,
         "special": {
             name: getattr(tokenizer, name)
             for name in ("eos_token", "pad_token", "unk_token", "bos_token")
             if getattr(tokenizer, name, None) is not None
         },
-        "additional_special_tokens": list(tokenizer.additional_special_tokens),
+        "additional_special_tokens": extra,
         "chat_template": getattr(tokenizer, "chat_template", None),
         "model_max_length": int(tokenizer.model_max_length),
     }
@@ -92,7 +101,7 @@ def write_flux_vae(target: str | Path, *, seed: int = 0) -> Path:
 
 def write_clip(target: str | Path, *, seed: int = 0) -> Path:
     model = tiny_dit.build_clip_encoder(seed)
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    state = classic_state(model)  # text_model.*, as CLIP-L files hold it (clip_layout.py)
     return _save(state, {CONFIG_KEY: json.dumps(tiny_dit.clip_config())}, target)
 
 
