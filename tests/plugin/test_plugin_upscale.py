@@ -264,3 +264,29 @@ def test_docker_lists_upscalers_and_disables_the_unusable_one(
     assert ctl.upscale.settings.target == IN_PLACE and not box.factor.isEnabled()
     json.dumps(ctl.upscale.settings.__dict__)  # plain data
     box.deleteLater()
+
+
+def test_mode_sentence_of_a_large_canvas_reads_no_pixels(
+    ctl: Controller, fake_krita: krita.Krita, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docker refreshes its sentence every 1.5 s: on a large canvas it must not read it."""
+    from diffusion_layers import krita_adapter
+    from diffusion_layers.ui.upscale import FULL_MODE_PIXELS, mode_sentence
+
+    small = new_doc(fake_krita, size=(64, 64))
+    assert mode_sentence(ctl) == ctl.mode_preview()
+    big = fake_krita.createDocument(2100, 2000, "big", "RGBA", "U8", "", 72.0)
+    assert 2100 * 2000 > FULL_MODE_PIXELS and fake_krita.activeDocument() is big
+
+    def no_read(*_args: object) -> bytes:
+        raise AssertionError("the mode sentence read the canvas")
+
+    monkeypatch.setattr(krita_adapter.KritaDocument, "read_pixels", no_read)
+    monkeypatch.setattr(krita_adapter.KritaDocument, "read_selection", no_read)
+    ctl.update_settings(strength=0.5)
+    assert mode_sentence(ctl) == "Refine the whole image (50%)"
+    select(big, 10, 10, 100, 100)
+    assert mode_sentence(ctl) == "Refine the selection (50%)"
+    ctl.update_settings(strength=1.0)
+    assert mode_sentence(ctl) == "Inpaint: fill the selection"
+    assert small is not big

@@ -31,7 +31,7 @@ from .qt_widgets import (
 )
 from .styles import Advanced, LoraMarks, StyleRow
 from .thumbnails import ThumbnailStrip
-from .upscale import UpscaleBox, hires_combo
+from .upscale import UpscaleBox, hires_combo, mode_sentence
 
 MODE_REFRESH_MS = 1500
 PROMPT_SAVE_MS = 400
@@ -286,8 +286,9 @@ class DockerPanel(QScrollArea):
         )
 
     def refresh_mode(self) -> None:
-        if self.isVisible() and self.controller.state != GENERATING:
-            self.mode.setText(self.controller.mode_preview())
+        busy = self.controller.state == GENERATING or self.controller.upscale.busy
+        if self.isVisible() and not busy:
+            self.mode.setText(mode_sentence(self.controller))  # cheap on large canvases
             show_mode_support(self)  # greys Generate out for a mode the model lacks
 
     def _tick(self) -> None:
