@@ -205,7 +205,9 @@ def deploy(settings: Settings, options: ClusterOptions, blocking: bool = False) 
     options.check()
     start_ray(options)
     registry = start_registry(settings, options)
-    http: dict[str, Any] = {"host": settings.host, "port": settings.port}
+    # HeadOnly: the API listens on the machine that runs `serve --cluster`, never on the
+    # worker machines (Serve's default would open the port on every node).
+    http: dict[str, Any] = {"host": settings.host, "port": settings.port, "location": "HeadOnly"}
     if settings.ssl_certfile:
         http.update(ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile)
     serve.start(http_options=http)

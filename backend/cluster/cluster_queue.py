@@ -148,15 +148,16 @@ class ClusterQueue:
         if snapshot is None:
             return None
         job = Job(id=snapshot["id"], request=None, mode=snapshot["mode"], summary="")
-        self.update(job, snapshot, fetch_preview=True)
+        self.update(job, snapshot)
         job.events = RemoteEventLog(self, job, snapshot["events"])  # type: ignore[assignment]
         return job
 
-    def update(self, job: Job, snapshot: dict, fetch_preview: bool = False) -> None:
+    def update(self, job: Job, snapshot: dict) -> None:
         for name in ("summary", "client", "state", "step", "total_steps"):
             setattr(job, name, snapshot[name])
         for name in ("created_at", "started_at", "finished_at"):
             setattr(job, name, snapshot[name])
+        job._cluster_position = snapshot.get("position")  # type: ignore[attr-defined]
         error = snapshot["error"]
         job.error = ErrorInfo(**error) if error else None
         while len(job.results) < len(snapshot["results"]):
@@ -165,17 +166,17 @@ class ClusterQueue:
             job.results.append(
                 RemoteResult(self._raw_fetcher(job.id, index), index=index, path=path, **info)
             )
-        if snapshot["has_preview"] and (job.preview_png is None or fetch_preview):
-            job.preview_png = self._call("preview", job.id)
+        if snapshot["preview"] is not None:
+            job.preview_png = snapshot["preview"]
 
     def _raw_fetcher(self, job_id: str, index: int):
         return lambda: self._call("raw", job_id, index)
 
     def position(self, job: Job) -> int | None:
+        """From the snapshot this ``job`` was built or last updated from (no extra call)."""
         if job.state != "queued":
             return None
-        snapshot = self._call("get", job.id, 10**12)
-        return None if snapshot is None else snapshot["position"]
+        return getattr(job, "_cluster_position", None)
 
     def cancel(self, job_id: str) -> Job | None:
         if self._call("cancel", job_id) is None:

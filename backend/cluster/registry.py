@@ -90,7 +90,7 @@ class Record:
             "total_steps": self.total_steps,
             "error": self.error,
             "results": list(self.results),
-            "has_preview": self.preview_png is not None,
+            "preview": self.preview_png,  # a small PNG: one round trip answers a GET
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,

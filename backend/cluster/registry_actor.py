@@ -1,7 +1,7 @@
 """The job registry as an async Ray actor: ``JobBook`` plus waiting and the dispatch loop.
 
 Every method runs on the actor's one event loop, so the book needs no lock. Ingress replicas
-call ``submit``/``get``/``wait``/``cancel``/``raw``/``preview``; generation replicas call
+call ``submit``/``get``/``wait``/``cancel``/``raw``; generation replicas call
 ``progress`` every step (its answer tells them to stop when the job was cancelled).
 """
 
@@ -84,10 +84,6 @@ class RegistryActor:
         if record is None or not (0 <= index < len(record.raws)):
             return None
         return record.raws[index]
-
-    async def preview(self, job_id: str) -> bytes | None:
-        record = self.book.jobs.get(job_id)
-        return None if record is None else record.preview_png
 
     async def queue_length(self) -> int:
         return self.book.queue_length()
