@@ -119,7 +119,7 @@ class HiresPass:
 
         def make_task(tile: Tile, crop: np.ndarray, noise: Any) -> Any:
             def fit(source: np.ndarray) -> np.ndarray:
-                return crop_scaled(source, tile, x, y, 1.0)
+                return crop_scaled(source, tile, x, y, 1.0, (x + self.width, y + self.height))
 
             controls = (
                 self.engine._controls(request, loaded.family, fit) if request.controls else []

@@ -175,7 +175,7 @@ def _refine(
 
     def make_task(part: Tile, crop: np.ndarray, noise: Any) -> Any:
         def fit(source: np.ndarray) -> np.ndarray:
-            return crop_scaled(source, part, x, y, factor)
+            return crop_scaled(source, part, x, y, factor, (x + width, y + height))
 
         controls = engine._controls(controlled, loaded.family, fit) if controlled.controls else []
         item = [task.item_embeds[index]] if getattr(task, "item_embeds", None) else []
@@ -202,16 +202,29 @@ def _refine(
     return image
 
 
-def crop_scaled(source: np.ndarray, tile: Tile, x: int, y: int, factor: float) -> np.ndarray:
+def crop_scaled(
+    source: np.ndarray,
+    tile: Tile,
+    x: int,
+    y: int,
+    factor: float,
+    limit: tuple[int, int] | None = None,
+) -> np.ndarray:
     """The part of a request-sized image (a control) under ``tile`` of the output picture
-    (tile coordinates relative to the refined box at (x, y)): cropped, then scaled to the tile."""
+    (tile coordinates relative to the refined box at (x, y)): cropped, scaled, and past
+    ``limit`` (the refined box's right/bottom edge; default the scaled picture's) edge-padded
+    exactly like the picture's own padding (tiles.pad_to_multiple)."""
     height, width = source.shape[:2]
+    right_edge, bottom_edge = limit or (round(width * factor), round(height * factor))
+    inner_w = max(1, min(tile.width, right_edge - (x + tile.x)))
+    inner_h = max(1, min(tile.height, bottom_edge - (y + tile.y)))
     left = min(width - 1, int((x + tile.x) / factor))
     top = min(height - 1, int((y + tile.y) / factor))
-    right = min(width, max(left + 1, round((x + tile.x + tile.width) / factor)))
-    bottom = min(height, max(top + 1, round((y + tile.y + tile.height) / factor)))
-    crop = np.ascontiguousarray(source[top:bottom, left:right, :3])
-    return resize_rgb(crop, tile.width, tile.height)
+    right = min(width, max(left + 1, round((x + tile.x + inner_w) / factor)))
+    bottom = min(height, max(top + 1, round((y + tile.y + inner_h) / factor)))
+    crop = resize_rgb(np.ascontiguousarray(source[top:bottom, left:right, :3]), inner_w, inner_h)
+    pads = ((0, tile.height - inner_h), (0, tile.width - inner_w), (0, 0))
+    return np.pad(crop, pads, mode="edge") if pads[0][1] or pads[1][1] else crop
 
 
 def upscale_layers(

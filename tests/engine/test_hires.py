@@ -12,6 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from test_upscale import TileEngine, gradient  # noqa: E402
 
 from backend.engine import families  # noqa: E402
 from backend.engine.hires import best_upscaler, wanted  # noqa: E402
@@ -21,8 +22,6 @@ from backend.engine.types import (  # noqa: E402
     Progress,
     UpscalerEntry,
 )
-
-from test_upscale import TileEngine, gradient  # noqa: E402
 
 
 @pytest.fixture()

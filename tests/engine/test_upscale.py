@@ -54,7 +54,9 @@ class TileEngine(Engine):
             if self.cancel_after is not None and self.steps_run == self.cancel_after[1]:
                 self.cancel_after[0].cancel()
             on_step(step, task.steps, torch.zeros(1, 4, task.height // 8, task.width // 8))
-        source = task.image if task.image is not None else np.full((task.height, task.width, 3), 100)
+        source = (
+            task.image if task.image is not None else np.full((task.height, task.width, 3), 100)
+        )
         offset = TILE_OFFSET * (len(self.tasks) % 2)  # neighbours differ
         out = np.clip(source.astype(np.int32) + offset, 0, 255)
         return np.repeat(out[None], len(task.seeds), axis=0).astype(np.uint8)
@@ -260,3 +262,29 @@ def test_spandrel_import_leaves_no_torchvision_stub_behind() -> None:
     stub = sys.modules.get("torchvision")
     assert stub is None or stub.__spec__ is not None
     importlib.util.find_spec("torchvision")  # must not raise
+
+
+def test_refine_adds_the_tile_controlnet_when_installed(
+    tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    """A ``tile`` ControlNet in models/controlnet/ joins every refine tile (cropped like it)."""
+    folder = tmp_path / "models"
+    (folder / "controlnet").mkdir(parents=True)
+    (folder / "checkpoints").symlink_to(tiny_models_dir / "checkpoints")
+    [net] = sorted((tiny_models_dir / "controlnet").glob("tiny-controlnet.*"))
+    (folder / "controlnet" / f"tiny-tile{net.suffix}").symlink_to(net)
+    config = EngineConfig(
+        models_dir=str(folder), device="cpu", dtype="float32", tiny_dir=str(tiny_models_dir)
+    )
+    engine = TileEngine(config)
+    request = upscale(gradient(100, 80), factor=1.0, refine=True, tile_size=64)
+    request.model = "tiny"
+    engine.generate(request)
+    assert len(engine.tasks) > 1
+    for task in engine.tasks:
+        [control] = task.controls
+        assert control.image.shape == (task.height, task.width, 3)
+        assert control.scale == 0.5
+        assert task.image is not None  # the tile control sees the tile's own pixels
+        diff = np.abs(control.image.astype(int) - task.image.astype(int)).max()
+        assert diff <= 1, diff
