@@ -242,6 +242,11 @@ class Health(_Model):
     queue_length: int = 0
     capabilities: list[str] = Field(default_factory=list)
     error: str | None = None
+    offload: str | None = Field(
+        default=None,
+        description="memory policy of the loaded model: none (all on the device), model or "
+        "sequential (CPU offload chosen from free VRAM); null = no model loaded",
+    )
 
 
 class FamilyDefaults(_Model):

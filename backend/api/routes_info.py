@@ -71,6 +71,7 @@ async def health(ctx: ApiContext = Depends(get_context)) -> Health:
         queue_length=queue.queue_length(),
         capabilities=list(CAPABILITIES),
         error=queue.status_error,
+        offload=getattr(ctx.engine, "offload", None),
     )
 
 

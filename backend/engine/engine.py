@@ -102,6 +102,14 @@ class Engine:
     def loaded_model(self) -> str | None:
         return None if self._loaded is None else self._loaded.name
 
+    @property
+    def offload(self) -> str | None:
+        """The loaded model's memory policy (families/dit_family.py): "none", "model" or
+        "sequential"; None when nothing is loaded."""
+        if self._loaded is None:
+            return None
+        return str(getattr(self._loaded.pipe, "_dl_offload", "none"))
+
     def inventory(self) -> Inventory:
         return self.models.inventory()
 

@@ -231,6 +231,7 @@ class Health(Message):
     queue_length: int = 0
     capabilities: List[str] = field(default_factory=list)
     error: Optional[str] = None
+    offload: Optional[str] = None  # memory policy of the loaded model (none|model|sequential)
 
 
 @dataclass

@@ -199,6 +199,7 @@ def models_dir(tmp_path_factory):
     dit_files.write_flux_gguf(checkpoints / "flux-dev-Q8_0.gguf", "dev")
     dit_files.write_zimage_transformer(checkpoints / "zimage.safetensors", dtype="bfloat16")
     dit_files.write_zimage_gguf(checkpoints / "zimage-Q8_0.gguf")
+    dit_files.write_flux_lora(root / "lora" / "flux-lora.safetensors")
     return root
 
 
@@ -328,3 +329,33 @@ def test_diffusers_folders_load_like_files(tmp_path) -> None:
     folder = dit_files.write_diffusers_folder(tmp_path / "zimage-folder", "zimage")
     loaded = load_checkpoint(str(folder), device="cpu", dtype=torch.float32, name="z")
     assert (loaded.family, type(loaded.pipe).__name__) == ("zimage", "ZImagePipeline")
+
+
+def test_a_flux_lora_changes_the_picture_only_while_applied(engine) -> None:
+    from backend.engine.types import LoraInput
+
+    entry = next(e for e in engine.inventory().loras if e.name == "flux-lora")
+    assert (entry.family, entry.problem) == ("flux1", None)
+    plain = engine.generate(_request("flux-dev", "txt2img"))[0].image
+    styled = engine.generate(_request("flux-dev", "txt2img", loras=[LoraInput("flux-lora", 1.0)]))[
+        0
+    ].image
+    after = engine.generate(_request("flux-dev", "txt2img"))[0].image
+    assert np.abs(plain.astype(int) - styled.astype(int)).mean() > 1.0
+    assert np.array_equal(plain, after)  # unloaded: the weights are as before
+
+
+def test_a_flux_lora_works_on_schnell_but_not_on_zimage(engine) -> None:
+    from backend.engine.types import LoraInput
+
+    engine.check_request(
+        _request("flux-schnell-fp8", "txt2img", loras=[LoraInput("flux-lora", 1.0)])
+    )
+    with pytest.raises(EngineError) as caught:
+        engine.check_request(_request("zimage", "txt2img", loras=[LoraInput("flux-lora", 1.0)]))
+    assert "Flux.1" in caught.value.message and "Z-Image" in caught.value.message
+
+
+def test_the_memory_policy_is_reported(engine) -> None:
+    engine.generate(_request("zimage", "txt2img"))
+    assert engine.offload == "none"  # the CPU: nothing to offload to

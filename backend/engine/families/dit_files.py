@@ -187,6 +187,26 @@ def write_zimage_controlnet(target: str | Path, *, seed: int = 0) -> Path:
     return _save(dict(model.state_dict()), {CONFIG_KEY: json.dumps(config)}, target)
 
 
+def write_flux_lora(target: str | Path, *, seed: int = 5, rank: int = 4) -> Path:
+    """A tiny Flux.1 LoRA in the diffusers/PEFT layout (``transformer.*.lora_A/B``) on the
+    attention projections of every block of the tiny transformer, seeded and strong enough
+    to change a 2-step picture."""
+    import torch
+
+    config = tiny_dit.flux_transformer_config("dev")
+    inner = config["attention_head_dim"] * config["num_attention_heads"]
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, Any] = {}
+    blocks = [f"transformer_blocks.{i}" for i in range(config["num_layers"])]
+    blocks += [f"single_transformer_blocks.{i}" for i in range(config["num_single_layers"])]
+    for block in blocks:
+        for name in ("to_q", "to_k", "to_v"):
+            prefix = f"transformer.{block}.attn.{name}"
+            state[prefix + ".lora_A.weight"] = torch.randn(rank, inner, generator=generator)
+            state[prefix + ".lora_B.weight"] = torch.randn(inner, rank, generator=generator)
+    return _save(state, {}, target)
+
+
 def write_comfy_layout(models_dir: str | Path, family: str, *, seed: int = 0) -> dict[str, Path]:
     """The shared files a family needs beside its transformer: text encoders and the VAE."""
     root = Path(models_dir)
