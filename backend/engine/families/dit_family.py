@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 #: head room kept free on the GPU for activations (1024² Flux needs about 2-3 GB)
 MARGIN_BYTES = 3 * GIB
+#: head room beside the largest module alone (model offload: one module on the GPU at a time)
+PART_MARGIN_BYTES = int(1.5 * GIB)
 
 
 def choose_offload(model_bytes: int, largest_part_bytes: int, free_bytes: int | None) -> str:
@@ -31,7 +33,7 @@ def choose_offload(model_bytes: int, largest_part_bytes: int, free_bytes: int | 
         return "none"
     if model_bytes + MARGIN_BYTES <= free_bytes:
         return "none"
-    if largest_part_bytes + MARGIN_BYTES <= free_bytes:
+    if largest_part_bytes + PART_MARGIN_BYTES <= free_bytes:
         return "model"
     return "sequential"
 
@@ -56,6 +58,15 @@ def _free_vram(device: str) -> int | None:
 
 def place(pipe: Any, device: str) -> str:
     """Put ``pipe`` on ``device`` by the memory policy; returns the offload chosen."""
+    import torch
+
+    transformer = getattr(pipe, "transformer", None)
+    if device.startswith("cuda") and getattr(transformer, "_dl_fp8", False):
+        # an fp8 file: keep its weights in fp8 on the GPU (half of bf16), each layer upcast to
+        # the compute dtype while it runs
+        transformer.enable_layerwise_casting(
+            storage_dtype=torch.float8_e4m3fn, compute_dtype=transformer.dtype
+        )
     names = [n for n in ("transformer", "text_encoder", "text_encoder_2", "vae")]
     sizes = [_module_bytes(getattr(pipe, name, None)) for name in names]
     offload = choose_offload(sum(sizes), max(sizes), _free_vram(device))

@@ -24,6 +24,12 @@ from backend.engine.families import dit_components as parts
 log = logging.getLogger(__name__)
 
 
+def _fp8_dtypes() -> tuple[Any, ...]:
+    import torch
+
+    return tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+
+
 @dataclass(frozen=True)
 class TextSlot:
     """One text encoder of a pipeline: the component/tokenizer names, the file kind, how to
@@ -64,7 +70,10 @@ def load_transformer(path: Path, spec: DitSpec, dtype: Any) -> tuple[Any, dict[s
 
     config = transformer_config(path, spec)
     gguf = path.suffix.lower() == ".gguf"
-    state = parts.load_state(path, None if gguf else dtype)
+    state = parts.load_state(path, None)
+    fp8 = any(v.dtype in _fp8_dtypes() for v in state.values()) if not gguf else False
+    if not gguf:  # fp8/bf16/fp32 weights upcast (or cast) to the compute dtype
+        state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
     if spec.convert is not None:
         state = spec.convert(state)
     cls = getattr(diffusers, spec.transformer_class)
@@ -79,6 +88,7 @@ def load_transformer(path: Path, spec: DitSpec, dtype: Any) -> tuple[Any, dict[s
         model = cls.from_single_file(
             state, config=folder, subfolder="transformer", local_files_only=True, **extra
         )
+    model._dl_fp8 = fp8  # place() keeps fp8 storage on a GPU (dit_family.py)
     return model.eval(), config
 
 
