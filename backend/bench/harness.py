@@ -122,6 +122,8 @@ def _run_ours(
     first = time.perf_counter() - start
     if pixels.size == 0 or pixels[..., 3].max() == 0:
         raise RuntimeError(f"ours {scenario.name}: an empty layer")
+    if pixels.shape[1::-1] != scenario.result_size():
+        raise RuntimeError(f"ours {scenario.name}: got a {pixels.shape[1::-1]} result")
     # 2. Warm-up: at least once; longer while a background compile may still be improving it.
     deadline = time.perf_counter() + options.warmup_s
     if budget_deadline is not None:
@@ -134,7 +136,12 @@ def _run_ours(
     log.info(
         "ours %s: median %.3f s (first %.2f s)", scenario.name, sorted(runs)[len(runs) // 2], first
     )
-    return Timing(runs=runs, first_s=first, peak_gb=peak_gb(device))
+    timing = Timing(runs=runs, first_s=first, peak_gb=peak_gb(device))
+    if scenario.mode == "upscale":  # memory of tiled work: RSS too (the server runs in-process)
+        from backend.bench.plain_upscale import peak_rss_gb
+
+        timing.extra.update(peak_rss_gb=peak_rss_gb(), factor=scenario.factor)
+    return timing
 
 
 class OutOfBudget(RuntimeError):

@@ -142,3 +142,13 @@ def test_budget_skips_work_but_still_reports(tmp_path) -> None:
     assert report["scenarios"] == {"sd15_txt2img_512": {}}
     assert set(report["errors"]) == {"sd15_txt2img_512:plain", "sd15_txt2img_512:ours"}
     assert all("budget" in message for message in report["errors"].values())
+
+
+def test_tiny_upscale_scenario_reports_memory(tmp_path) -> None:
+    """sd15_upscale_2x_2048 on the tiny model: both sides make the 2x picture (64 -> 128),
+    ours in native tiles with the shared noise, the plain one in its own tiles; peak RSS."""
+    code, report = _bench(tmp_path, "--scenario", "sd15_upscale_2x_2048")
+    assert code == 0 and report["errors"] == {}
+    entry = report["scenarios"]["sd15_upscale_2x_2048"]
+    assert entry["plain_s"] > 0 and entry["ours_s"] > 0
+    assert entry["ours_peak_rss_gb"] > 0 and entry["plain_peak_rss_gb"] > 0
