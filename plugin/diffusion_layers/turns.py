@@ -13,8 +13,9 @@ from .qt import QObject, QTimer
 
 log = logging.getLogger(__name__)
 
-#: Pixels per strip: 1 Mpx is ~4 MB of BGRA, a few ms for Krita to read or write.
-STRIP_PIXELS = 1 << 20
+#: Pixels per strip: 0.5 Mpx is 2 MB of BGRA, a few ms for Krita to read or write (1 Mpx
+#: strips still stalled a loaded 2-core machine for 110-140 ms now and then).
+STRIP_PIXELS = 1 << 19
 
 
 def strip_rows(width: int, pixels: int = STRIP_PIXELS) -> int:

@@ -24,7 +24,7 @@ PLUGIN_PHASES = ("reading", "writing")
 @pytest.fixture(scope="module")
 def run(launch_krita, e2e_backend):
     settings = plugin_settings(e2e_backend.url, steps="2")
-    return launch_krita("upscale", SCENARIOS, settings, e2e_backend, timeout_s=600)
+    return launch_krita("upscale", SCENARIOS, settings, e2e_backend, timeout_s=900)
 
 
 def _stalls(data: dict) -> dict:

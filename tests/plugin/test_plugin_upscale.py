@@ -12,7 +12,7 @@ import pytest
 from diffusion_layers.controller import Controller
 from diffusion_layers.geometry import Rect
 from diffusion_layers.settings import GROUP, DictStore, PluginSettings
-from diffusion_layers.turns import read_strips, strip_rows, strips, write_strips
+from diffusion_layers.turns import STRIP_PIXELS, read_strips, strip_rows, strips, write_strips
 from diffusion_layers.upscale_request import scaled_size
 from diffusion_layers.upscale_settings import IN_PLACE, NEW_DOCUMENT, UpscaleSettings
 from plugin_helpers import pump, wait_until
@@ -33,7 +33,9 @@ def ctl(fake_krita: krita.Krita, server: V1Server) -> Controller:
 
 
 def gradient(w: int, h: int) -> bytes:
-    return b"".join(bytes([x % 256, y % 256, (x + y) % 256, 255]) for y in range(h) for x in range(w))
+    return b"".join(
+        bytes([x % 256, y % 256, (x + y) % 256, 255]) for y in range(h) for x in range(w)
+    )
 
 
 def upscale(ctl: Controller, **values: object) -> None:
@@ -197,7 +199,7 @@ def test_strips_cover_the_area_exactly_once() -> None:
     parts = list(strips(rect, 3))
     assert [p.height for p in parts] == [3, 3, 3, 1]
     assert all(p.x == 3 and p.width == 7 for p in parts) and parts[-1].bottom == rect.bottom
-    assert strip_rows(6000) == (1 << 20) // 6000 and strip_rows(10**7) == 1
+    assert strip_rows(6000) == STRIP_PIXELS // 6000 and strip_rows(10**7) == 1
     data = bytes(i % 251 for i in range(7 * 10 * 4))
     got: list[tuple[bytes, Rect]] = []
     steps = list(write_strips(lambda d, r: got.append((d, r)), data, rect, pixels=21))

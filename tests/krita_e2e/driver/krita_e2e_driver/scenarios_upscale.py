@@ -189,7 +189,7 @@ def upscale_refine_in_place(ctx: Context):
             raise ScenarioFailed(f"refine failed: {c.upscale.message or c.last_error}")
         return c.state == "preview"
 
-    yield Wait("the refined preview", preview, 300)
+    yield Wait("the refined preview", preview, 600)
     ctx.data["seconds_to_preview"] = round(time.monotonic() - started, 2)
     ctx.trigger(APPLY)
     yield sleep(0.8)
@@ -240,7 +240,7 @@ def large_read_write(ctx: Context):
     finished: list[str] = []
     heart.start()
     began = time.monotonic()
-    turns.Turns(
+    reader = turns.Turns(  # kept referenced: a dropped Turns stops with its timer
         turns.read_strips(source.read_pixels, rect, out), lambda: finished.append("read"), print
     ).start()
     yield Wait("the canvas read", lambda: finished, 120)
@@ -252,11 +252,12 @@ def large_read_write(ctx: Context):
     target = canvas.documents().create(6000, 4000, "large copy", info)
     phase[0] = "writing"
     began = time.monotonic()
-    turns.Turns(
+    writer = turns.Turns(
         turns.write_strips(target.write, data, rect), lambda: finished.append("write"), print
     ).start()
     yield Wait("the copy written", lambda: len(finished) == 2, 120)
     ctx.data["write_s"] = round(time.monotonic() - began, 2)
+    ctx.data["errors"] = [reader.running, writer.running]
     phase[0] = "showing"
     target.show()
     phase[0] = "idle"
