@@ -204,7 +204,10 @@ def controlnet_family_from_header(keys: Header, name: str) -> str:
     ldm = any("input_hint_block." in key for key in keys)
     diffusers = "controlnet_cond_embedding.conv_in.weight" in keys
     if not (ldm or diffusers):
-        raise ModelLoadError(f"{name} is not a ControlNet model (no hint/condition embedding).")
+        raise ModelLoadError(
+            f"{name} is not a ControlNet model (no hint/condition embedding): its header "
+            f"holds {describe_header(keys)}."
+        )
     family = families.controlnet_family(keys)
     if family is not None:
         return family.id

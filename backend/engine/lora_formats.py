@@ -198,9 +198,12 @@ def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
         )
         return LoraFacts(fmt, family, width, problem)
     if fmt == "unknown":
+        from backend.engine.detect import describe_header
+
         problem = (
             f"The file {name!r} in the lora folder holds no LoRA weights Diffusion Layers "
-            "knows (kohya, LoCon or diffusers layout)."
+            f"knows (kohya, LoCon or diffusers layout): its header holds "
+            f"{describe_header(keys)}."
         )
         return LoraFacts(fmt, family, width, problem)
     # 3. A loadable file whose family nothing tells.

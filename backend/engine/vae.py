@@ -74,8 +74,12 @@ def vae_facts(keys: Header, metadata: dict[str, str], name: str) -> VaeFacts:
     stripped = _strip(keys)
     conv_in = stripped.get("decoder.conv_in.weight")
     if conv_in is None or len(conv_in) != 4:
+        from backend.engine.detect import describe_header
+
         return VaeFacts(
-            None, f"The file {name!r} in the vae folder holds no VAE (no decoder weights)."
+            None,
+            f"The file {name!r} in the vae folder holds no VAE (no decoder weights): its "
+            f"header holds {describe_header(keys)}.",
         )
     if conv_in[1] != LATENT_CHANNELS:
         return VaeFacts(

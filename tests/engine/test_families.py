@@ -173,3 +173,17 @@ def test_a_family_without_inpaint_pipelines_offers_no_inpaint_modes() -> None:
     assert capabilities["negative_prompt"] is False and capabilities["cfg"] is False
     with pytest.raises(ValueError, match="task 'upscale'"):
         replace(base, pipelines={("upscale", False): "X"})
+
+
+def test_files_of_unknown_architecture_say_what_their_header_holds() -> None:
+    """Must 7: the reason names the header's contents (tensor count, commonest prefixes)."""
+    from backend.engine.detect import controlnet_family_from_header
+    from backend.engine.vae import vae_facts
+
+    keys = {"net.0.weight": (4, 4), "net.1.weight": (4, 4), "out.bias": (4,)}
+    held = "3 tensors; the most common key prefixes are net.0.* (1), net.1.* (1), out.* (1)"
+    assert held in (lora_facts(keys, {}, "odd").problem or "")
+    assert held in (vae_facts(keys, {}, "odd").problem or "")
+    with pytest.raises(ModelLoadError, match="not a ControlNet model") as error:
+        controlnet_family_from_header(keys, "odd")
+    assert held in error.value.message
