@@ -3,10 +3,11 @@
 #
 # That image (/work/.library/device/KINDS.md, read 2026-11-17) has torch 2.11, accelerate,
 # numpy, pillow, scipy, opencv, psutil, httpx, click, safetensors, anyio, h11, annotated-doc,
-# typing-extensions ... but no diffusers/fastapi/uvicorn/pydantic, and transformers 5.17 with
-# huggingface_hub 1.33 and tokenizers 0.23.2. pyproject.toml still pins transformers <5 and
-# huggingface_hub <1.0 (transformers 4.57 checks for hub <1.0 and tokenizers <=0.23.0 at
-# import), so those three are still carried. Not carried, the image's own serving (fastapi
+# typing-extensions ... but no diffusers/fastapi/uvicorn/pydantic/gguf, and transformers 5.17
+# with huggingface_hub 1.33 and tokenizers 0.23.2. The project is tested with transformers 5.24
+# and tokenizers 0.23.3 (carried) and huggingface_hub 1.33 (the image's: not carried; it also
+# has typer and a regex new enough for transformers 5). gguf reads GGUF-quantised Flux.1 /
+# Z-Image transformers. Not carried, the image's own serving (fastapi
 # needs anyio >=4.1, annotated-doc >=0.0.2; uvicorn h11 >=0.8; the image's httpcore already
 # needs h11 >=0.16): anyio, h11, annotated-doc; importlib_metadata (diffusers imports it only
 # on Python < 3.8). typing_extensions stays: pydantic 2.14 needs >=4.16, newer than the
@@ -20,10 +21,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WHEELS=(
-    diffusers==0.39.0
-    transformers==4.57.6
-    tokenizers==0.22.2
-    huggingface_hub==0.36.2
+    diffusers==0.42.1
+    transformers==5.24.0
+    tokenizers==0.23.3
+    gguf==0.19.0
     fastapi==0.165.0
     starlette==1.10.0
     uvicorn==0.54.0
