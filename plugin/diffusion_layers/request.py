@@ -105,7 +105,7 @@ def build_planned(
     """``build_job`` for a planned job, after the checks that need the server's lists
     (unknown ``<lora:…>`` names in the prompt are refused with a sentence, and so is a mode
     the chosen model lacks: model_capabilities.py)."""
-    styles.check_inline_loras(settings.prompt, models)
+    styles.check_inline_loras(settings.prompt, settings.negative_prompt, models)
     capabilities = model_capabilities.check_mode(models, settings.model, plan.choice.mode)
     settings = model_capabilities.effective_settings(settings, capabilities)
     return build_job(settings, plan.choice, plan.region, plan.image, plan.mask, plan.controls)

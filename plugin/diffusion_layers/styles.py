@@ -27,9 +27,8 @@ LEFT_TO_STYLE = ("clip_skip", "vae")
 #: Live requests leave sampler/steps/CFG to the server's live preset (the style's live_*).
 LIVE_LEFT_TO_STYLE = ("sampler", "steps", "cfg_scale", "clip_skip", "vae")
 
-_INLINE_LORA = re.compile(r"<lora:([^:>]+)(?::([^>]*))?>", re.IGNORECASE)
-_COMMENT = re.compile(r"#[^\n]*")
-_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".bin")
+_INLINE_LORA = re.compile(r"<(?:lora|lyco):([^<>]*)>", re.IGNORECASE)  # as the server reads
+_COMMENT = re.compile(r"(?<!\\)#[^\n]*")  # "\#" is a literal "#"
 
 
 def check_name(name: str) -> str:
@@ -142,34 +141,33 @@ def describe(style: Style, models: Optional[ModelsInfo]) -> str:
 
 
 def inline_loras(prompt: str) -> List[str]:
-    """The names of ``<lora:name:weight>`` tags outside ``#`` comments, in order."""
-    return [m.group(1).strip() for m in _INLINE_LORA.finditer(_COMMENT.sub("", prompt))]
+    """The names of ``<lora:name:weight>`` (and ``<lyco:…>``) tags outside ``#`` comments."""
+    text = _COMMENT.sub("", prompt)
+    return [m.group(1).split(":")[0].strip() for m in _INLINE_LORA.finditer(text)]
 
 
-def _stem(name: str) -> str:
-    lower = name.lower()
-    for ext in _EXTENSIONS:
-        if lower.endswith(ext):
-            return name[: -len(ext)]
-    return name
+def _installed(name: str, known: Sequence[str]) -> bool:
+    """The server's rule: the exact name, else the file name of exactly one installed LoRA."""
+    return name in known or sum(k.rsplit("/", 1)[-1] == name for k in known) == 1
 
 
 def unknown_loras(prompt: str, known: Sequence[str]) -> List[str]:
-    """Inline LoRA names the server does not have (a name matches with or without its file
-    extension)."""
-    names = set(known) | {_stem(k) for k in known}
-    return [n for n in inline_loras(prompt) if n not in names and _stem(n) not in names]
+    """Inline LoRA names the server does not have."""
+    return [n for n in inline_loras(prompt) if not _installed(n, known)]
 
 
-def check_inline_loras(prompt: str, models: Optional[ModelsInfo]) -> None:
+def check_inline_loras(prompt: str, negative: str, models: Optional[ModelsInfo]) -> None:
     """Raise a sentence naming every unknown ``<lora:…>`` (nothing is checked before the
     server's LoRA list arrived: the server checks again anyway)."""
     if models is None:
         return
-    unknown = unknown_loras(prompt, [lo.name for lo in models.loras])
-    if unknown:
-        names = ", ".join(f"'{n}'" for n in unknown)
-        raise InvalidSetting(
-            f"The prompt names LoRA {names}, which the server does not have: fix the name in "
-            "<lora:name:weight> or remove the tag (the LoRA list shows the installed ones)."
-        )
+    known = [lo.name for lo in models.loras]
+    for where, text in (("prompt", prompt), ("negative prompt", negative)):
+        unknown = unknown_loras(text, known)
+        if unknown:
+            names = ", ".join(f"'{n}'" for n in unknown)
+            raise InvalidSetting(
+                f"The {where} names LoRA {names}, which the server does not have: fix the "
+                "name in <lora:name:weight> or remove the tag (the LoRA list shows the "
+                "installed ones)."
+            )

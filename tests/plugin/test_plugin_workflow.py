@@ -145,16 +145,22 @@ def test_style_names_the_server_refuses_are_refused_first(name: str) -> None:
 @pytest.mark.parametrize(
     ("prompt", "unknown"),
     [
-        ("a fox <lora:film:0.8>", []),
         ("a fox <lora:film.safetensors:0.8>", []),
-        ("a fox <lora:film>", []),
-        ("a fox <lora:nope:0.8>, <lora:film:1>", ["nope"]),
+        ("a fox <lora:sub/film.safetensors>", []),  # the exact name
+        ("a fox <lora:grain.safetensors:0.5>", []),  # the file name of exactly one LoRA
+        ("a fox <lora:film:0.8>", ["film"]),  # no extension: the server does not match it
+        ("a fox <lora:nope:0.8>, <lyco:film.safetensors:1>", ["nope"]),
         ("<LORA:Nope2:0.5> (fox:1.2) [cat] {a|b}", ["Nope2"]),
-        ("a fox # <lora:nope:0.8> is only a comment\n<lora:gone:1>", ["gone"]),
+        ("a fox # <lora:nope:0.8> is only a comment\n<lyco:gone:1>", ["gone"]),
+        ("a \\# <lora:hash:1> is not a comment", ["hash"]),
+        ("<lora:dup.safetensors>", ["dup.safetensors"]),  # two LoRAs have that file name
     ],
 )
 def test_unknown_inline_lora_names_are_found(prompt: str, unknown: list) -> None:
-    assert styles.unknown_loras(prompt, ["film.safetensors"]) == unknown
+    known = ["film.safetensors", "sub/film.safetensors", "x/grain.safetensors"]
+    assert (
+        styles.unknown_loras(prompt, known + ["a/dup.safetensors", "b/dup.safetensors"]) == unknown
+    )
 
 
 def test_generate_refuses_an_unknown_inline_lora_with_a_sentence(
@@ -167,6 +173,9 @@ def test_generate_refuses_an_unknown_inline_lora_with_a_sentence(
     ctl.update_settings(prompt="a fox <lora:nope:0.8>")
     assert not ctl.generate()
     assert "'nope'" in ctl.last_error and "does not have" in ctl.last_error
+    ctl.update_settings(prompt="a fox", negative_prompt="<lora:bad:1>")
+    assert not ctl.generate() and "negative prompt names LoRA 'bad'" in ctl.last_error
+    ctl.update_settings(negative_prompt="")
     assert not server.jobs
     ctl.update_settings(prompt="a fox <lora:film:0.8>")
     assert ctl.generate(), ctl.last_error
