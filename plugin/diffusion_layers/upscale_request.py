@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from . import styles
 from .errors import InvalidSetting
 from .geometry import MIN_SIDE, Rect
 from .protocol import MAX_SIDE, RAW_BGRA, RAW_GRAY, JobParams, LoraParams, UpscaleParams
-from .request import Part
+from .request import Part, params_part
 from .settings import PluginSettings
 from .upscale_settings import IN_PLACE, UpscaleSettings
 
@@ -88,6 +89,7 @@ def build_upscale(
         seed=settings.seed,
         batch=1,
         loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in settings.loras],
+        style=settings.style or None,
         upscale=UpscaleParams(
             factor=plan.factor,
             model=up.model or None,
@@ -96,7 +98,7 @@ def build_upscale(
             tile_overlap=up.tile_overlap,
         ),
     )
-    parts = [Part("params", "application/json", params.to_json().encode("utf-8"))]
+    parts = [params_part(params, styles.omitted(settings))]  # what the style decides: left out
     parts.append(Part("image", RAW_BGRA, image))
     if mask is not None:
         parts.append(Part("mask", RAW_GRAY, mask))

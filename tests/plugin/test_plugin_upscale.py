@@ -292,3 +292,16 @@ def test_mode_sentence_of_a_large_canvas_reads_no_pixels(
     ctl.update_settings(strength=1.0)
     assert mode_sentence(ctl) == "Inpaint: fill the selection"
     assert small is not big
+
+
+def test_the_refine_pass_carries_the_style_and_leaves_its_settings_to_it() -> None:
+    from diffusion_layers.upscale_request import build_upscale, plan_upscale
+
+    settings = PluginSettings(style="Anime", style_values={"steps": 20}, steps=20, prompt="cat")
+    up = UpscaleSettings(factor=1.5, refine=True, strength=0.3)
+    plan = plan_upscale(up, Rect(0, 0, 20, 10), None, None)
+    params, parts = build_upscale(settings, up, plan, bytes(20 * 10 * 4), None)
+    sent = json.loads(parts[0].data)
+    assert sent["style"] == "Anime" and "steps" not in sent  # the style decides the steps
+    assert sent["upscale"]["factor"] == 1.5 and sent["strength"] == 0.3
+    assert (plan.out_width, plan.out_height) == (30, 15) and params.mode == "upscale"
