@@ -44,6 +44,7 @@ def _registry() -> dict:
     found.update(scenarios_upscale.SCENARIOS)
     found.update(__import__(f"{__package__}.scenarios_qa", fromlist=["SCENARIOS"]).SCENARIOS)
     found.update(__import__(f"{__package__}.scenarios_workflow", fromlist=["SCENARIOS"]).SCENARIOS)
+    found.update(__import__(f"{__package__}.scenarios_qa2", fromlist=["SCENARIOS"]).SCENARIOS)
     return found
 
 
