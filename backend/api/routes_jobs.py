@@ -155,7 +155,8 @@ async def create_job(request: Request, ctx: ApiContext = Depends(get_context)) -
 
 @router.get("/jobs/{job_id}", response_model=JobInfo, responses=ERRORS)
 async def get_job_info(job_id: str, ctx: ApiContext = Depends(get_context)) -> JobInfo:
-    return job_info(ctx, get_job(ctx, job_id))
+    # Off the loop: with `serve --cluster` the lookup is a call to the shared job registry.
+    return job_info(ctx, await asyncio.to_thread(get_job, ctx, job_id))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobInfo, responses=ERRORS)
@@ -174,7 +175,7 @@ async def cancel_job(job_id: str, ctx: ApiContext = Depends(get_context)) -> Job
 async def job_events(
     job_id: str, request: Request, ctx: ApiContext = Depends(get_context)
 ) -> StreamingResponse:
-    job = get_job(ctx, job_id)
+    job = await asyncio.to_thread(get_job, ctx, job_id)
     last = request.headers.get("last-event-id", "0")
     after = int(last) if last.isdigit() else 0
 

@@ -54,8 +54,13 @@ class Generator:
         from ray import serve
 
         key = serve.get_multiplexed_model_id()
-        if key:
-            await self._multiplexed_model(key)
+        try:
+            if key:
+                await self._multiplexed_model(key)
+        except engine_errors.EngineError as exc:  # the checkpoint cannot be loaded here
+            log.error("job %s: loading %s failed: %s", job_id, key, exc, exc_info=exc)
+            error = {"code": exc.code, "message": exc.message, "field": canonical_field(exc.field)}
+            return {"state": "failed", "error": error, "replica": self.name}
         return await asyncio.to_thread(self._generate, job_id, request)
 
     async def pid(self) -> int:
