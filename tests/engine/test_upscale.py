@@ -288,3 +288,24 @@ def test_refine_adds_the_tile_controlnet_when_installed(
         assert task.image is not None  # the tile control sees the tile's own pixels
         diff = np.abs(control.image.astype(int) - task.image.astype(int)).max()
         assert diff <= 1, diff
+
+
+def test_cli_upscale_writes_the_scaled_layer(tmp_path: Path) -> None:
+    """``generate --mode upscale --factor 1.5 --refine`` writes a layer of the exact size."""
+    from PIL import Image
+
+    from backend.cli import main
+
+    source = tmp_path / "in.png"
+    image = gradient(97, 61)
+    image[:, :20, 3] = 0
+    Image.fromarray(image, "RGBA").save(source)
+    out = tmp_path / "out.png"
+    argv = ["generate", "--model", "tiny", "--mode", "upscale", "--image", str(source)]
+    argv += ["--prompt", "detail", "--factor", "1.5", "--refine", "--strength", "0.5"]
+    argv += ["--steps", "2", "--tile-size", "64", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    with Image.open(out) as result:
+        assert result.size == (146, 92) and result.mode == "RGBA"
+        alpha = np.asarray(result)[..., 3]
+    assert alpha[:, :25].max() == 0 and alpha[:, 40:].min() == 255
