@@ -145,6 +145,7 @@ def check_request(
     check_used_inputs(request.mode, False, False, request.inpaint)
     # 4. Names against the inventory.
     checkpoint = find_checkpoint(inventory, request.model or default_model)
+    _check_family_supports(request, checkpoint, refine)
     for index, control in enumerate(request.controls):
         if is_reference(control):  # IP-Adapter reference images (reference.py)
             check_reference(index, control, checkpoint, inventory)
@@ -154,6 +155,34 @@ def check_request(
         _check_lora(index, lora, checkpoint, inventory)
     _check_vae(request.vae, checkpoint, inventory, model_vaes or {})
     return checkpoint
+
+
+def _check_family_supports(
+    request: GenerationRequest, checkpoint: CheckpointEntry, refine: bool
+) -> None:
+    """The mode and ControlNet controls against what the checkpoint's family offers
+    (its ``Family.pipelines``; what /v1/models ``capabilities`` tells the plugin)."""
+    if checkpoint.family not in families.ids():
+        return
+    family = families.get(checkpoint.family)
+    modes = family.modes()
+    if (request.mode != "upscale" or refine) and request.mode not in modes:
+        raise InvalidRequest(
+            "mode",
+            request.mode,
+            f"the model {checkpoint.name!r} ({family.label}) cannot run {request.mode}; "
+            f"it runs {', '.join(modes)}",
+        )
+    if family.controlnet:
+        return
+    for index, control in enumerate(request.controls):
+        if not is_reference(control):
+            raise InvalidRequest(
+                f"controls[{index}].type",
+                getattr(control, "type", None),
+                f"{family.label} models have no ControlNet: the model {checkpoint.name!r} "
+                "cannot use control layers (remove them, or pick another model)",
+            )
 
 
 def _check_lora(

@@ -200,3 +200,25 @@ def test_queries(engine: Engine) -> None:
     assert canny[..., 0].max() == 255 and canny[..., 0].min() == 0
     with pytest.raises(InvalidRequest):
         engine.preprocess("colour", sketch)
+
+
+def test_a_mode_or_controlnet_the_family_lacks_is_refused_naming_the_model(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What /v1/models ``capabilities`` tells the plugin is also checked at submit."""
+    from dataclasses import replace
+
+    from backend.engine import families
+
+    sd15 = families.get("sd15")
+    txt_only = replace(sd15, pipelines={("txt2img", False): "StableDiffusionPipeline"})
+    patched = tuple(txt_only if f.id == "sd15" else f for f in families.FAMILIES)
+    monkeypatch.setattr(families, "FAMILIES", patched)
+    with pytest.raises(InvalidRequest) as error:
+        engine.check_request(make("inpaint"))
+    assert error.value.field == "mode"
+    assert "the model 'tiny' (SD1.5) cannot run inpaint; it runs txt2img" in str(error.value)
+    with pytest.raises(InvalidRequest) as error:
+        engine.check_request(make("txt2img", controls=[control()]))
+    assert error.value.field == "controls[0].type" and "no ControlNet" in str(error.value)
+    engine.check_request(make("txt2img"))
