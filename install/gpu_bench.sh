@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU benchmark in one command, for the bare H100/H200 image (Python 3.12, torch 2.11, CUDA,
-# transformers 5 / huggingface_hub 1: not ours). Prepare once on a machine with PyPI access:
-#     bash install/carry_wheels.sh          # fills .whl/ (git-ignored, ~25 MiB)
+# transformers 5.17 / huggingface_hub 1.33; we carry transformers 5.24 and diffusers 0.42.1).
+# Prepare once on a machine with PyPI access:
+#     bash install/carry_wheels.sh          # fills .whl/ (git-ignored, ~26 MiB)
 # then run from the repo root on the GPU machine (device tool: carry [".whl"], timeout_s 600):
 #     bash install/gpu_bench.sh "$OUT"
 #
