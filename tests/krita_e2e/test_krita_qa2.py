@@ -81,6 +81,7 @@ def test_cancel_action_stops_an_upscale(up):
 
 def test_closing_the_source_during_upscale_is_handled(up):
     data = up.scenario("qa2_upscale_close_source")
+    assert data["active_is_source"], data
     assert data["other_layers"] == 1, data
     # either the result still arrives as a new document, or the artist gets a sentence
     assert data["new_documents"] == [[1602, 1202]] or (
@@ -108,3 +109,73 @@ def test_hires_img2img_and_inpaint_results_have_the_regions_exact_size(gen):
     assert len(inp) == 1, inp
     bx, by, bw, bh = inp[0]["bounds"]
     assert bx >= x and by >= y and bx + bw <= x + w and by + bh <= y + h, (inp, data["sel"])
+
+
+@pytest.fixture(scope="module")
+def work(launch_krita, e2e_backend):
+    settings = plugin_settings(e2e_backend.url, steps="2")
+    return launch_krita("qa2-work", ["qa2_history", "qa2_styles"], settings, e2e_backend, 900)
+
+
+def test_history_bound_drops_the_oldest_with_a_note(work):
+    data = work.scenario("qa2_history")
+    last = data["bounded"][-1]
+    assert last["dropped"] >= 1 and last["note"], data["bounded"]
+    assert 1 <= last["entries"] < 3, data["bounded"]
+    assert data["docker_note"], data  # the artist sees the note in the docker
+
+
+def test_history_apply_again_on_16bit_edge_selection_is_byte_exact_in_place(work):
+    data = work.scenario("qa2_history")
+    assert data["b_entries"] == 1 and len(data["b_new"]) == 1, data
+    assert data["again_bounds"] == data["applied_bounds"], data
+    assert data["again_same_bytes"], data
+
+
+def test_history_reuse_all_parameters_sets_the_seed(work):
+    data = work.scenario("qa2_history")
+    assert data["reuse_ok"] and data["seed_after_reuse"] == data["entry_seed"], data
+
+
+def test_history_follows_the_active_document(work):
+    data = work.scenario("qa2_history")
+    assert data["workflow_entries_after_switch"] == data["a_entries_after_switch"], data
+
+
+def test_builtin_styles_are_listed_in_the_dropdown_and_cannot_be_deleted(work):
+    data = work.scenario("qa2_styles")
+    assert data["builtins"], data
+    assert any(set(data["builtins"]) <= set(items) for items in data["combos"]), data
+    assert data["delete_builtin"] is False and "built-in" in data["delete_builtin_message"], data
+    assert data["save_over_builtin"] is False, data
+    assert set(data["builtins"]) <= set(data["styles_after"]), data
+
+
+def test_a_builtin_style_generates(work):
+    data = work.scenario("qa2_styles")
+    assert data["styled_state"] == "preview", data
+    assert data["sent_style"] == data["builtins"][0], data
+
+
+def test_a_user_style_is_saved_and_deleted(work):
+    data = work.scenario("qa2_styles")
+    assert data["save_user"], data
+    assert "QA2 user style" not in data["after_user_delete"], data
+
+
+@pytest.fixture(scope="module")
+def ref(launch_krita, e2e_backend):
+    settings = plugin_settings(e2e_backend.url, steps="2")
+    return launch_krita("qa2-ref", ["qa2_reference_no_model"], settings, e2e_backend, 600)
+
+
+@pytest.mark.parametrize("kind", ["reference", "style", "composition", "face"])
+def test_reference_without_ipadapter_is_refused_with_a_sentence(ref, kind):
+    """The tiny backend has no IP-Adapter: the job is refused before it runs, no layer, and
+    the sentence says what is missing."""
+    rec = ref.scenario("qa2_reference_no_model")["kinds"][kind]
+    assert rec["added"], rec
+    assert rec["state"] == "error" and rec["new_layers"] == 0, rec
+    assert (
+        "ip-adapter" in (rec["error"] or "").lower() or "reference" in (rec["error"] or "").lower()
+    ), rec

@@ -213,9 +213,9 @@ def qa2_upscale_cancel(ctx: Context):
     ctx.trigger(CANCEL)
     yield sleep(0.5)
     ctx.data["state_after_cancel_action"] = c.upscale.state
-    if c.upscale.busy:  # the Cancel action did not reach the upscale: the flow's own cancel
+    if c.upscale.busy:  # the Cancel action did not reach the upscale: the docker's button
         ctx.data["action_missed"] = True
-        c.upscale.cancel()
+        _click(ctx, "Cancel")
     yield sleep(8.0)
     ctx.data["state"] = c.upscale.state
     ctx.data["message"] = c.upscale.message
@@ -237,19 +237,41 @@ def qa2_upscale_cancel(ctx: Context):
     yield sleep(0.5)
 
 
+def _click(ctx: Context, text: str) -> bool:
+    """Click the docker's enabled, visible button labelled ``text`` (as an artist would)."""
+    from PyQt5.QtWidgets import QPushButton
+
+    for button in ctx.docker().findChildren(QPushButton):
+        if button.text() == text and button.isEnabled() and button.isVisible():
+            button.click()
+            return True
+    return False
+
+
+def _show(ctx: Context, doc) -> None:
+    """Switch to ``doc``'s view, as clicking its tab does."""
+    window = ctx.app.activeWindow()
+    for view in window.views():
+        if view.document() is not None and _doc_key(view.document()) == _doc_key(doc):
+            window.showView(view)
+            view.setVisible()
+    ctx.app.setActiveDocument(doc)
+
+
 def qa2_upscale_close_source(ctx: Context):
     """Close the source document while its upscale runs: no crash, a clear state, no junk."""
     doc = _document(ctx, 801, 601, "qa2 close")
     other = _document(ctx, 64, 64, "qa2 other")
-    ctx.app.setActiveDocument(doc)
-    yield sleep(0.5)
+    _show(ctx, doc)
+    yield sleep(0.8)
+    ctx.data["active_is_source"] = _doc_key(ctx.app.activeDocument()) == _doc_key(doc)
     c = ctx.controller()
     c.upscale.update(factor=2.0, target="new_document", refine=True, strength=0.5, model="")
     keys = {_doc_key(d) for d in ctx.app.documents()}
     ctx.trigger(UPSCALE)
     yield Wait("upscale running", lambda: c.upscale.state in ("running", "failed"), 60)
     _close(doc)
-    ctx.app.setActiveDocument(other)
+    _show(ctx, other)
     yield _wait_upscale(ctx, 300)
     yield sleep(1.0)
     ctx.data["state"] = c.upscale.state
@@ -319,3 +341,195 @@ SCENARIOS = {
     "qa2_hires": qa2_hires,
     "qa2_lora_unknown": qa2_lora_unknown,
 }
+
+
+# -- History and styles (#18) ------------------------------------------------------------------
+
+
+def _workflow(ctx: Context):
+    from diffusion_layers.workflow import Workflow  # the plugin, as Krita loaded it
+
+    return Workflow.of(ctx.controller())
+
+
+def _history(doc):
+    from diffusion_layers import history
+    from diffusion_layers.krita_adapter import KritaDocument
+
+    return history.load(KritaDocument(doc))
+
+
+def _list_counts(ctx: Context) -> list[int]:
+    from PyQt5.QtWidgets import QListWidget
+
+    dock = ctx.docker()
+    return [w.count() for w in dock.findChildren(QListWidget) if w.isVisible()] if dock else []
+
+
+def _combo_items(ctx: Context) -> list[list[str]]:
+    from PyQt5.QtWidgets import QComboBox
+
+    dock = ctx.docker()
+    combos = dock.findChildren(QComboBox) if dock else []
+    return [[c.itemText(i) for i in range(c.count())] for c in combos]
+
+
+def qa2_history(ctx: Context):
+    """A 1 MB history bound: the oldest go with a visible note; a 16-bit document's entry
+    with an edge selection applies again byte-exactly in place; two documents keep apart."""
+    c = ctx.controller()
+    workflow = _workflow(ctx)
+    doc_a = _document(ctx, 400, 400, "qa2 hist A")
+    yield Wait("models", lambda: c.connection.models, 60)
+    c.update_settings(history_limit_mb=1, strength=1.0)
+    counts = []
+    for seed in (11, 22, 33):
+        c.update_settings(seed=seed)
+        yield from generate_and_apply(ctx, doc_a)
+        h = _history(doc_a)
+        counts.append({"entries": len(h.entries), "dropped": h.dropped, "note": h.note})
+    ctx.data["bounded"] = counts
+    yield sleep(0.5)
+    ctx.data["docker_note"] = [
+        t
+        for t in ctx.docker_texts()
+        if "oldest" in t.lower() or "dropped" in t.lower() or "history" in t.lower()
+    ]
+    ctx.data["list_counts_a"] = _list_counts(ctx)
+    c.update_settings(history_limit_mb=64, seed=44)
+    doc_b = _document(ctx, 333, 517, "qa2 hist B", "RGBA", "U16")
+    edge = [200, 400, 133, 117]
+    ctx.select(doc_b, rect_mask(edge[2], edge[3]), edge)
+    yield sleep(0.5)
+    yield from generate_and_apply(ctx, doc_b)
+    new = [n for n in ctx.data.get("new", []) if n.get("type") == "paintlayer"]
+    ctx.data["b_new"] = new
+    hb = _history(doc_b)
+    ctx.data["b_entries"] = len(hb.entries)
+    if new and hb.entries:
+        from .flow import node_by_id
+
+        entry = hb.entries[-1]
+        ctx.data["b_entry_rect"] = [entry.x, entry.y, entry.width, entry.height]
+        applied = node_by_id(doc_b, new[0]["id"])
+        b = applied.bounds()
+        full = [b.x(), b.y(), b.width(), b.height()]
+        first = bytes(applied.pixelData(*full))
+        doc_b.setSelection(None)
+        yield sleep(0.3)
+        again_id = workflow.apply_again(entry.id)
+        ctx.data["again_message"] = workflow.message
+        yield sleep(0.8)
+        doc_b.waitForDone()
+        if again_id:
+            node = node_by_id(doc_b, again_id.strip("{}").lower())
+            nb = node.bounds()
+            ctx.data["again_bounds"] = [nb.x(), nb.y(), nb.width(), nb.height()]
+            ctx.data["applied_bounds"] = full
+            ctx.data["again_same_bytes"] = bytes(node.pixelData(*full)) == first
+        c.update_settings(seed=999)
+        ctx.data["reuse_ok"] = workflow.reuse(entry.id)
+        ctx.data["seed_after_reuse"] = c.settings.seed
+        ctx.data["entry_seed"] = entry.seed
+    # switch back to A: its history, not B's
+    _show(ctx, doc_a)
+    yield sleep(0.8)
+    ctx.data["a_entries_after_switch"] = len(_history(doc_a).entries)
+    ctx.data["workflow_entries_after_switch"] = len(workflow.history().entries)
+    ctx.data["list_counts_after_switch"] = _list_counts(ctx)
+    ctx.close_all()
+    yield sleep(0.5)
+
+
+def qa2_styles(ctx: Context):
+    """The style dropdown: built-ins listed and not deletable; pick one and generate; save and
+    delete a user style."""
+    c = ctx.controller()
+    workflow = _workflow(ctx)
+    _document(ctx, 128, 128, "qa2 styles")
+    yield Wait("models", lambda: c.connection.models, 60)
+    workflow.load_styles()
+    yield Wait("styles", lambda: workflow.styles, 30)
+    styles = [(s.name, bool(s.builtin)) for s in workflow.styles]
+    ctx.data["styles"] = styles
+    ctx.data["combos"] = _combo_items(ctx)
+    builtins = [n for n, b in styles if b]
+    ctx.data["builtins"] = builtins
+    if builtins:
+        ctx.data["delete_builtin"] = workflow.delete_style(builtins[0])
+        ctx.data["delete_builtin_message"] = workflow.message
+        ctx.data["save_over_builtin"] = workflow.save_style(builtins[0])
+        ctx.data["save_over_builtin_message"] = workflow.message
+        yield sleep(1.0)
+        workflow.load_styles()
+        yield sleep(1.5)
+        ctx.data["styles_after"] = [s.name for s in workflow.styles]
+        workflow.pick_style(builtins[0])
+        yield sleep(0.3)
+        ctx.data["picked"] = c.settings.style
+        ctx.data["style_values"] = dict(c.settings.style_values)
+        ctx.data["docker_texts"] = ctx.docker_texts()
+        ctx.trigger("diffusion_layers_generate")
+        yield Wait("styled job", lambda: c.state in ("preview", "error"), 180)
+        ctx.data["styled_state"] = c.state
+        ctx.data["styled_error"] = c.last_error
+        session = c.session()
+        params = session.params.to_dict() if session is not None and session.params else {}
+        ctx.data["sent_style"] = params.get("style")
+        ctx.data["sent_keys"] = sorted(k for k, v in params.items() if v is not None)
+        if c.state == "preview":
+            c.discard()
+        yield sleep(0.5)
+    workflow.pick_style("")
+    ctx.data["save_user"] = workflow.save_style("QA2 user style")
+    yield Wait(
+        "user style saved", lambda: any(s.name == "QA2 user style" for s in workflow.styles), 30
+    )
+    ctx.data["user_delete"] = workflow.delete_style("QA2 user style")
+    yield sleep(2.0)
+    workflow.load_styles()
+    yield sleep(1.5)
+    ctx.data["after_user_delete"] = [s.name for s in workflow.styles]
+    ctx.data["picked_after_delete"] = c.settings.style
+    ctx.close_all()
+    yield sleep(0.5)
+
+
+SCENARIOS["qa2_history"] = qa2_history
+SCENARIOS["qa2_styles"] = qa2_styles
+
+
+def qa2_reference_no_model(ctx: Context):
+    """Reference controls (reference/style/composition/face) from a layer when the server has
+    no IP-Adapter: what the docker offers, and what the artist is told on Generate."""
+    c = ctx.controller()
+    doc = _document(ctx, 128, 128, "qa2 ref")
+    ref = ctx.add_paint_layer(doc, "Ref", [32, 32, 64, 64], (30, 160, 220, 255))
+    yield Wait("models", lambda: c.connection.models, 60)
+    ctx.data["combos"] = _combo_items(ctx)
+    out = {}
+    for kind in ("reference", "style", "composition", "face"):
+        c.controls.set([])
+        yield ctx.activate(doc, ref)
+        added = c.add_active_layer_as_control(kind)
+        yield ctx.activate(doc, doc.rootNode().childNodes()[0])
+        before = set(_layers(doc))
+        ctx.trigger("diffusion_layers_generate")
+        yield Wait(f"{kind} job", lambda: c.state in ("preview", "error", "idle"), 120)
+        yield sleep(1.0)
+        out[kind] = {
+            "added": added,
+            "state": c.state,
+            "error": c.last_error,
+            "new_layers": len(set(_layers(doc)) - before),
+        }
+        if c.state == "preview":
+            c.discard()
+            yield sleep(0.5)
+    ctx.data["kinds"] = out
+    c.controls.set([])
+    ctx.close_all()
+    yield sleep(0.5)
+
+
+SCENARIOS["qa2_reference_no_model"] = qa2_reference_no_model
