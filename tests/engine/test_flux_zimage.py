@@ -359,3 +359,35 @@ def test_a_flux_lora_works_on_schnell_but_not_on_zimage(engine) -> None:
 def test_the_memory_policy_is_reported(engine) -> None:
     engine.generate(_request("zimage", "txt2img"))
     assert engine.offload == "none"  # the CPU: nothing to offload to
+
+
+def test_live_painting_with_zimage_turbo(engine, tmp_path) -> None:
+    """Live frames on Z-Image: the turbo preset (Euler, CFG 1), a stable seed, and the
+    rendering follows a new stroke."""
+    from backend.live import LiveSessions
+    from backend.live_presets import resolve_sampling
+
+    sessions = LiveSessions(engine, tmp_path / "out", max_sessions=1)
+    sampling = resolve_sampling("zimage", [], None, 2, None)
+
+    def frame(image: np.ndarray):
+        request = _request(
+            "zimage",
+            "img2img",
+            image=image,
+            strength=0.6,
+            steps=sampling.steps,
+            cfg_scale=sampling.cfg_scale,
+            sampler=sampling.sampler,
+        )
+        future = sessions.submit("doc", request, None)
+        while sessions.pending():
+            sessions.run_pending()
+        return future.result(timeout=0)
+
+    first, again = frame(_rgba(120)), frame(_rgba(120))
+    assert first.seed == again.seed and np.array_equal(first.image, again.image)
+    stroke = _rgba(120)
+    stroke[8:56, 8:56, :3] = (250, 10, 10)
+    painted = frame(stroke)
+    assert not np.array_equal(painted.image, first.image)
