@@ -92,7 +92,10 @@ def test_lora_is_removed_when_the_job_fails(models) -> None:
 def test_wrong_family_unknown_and_broken_loras(models, tiny_model_paths) -> None:
     xl = models.checkpoint("tiny-sdxl")
     unet = snapshot(xl.pipe.unet)
-    with pytest.raises(InvalidRequest, match=r"loras\[0\].name='tiny-lora'.*LoRA for SD1.5; the model 'tiny-sdxl' is SDXL"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"loras\[0\].name='tiny-lora'.*LoRA for SD1.5; the model 'tiny-sdxl' is SDXL",
+    ):
         with models.loras_applied(xl, [LoraInput("tiny-lora")]):
             pass
     assert_unchanged(unet, xl.pipe.unet)
