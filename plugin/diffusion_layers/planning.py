@@ -90,7 +90,12 @@ def plan_job(
 
 def read_control(doc: CanvasDocument, control: ControlLayer, region: Rect) -> ControlImage:
     """What the control's layer renders over the region; a sentence when it cannot serve."""
-    pixels = doc.read_layer(control.ref, region)
+    return control_image(control, doc.read_layer(control.ref, region), region)
+
+
+def control_image(control: ControlLayer, pixels: Optional[bytes], region: Rect) -> ControlImage:
+    """The control's pixels over ``region`` (None: its layer is gone), checked as a job needs
+    them (read whole by Generate, in strips by the upscale flow)."""
     if pixels is None:
         raise ControlLayerMissing(
             f"Control layer '{control.layer}' is not in this document any more (deleted?): "

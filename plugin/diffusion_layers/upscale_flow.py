@@ -14,7 +14,7 @@ Nothing here blocks Krita for long: every read and write is cut into strips (``t
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Set, Tuple
 
 from .canvas import CanvasDocument
 from .errors import NoDocument, PluginError, ResultMismatch
@@ -23,11 +23,12 @@ from .job_watch import JobWatch, submit_job
 from .krita_documents import NewDocument, SourceInfo
 from .model_capabilities import check_mode
 from .placement import check_canvas
-from .planning import selection_on_canvas
+from .planning import control_image, selection_on_canvas
 from .protocol import JobCreated, JobInfo, JobParams, ProgressEvent
 from .qt import QObject, pyqtSignal
 from .request import Part
 from .session import GENERATING
+from .settings import ControlLayer
 from .turns import Turns, read_strips, write_strips
 from .upscale_request import UpscalePlan, build_upscale, plan_upscale
 from .upscale_settings import IN_PLACE, UpscaleSettings
@@ -91,6 +92,19 @@ class UpscaleFlow(QObject):
         planned = doc.bounds()
         image: List[bytes] = []
         mask: List[bytes] = []
+        # The refine pass carries the control layers like img2img (contract B); read in strips.
+        controls = self.controller.controls.of(doc.key) if plan.refine else []
+        control_strips: List[List[bytes]] = [[] for _ in controls]
+        missing: Set[int] = set()
+
+        def layer(index: int) -> Any:
+            def one(strip: Rect) -> bytes:
+                pixels = doc.read_layer(controls[index].ref, strip)
+                if pixels is None:
+                    missing.add(index)
+                return pixels or b""
+
+            return one
 
         def read(source: Any) -> Any:
             def one(strip: Rect) -> bytes:
@@ -104,12 +118,18 @@ class UpscaleFlow(QObject):
             yield from read_strips(read(doc.read_pixels), plan.region, image)
             if plan.selection:
                 yield from read_strips(read(doc.read_selection), plan.region, mask, 1 << 22)
+            for index, out in enumerate(control_strips):
+                yield from read_strips(read(layer(index)), plan.region, out)
 
         def done() -> None:
             pixels, sel = b"".join(image), (b"".join(mask) if plan.selection else None)
             image.clear()
             mask.clear()
-            self._submit(doc, planned, plan, pixels, sel)
+            read_controls = [
+                (c, None if i in missing else b"".join(control_strips[i]))
+                for i, c in enumerate(controls)
+            ]
+            self._submit(doc, planned, plan, pixels, sel, read_controls)
 
         self._turns = Turns(steps(), done, self._fail, self).start()
         self.changed.emit()
@@ -137,6 +157,7 @@ class UpscaleFlow(QObject):
         plan: UpscalePlan,
         image: bytes,
         mask: Optional[bytes],
+        read_controls: Sequence[Tuple[ControlLayer, Optional[bytes]]] = (),
     ) -> None:
         self._turns = None
         try:
@@ -146,8 +167,9 @@ class UpscaleFlow(QObject):
             if plan.refine:  # the refine pass runs the checkpoint (model_capabilities.py)
                 c = self.controller
                 check_mode(c.connection.models, c.settings.model, "upscale")
+            controls = [control_image(c, px, plan.region) for c, px in read_controls]
             params, parts = build_upscale(
-                self.controller.settings, self.settings, plan, image, mask
+                self.controller.settings, self.settings, plan, image, mask, controls
             )
             if self.settings.target == IN_PLACE:
                 self._hand_over(doc, planned, plan, params, parts, mask)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from . import styles
 from .errors import InvalidSetting
 from .geometry import MIN_SIDE, Rect
-from .protocol import MAX_SIDE, RAW_BGRA, RAW_GRAY, JobParams, LoraParams, UpscaleParams
-from .request import Part, params_part
+from .protocol import (
+    MAX_CONTROLS,
+    MAX_SIDE,
+    RAW_BGRA,
+    RAW_GRAY,
+    JobParams,
+    LoraParams,
+    UpscaleParams,
+)
+from .request import ControlImage, Part, control_params, params_part
 from .settings import PluginSettings
 from .upscale_settings import IN_PLACE, UpscaleSettings
 
@@ -65,8 +73,11 @@ def build_upscale(
     plan: UpscalePlan,
     image: bytes,
     mask: Optional[bytes],
+    controls: Sequence[ControlImage] = (),
 ) -> Tuple[JobParams, List[Part]]:
-    """``mode: "upscale"`` params (img2img's parameters for the refine pass) and the parts."""
+    """``mode: "upscale"`` params (img2img's parameters for the refine pass) and the parts.
+    LoRAs and control layers travel only with the refine pass (the server refuses them on a
+    plain upscale: nothing would use them); controls cover the region, like img2img's."""
     settings.check()
     region = plan.region
     if len(image) != region.width * region.height * 4:
@@ -88,7 +99,9 @@ def build_upscale(
         sampler=settings.sampler,
         seed=settings.seed,
         batch=1,
-        loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in settings.loras],
+        loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in settings.loras]
+        if plan.refine
+        else [],
         style=settings.style or None,
         upscale=UpscaleParams(
             factor=plan.factor,
@@ -98,8 +111,19 @@ def build_upscale(
             tile_overlap=up.tile_overlap,
         ),
     )
-    parts = [params_part(params, styles.omitted(settings))]  # what the style decides: left out
-    parts.append(Part("image", RAW_BGRA, image))
+    parts = [Part("image", RAW_BGRA, image)]
     if mask is not None:
         parts.append(Part("mask", RAW_GRAY, mask))
+    if len(controls) > MAX_CONTROLS:
+        raise InvalidSetting(f"at most {MAX_CONTROLS} controls, got {len(controls)}")
+    for index, item in enumerate(controls if plan.refine else ()):
+        if len(item.pixels) != region.width * region.height * 4:
+            raise InvalidSetting(
+                f"control layer {item.control.layer!r} has {len(item.pixels)} bytes, "
+                f"the region {region} needs {region.width * region.height * 4}"
+            )
+        name = f"control_{index}"
+        params.controls.append(control_params(item.control, name))
+        parts.append(Part(name, RAW_BGRA, item.pixels))
+    parts.insert(0, params_part(params, styles.omitted(settings)))  # the style decides these
     return params, parts

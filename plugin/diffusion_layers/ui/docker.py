@@ -123,7 +123,7 @@ class DockerPanel(QScrollArea):
         self.negative.setPlaceholderText("Negative prompt")
         self.negative.setMaximumHeight(50)
         for edit in (self.prompt, self.negative):
-            edit.textChanged.connect(lambda: self._prompt_timer.start(PROMPT_SAVE_MS))
+            edit.textChanged.connect(self._typed)
         self.lora_marks = LoraMarks(self.controller)
         self.prompt.textChanged.connect(lambda: self.lora_marks.check(self.prompt.toPlainText()))
         for widget in (self.mode, self.prompt, self.lora_marks):
@@ -257,6 +257,14 @@ class DockerPanel(QScrollArea):
 
     def _record_live(self, on: bool) -> None:
         self.controller.live.record = on
+
+    def _typed(self) -> None:
+        """Typed text is in the settings at once: every action that sends a job (Generate,
+        Upscale, their menu shortcuts, live frames) reads it. Saving it and telling the other
+        views waits for PROMPT_SAVE_MS without typing."""
+        s = self.controller.settings
+        s.prompt, s.negative_prompt = self.prompt.toPlainText(), self.negative.toPlainText()
+        self._prompt_timer.start(PROMPT_SAVE_MS)
 
     def _save_prompts(self) -> None:
         self.controller.update_settings(

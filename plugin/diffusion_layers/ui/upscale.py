@@ -30,6 +30,20 @@ HIRES_TEXTS = (
     (True, "On"),
     (False, "Off"),
 )
+#: "Tile size" choices of the refine pass (contract B: 256..2048 px; None = the model's own).
+TILE_TEXTS = (
+    (None, "Auto (model's native size)"),
+    (512, "512 px"),
+    (768, "768 px"),
+    (1024, "1024 px"),
+    (1536, "1536 px"),
+    (2048, "2048 px"),
+)
+TILE_TIP = (
+    "The refine pass works tile by tile. Auto uses the model's native size; larger tiles "
+    "mean fewer tiles (faster on big areas) but each tile strays further from what the "
+    "model was trained on."
+)
 IN_PLACE_TIP = (
     "Refine in place keeps the size (factor 1) and adds detail to the selection, else to the "
     "active layer, else to the whole canvas: the result comes back as a preview to Apply."
@@ -80,6 +94,16 @@ def hires_combo(controller: Controller, parent: Optional[QWidget] = None) -> QCo
     return combo
 
 
+def tile_index(tile_size: Optional[int]) -> int:
+    """The Tile size entry for ``tile_size``; a stored size not in the list shows as Auto's
+    neighbour it is nearest to (never an index out of range)."""
+    values = [v for v, _ in TILE_TEXTS]
+    if tile_size in values:
+        return values.index(tile_size)
+    sizes = [v for v in values if v is not None]
+    return values.index(min(sizes, key=lambda v: abs(v - tile_size))) if tile_size else 0
+
+
 class UpscaleBox(QGroupBox):
     """Factor, model, Refine detail + strength, target; Upscale / Cancel, progress, message."""
 
@@ -114,6 +138,11 @@ class UpscaleBox(QGroupBox):
             self.target.addItem(text, value)
         self.target.setToolTip(IN_PLACE_TIP)
         self.target.activated.connect(lambda _i: self.flow.update(target=self.target.currentData()))
+        self.tile = QComboBox()
+        for value, text in TILE_TEXTS:
+            self.tile.addItem(text, value)
+        self.tile.setToolTip(TILE_TIP)
+        self.tile.activated.connect(lambda i: self.flow.update(tile_size=TILE_TEXTS[i][0]))
         self.run = QPushButton("Upscale")
         self.run.clicked.connect(self._start)
         self.cancel = QPushButton("Cancel")
@@ -129,6 +158,7 @@ class UpscaleBox(QGroupBox):
         form.addRow("Model", self.model)
         form.addRow(strength_row)
         form.addRow("Target", self.target)
+        form.addRow("Tile size", self.tile)
         form.addRow(buttons)
         form.addRow(self.progress)
         form.addRow(self.message)
@@ -148,7 +178,7 @@ class UpscaleBox(QGroupBox):
 
     def refresh(self) -> None:
         s, flow = self.flow.settings, self.flow
-        widgets = (self.factor, self.model, self.refine, self.strength, self.target)
+        widgets = (self.factor, self.model, self.refine, self.strength, self.target, self.tile)
         for widget in widgets:
             widget.blockSignals(True)
         in_place = s.target == IN_PLACE
@@ -159,6 +189,8 @@ class UpscaleBox(QGroupBox):
         self.strength.setValue(round(s.strength * 100))
         self.strength_label.setText(f"{round(s.strength * 100)}%")
         self.target.setCurrentIndex(max(0, self.target.findData(s.target)))
+        self.tile.setCurrentIndex(tile_index(s.tile_size))
+        self.tile.setEnabled(s.refine or in_place)
         self.fill_models(self.controller.connection.models)
         for widget in widgets:
             widget.blockSignals(False)
