@@ -391,7 +391,13 @@ def run_denoise(
         ) -> dict:
             if on_step is not None:
                 done = min(task.steps, math.ceil((step + 1) / _order))
-                on_step(_before + done, total, tensors["latents"])
+                latents = tensors["latents"]
+                if latents.ndim == 3 and hasattr(pipe, "_unpack_latents"):
+                    # packed (B, tokens, C*4) latents (Flux): back to (B, C, h, w) for previews
+                    latents = pipe._unpack_latents(
+                        latents, task.height, task.width, pipe.vae_scale_factor
+                    )
+                on_step(_before + done, total, latents)
             if task.before_step is not None:
                 task.before_step(min(1.0, math.ceil((step + 1) / _order) / task.steps))
             return tensors

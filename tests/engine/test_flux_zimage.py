@@ -299,7 +299,11 @@ def test_fill_runs_through_its_own_pipeline(engine) -> None:
 
 
 def test_gguf_matches_the_full_precision_file(engine) -> None:
-    full = engine.generate(_request("flux-dev", "txt2img"))[0].image.astype(int)
+    progress = []
+    full = engine.generate(_request("flux-dev", "txt2img"), progress.append)[0].image.astype(int)
+    # step previews from Flux's packed latents, one per step, of the image's aspect
+    assert [p.step for p in progress] == [1, 2]
+    assert all(p.preview is not None and p.preview.shape[2] == 3 for p in progress)
     quantised = engine.generate(_request("flux-dev-Q8_0", "txt2img"))[0].image.astype(int)
     assert np.abs(full - quantised).mean() < 4.0  # Q8_0 is close to lossless
 
