@@ -87,6 +87,8 @@ def build_dit_pipeline(family: str, tiny: bool, device: str, dtype: Any) -> Any:
         from backend.engine.families.tiny_dit import build_flux_pipeline, build_zimage_pipeline
 
         pipe = build_zimage_pipeline() if single_stream else build_flux_pipeline("schnell")
+        # saved into transformer/config.json: our server denoises the tiny model at 64 px
+        pipe.transformer.register_to_config(dl_native_size=64)
         return pipe.to(dtype=dtype)
     import diffusers
     import torch

@@ -151,6 +151,7 @@ def load_from_folder(folder: Path, spec: DitSpec, *, dtype: Any) -> Any:
     cls = getattr(diffusers, spec.pipeline_class(config))
     pipe = cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
+    pipe._dl_native_size = config.get("dl_native_size")  # tiny folders (bench --tiny): 64 px
     return pipe
 
 
