@@ -21,7 +21,7 @@ from .errors import NoDocument, PluginError, ResultMismatch
 from .geometry import Rect
 from .job_watch import JobWatch, submit_job
 from .krita_documents import NewDocument, SourceInfo
-from .model_capabilities import check_mode
+from .model_capabilities import check_mode, effective_settings
 from .placement import check_canvas
 from .planning import control_image, selection_on_canvas
 from .protocol import JobCreated, JobInfo, JobParams, ProgressEvent
@@ -29,6 +29,7 @@ from .qt import QObject, pyqtSignal
 from .request import Part
 from .session import GENERATING
 from .settings import ControlLayer
+from .styles import check_inline_loras
 from .turns import Turns, read_strips, write_strips
 from .upscale_request import UpscalePlan, build_upscale, plan_upscale
 from .upscale_settings import IN_PLACE, UpscaleSettings
@@ -164,13 +165,14 @@ class UpscaleFlow(QObject):
             if not doc.is_open():
                 raise NoDocument("The document was closed while it was being read.")
             check_canvas(planned, doc.bounds())
-            if plan.refine:  # the refine pass runs the checkpoint (model_capabilities.py)
-                c = self.controller
-                check_mode(c.connection.models, c.settings.model, "upscale")
+            settings = self.controller.settings
+            if plan.refine:  # the refine pass runs the checkpoint, checked as Generate does
+                models = self.controller.connection.models
+                check_inline_loras(settings.prompt, settings.negative_prompt, models)
+                capabilities = check_mode(models, settings.model, "upscale")
+                settings = effective_settings(settings, capabilities)
             controls = [control_image(c, px, plan.region) for c, px in read_controls]
-            params, parts = build_upscale(
-                self.controller.settings, self.settings, plan, image, mask, controls
-            )
+            params, parts = build_upscale(settings, self.settings, plan, image, mask, controls)
             if self.settings.target == IN_PLACE:
                 self._hand_over(doc, planned, plan, params, parts, mask)
                 return

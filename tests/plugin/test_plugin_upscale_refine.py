@@ -157,3 +157,23 @@ def test_a_prompt_typed_just_before_sending_is_what_is_sent(
     wait_until(lambda: not panel._prompt_timer.isActive(), what="the debounced save")
     assert fake_krita.settings[("diffusion_layers", "prompt")] == "a lighthouse at dusk"
     panel.deleteLater()
+
+
+def test_the_refine_pass_refuses_an_unknown_inline_lora_as_generate_does(
+    ctl: Controller, server: V1Server, fake_krita: krita.Krita
+) -> None:
+    """An unknown inline LoRA is refused before sending, as Generate refuses it."""
+    new_doc(fake_krita, fill=bytes([10, 20, 30, 255]), size=(24, 16))
+    ctl.connect_server()
+    wait_until(lambda: ctl.connection.models is not None, what="the models")
+    ctl.update_settings(prompt="detail <lora:nowhere:0.5>", negative_prompt="blurry")
+    ctl.upscale.update(target=IN_PLACE)
+    jobs = len(server.jobs)
+    ctl.upscale.start()
+    wait_until(lambda: not ctl.upscale.busy, what="the refusal")
+    assert ctl.upscale.state == "failed" and "nowhere" in ctl.upscale.message
+    assert len(server.jobs) == jobs
+    ctl.update_settings(prompt="detail <lora:film:0.5>")  # an installed one goes
+    assert ctl.upscale.start(), ctl.upscale.message
+    finish_preview(ctl)
+    assert server.last_job().params["prompt"] == "detail <lora:film:0.5>"
