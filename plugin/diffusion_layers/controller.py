@@ -274,9 +274,10 @@ class Controller(QObject):
         self.changed.emit()
 
     def cancel(self) -> bool:
+        upscaling = self.upscale.cancel()  # the one Cancel (Ctrl+Alt+X) stops an upscale too
         s = self.session()
         if s is None or s.state != GENERATING:
-            return False
+            return upscaling
         if s.watch is not None:
             s.watch.stop()
             s.watch = None

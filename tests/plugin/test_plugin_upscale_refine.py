@@ -177,3 +177,25 @@ def test_the_refine_pass_refuses_an_unknown_inline_lora_as_generate_does(
     assert ctl.upscale.start(), ctl.upscale.message
     finish_preview(ctl)
     assert server.last_job().params["prompt"] == "detail <lora:film:0.5>"
+
+
+def test_the_cancel_action_stops_a_running_upscale(
+    ctl: Controller, server: V1Server, fake_krita: krita.Krita
+) -> None:
+    """QA2 bug 1: "Diffusion Layers: Cancel" (Ctrl+Alt+X, the extension's runner calls
+    ``controller.cancel``) stops an upscale like the section's own Cancel button."""
+    from diffusion_layers.extension import DiffusionLayersExtension, PluginApp
+
+    server.step_delay = 0.2
+    new_doc(fake_krita, size=(20, 20))
+    app = PluginApp()
+    app._controller = ctl
+    cancel_action = DiffusionLayersExtension(None, app)._runner("cancel")
+    ctl.upscale.update(factor=2.0, target=NEW_DOCUMENT, refine=True)
+    assert ctl.upscale.start()
+    wait_until(lambda: ctl.upscale._job_id is not None, what="the job id")
+    cancel_action()
+    assert ctl.upscale.state == "idle" and ctl.upscale.message == "Upscale cancelled."
+    wait_until(lambda: server.last_job().cancelled, what="the server to cancel")
+    assert len(fake_krita.documents()) == 1
+    assert not ctl.cancel()  # nothing left to cancel
