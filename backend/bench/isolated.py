@@ -49,6 +49,9 @@ PRIORITY = (
     ACCEL,
     "sd15_txt2img_512",
     "sd15_controlnet_512",
+    "sd15_upscale_2x_2048",
+    "flux1_schnell_1024_4steps",
+    "zimage_turbo_1024_8steps",
 )
 #: Full-size budgets (seconds, one H100/H200): process start, model writing on first use, the
 #: plain side and ours. Tiny runs (CPU) get TINY_BUDGET_S each.
@@ -60,6 +63,12 @@ FULL_BUDGETS_S = {
     ACCEL: 170.0,
     "sd15_txt2img_512": 90.0,
     "sd15_controlnet_512": 100.0,
+    # Estimates, not yet measured on the GPU: 1024² -> 2048² tiled refine (both sides, 3
+    # repeats); the transformer families write their random-weight checkpoints on first use
+    # (Flux.1 12B ~24 GB, Z-Image 6B ~12 GB in bf16) and load them on both sides.
+    "sd15_upscale_2x_2048": 150.0,
+    "flux1_schnell_1024_4steps": 360.0,
+    "zimage_turbo_1024_8steps": 240.0,
 }
 TINY_BUDGET_S = 300.0
 MIN_START_S = 30.0  # a step is not started with less than min(this, its budget) left

@@ -29,6 +29,7 @@ from backend.bench.isolated import (
     parse_budgets,
     plan,
     run_isolated,
+    step_budget,
 )
 from backend.bench.scenarios import NAMES, TRANSFER
 from backend.cli import main
@@ -170,6 +171,9 @@ def test_budgets_and_plan() -> None:
     everything = plan(IsolatedOptions(bench=bench, accel_out="accel.json"))
     assert everything == list(PRIORITY) and set(everything) == {*NAMES, ACCEL}
     assert everything[:4] == [INPAINT, LIVE, TRANSFER, "sdxl_txt2img_1024"]  # the goals first
+    full = IsolatedOptions(bench=BenchOptions(), accel_out="accel.json")
+    assert plan(full) == everything  # every scenario has a full-size budget of its own
+    assert all(step_budget(full, name) > 0 for name in plan(full))
 
 
 def test_cli_refuses_a_bad_budget_before_writing_anything(tmp_path, caplog) -> None:
