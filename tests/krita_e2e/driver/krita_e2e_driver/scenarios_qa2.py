@@ -379,15 +379,29 @@ def qa2_history(ctx: Context):
     with an edge selection applies again byte-exactly in place; two documents keep apart."""
     c = ctx.controller()
     workflow = _workflow(ctx)
-    doc_a = _document(ctx, 400, 400, "qa2 hist A")
+    from diffusion_layers import history
+
+    doc_a = _document(ctx, 1000, 1000, "qa2 hist A")
     yield Wait("models", lambda: c.connection.models, 60)
     c.update_settings(history_limit_mb=1, strength=1.0)
     counts = []
-    for seed in (11, 22, 33):
+    for number, seed in enumerate((11, 22, 33, 44), start=1):
         c.update_settings(seed=seed)
         yield from generate_and_apply(ctx, doc_a)
+        yield Wait(
+            "recorded",
+            lambda n=number: len(_history(doc_a).entries) + _history(doc_a).dropped >= n,
+            10,
+        )
         h = _history(doc_a)
-        counts.append({"entries": len(h.entries), "dropped": h.dropped, "note": h.note})
+        counts.append(
+            {
+                "entries": len(h.entries),
+                "dropped": h.dropped,
+                "note": h.note,
+                "bytes": history.size(h),
+            }
+        )
     ctx.data["bounded"] = counts
     yield sleep(0.5)
     ctx.data["docker_note"] = [
