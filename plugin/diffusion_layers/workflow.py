@@ -2,7 +2,8 @@
 
 ``Workflow.of(controller)`` is the one instance, a child QObject of the controller. It watches
 the controller: the server's styles are loaded whenever its model list arrives, and every job's
-results go into their document's history (``history``) the moment they arrive.
+results go into their document's history (``history``) as they arrive: encoded off Krita's
+UI thread and written back on it (``history_recorder``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from . import results as results_mod
 from .canvas import CanvasDocument, NewLayer
 from .controller import GENERATING, Controller
 from .errors import NoDocument, PluginError
+from .history_recorder import HistoryRecorder, clipped
 from .placement import layer_name
 from .protocol import Style
 from .qt import QObject, pyqtSignal
@@ -34,6 +36,9 @@ class Workflow(QObject):
         self.message = ""  # the last sentence about styles or the history ("" = none)
         self._recorded: Dict[str, Any] = {}  # doc key -> the results list already recorded
         self._models: Any = None  # the model list the styles were loaded for
+        self.recorder = HistoryRecorder(self)  # encodes off the UI thread, writes back on it
+        self.recorder.recorded.connect(lambda _key: self.changed.emit())
+        self.recorder.failed.connect(self._say)
         controller.changed.connect(self._observe)
 
     @classmethod
@@ -61,24 +66,25 @@ class Workflow(QObject):
         doc, limit = self.controller.canvas.document(key), self.controller.settings.history_limit_mb
         if doc is None or session.params is None or session.region is None or limit <= 0:
             return
-        try:
-            items = [
+        results, params, region, mask = (
+            list(session.results),
+            session.params,
+            session.region,
+            session.mask,
+        )
+
+        def make() -> List[history_mod.NewEntry]:  # on the recorder's worker thread
+            return [
                 history_mod.NewEntry(
-                    results_mod.new_layer(
-                        item, session.params, session.region, session.mask
-                    ).pixels,
+                    clipped(item.pixels, item.rect, region, mask),
                     item.rect,
                     item.seed,
-                    session.params,
+                    params,
                 )
-                for item in session.results
+                for item in results
             ]
-            history_mod.record(doc, items, limit)
-        except (PluginError, ValueError) as exc:
-            log.warning("results of %s not kept in the history: %s", key, exc)
-            self._say(f"The results could not be kept in the document's history: {exc}")
-            return
-        self.changed.emit()
+
+        self.recorder.submit(key, doc, make, limit)
 
     def history(self) -> history_mod.History:
         """The active document's history (empty without a document)."""

@@ -229,6 +229,7 @@ def test_every_result_is_kept_losslessly_and_applied_again_byte_exactly(
     ctl.update_settings(batch=2)
     assert ctl.generate(), ctl.last_error
     finish(ctl)
+    wait_until(lambda: workflow.recorder.pending == 0, what="the history written")
     entries = workflow.history().newest_first()
     assert [e.seed for e in entries] == [43, 42]  # newest first: the batch's second is newer
     assert all(e.prompt == "a red fox" and e.params["batch"] == 2 for e in entries)

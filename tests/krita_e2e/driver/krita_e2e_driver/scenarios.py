@@ -45,6 +45,7 @@ def _registry() -> dict:
     found.update(__import__(f"{__package__}.scenarios_qa", fromlist=["SCENARIOS"]).SCENARIOS)
     found.update(__import__(f"{__package__}.scenarios_workflow", fromlist=["SCENARIOS"]).SCENARIOS)
     found.update(__import__(f"{__package__}.scenarios_qa2", fromlist=["SCENARIOS"]).SCENARIOS)
+    found.update(__import__(f"{__package__}.scenarios_history", fromlist=["SCENARIOS"]).SCENARIOS)
     return found
 
 
