@@ -77,6 +77,7 @@ def style_history_reopen(ctx: Context):
     yield ctx.activate(doc, doc.rootNode().childNodes()[0])
     yield from generate_and_apply(ctx, doc)
     applied = node_by_id(doc, ctx.data["new"][0]["id"])
+    yield Wait("the history written", lambda: workflow.recorder.pending == 0, 60)  # off-thread
     entries = history.load(KritaDocument(doc)).entries
     ctx.data["entries_after_job"] = len(entries)
     first = entries[0]
