@@ -176,7 +176,7 @@ def upscale_refine_in_place(ctx: Context):
     ctx.select(doc, rect_mask(rect[2], rect[3]), rect)
     yield sleep(0.5)
     c = ctx.controller()
-    c.upscale.update(target="in_place", strength=0.3, tile_size=1024)
+    c.upscale.update(target="in_place", strength=0.3, tile_size=256)
     heart = Heartbeat(_flow_phase(ctx))
     before = {probes.node_id(n) for n, _, _ in probes.walk(doc.rootNode())}
     timings = _timings()
