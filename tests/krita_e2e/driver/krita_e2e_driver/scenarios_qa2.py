@@ -272,7 +272,7 @@ def qa2_upscale_close_source(ctx: Context):
     yield Wait("upscale running", lambda: c.upscale.state in ("running", "failed"), 60)
     _close(doc)
     _show(ctx, other)
-    yield _wait_upscale(ctx, 300)
+    yield _wait_upscale(ctx, 150)
     yield sleep(1.0)
     ctx.data["state"] = c.upscale.state
     ctx.data["message"] = c.upscale.message
