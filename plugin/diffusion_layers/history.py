@@ -86,7 +86,7 @@ class Entry:
 class History:
     entries: List[Entry] = field(default_factory=list)  # oldest first
     dropped: int = 0  # results dropped so far to stay under the limit
-    note: str = ""  # the last pruning, as a sentence
+    note: str = ""  # how many were dropped in all, as a sentence
 
     def newest_first(self) -> List[Entry]:
         return list(reversed(self.entries))
@@ -209,9 +209,10 @@ def commit(doc: CanvasDocument, items: List[Encoded], limit_mb: int) -> History:
     if pruned:
         history.dropped += pruned
         history.note = (
-            f"The history keeps {limit_mb} MB of results in this document: the {pruned} oldest "
-            f"{'result was' if pruned == 1 else 'results were'} dropped. Raise the limit under "
-            "History to keep more (the server's output folder keeps every result)."
+            f"The history keeps {limit_mb} MB of results in this document: {history.dropped} "
+            f"older {'result has' if history.dropped == 1 else 'results have'} been dropped so "
+            "far, oldest first. Raise the limit under History to keep more (the server's output "
+            "folder keeps every result)."
         )
     _save(doc, history)
     return history

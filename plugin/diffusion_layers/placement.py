@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import List, Optional
 
 from .errors import CanvasChanged, ResultMismatch
 from .geometry import Rect, mask_bounds
@@ -69,9 +69,46 @@ def mask_window(region: Rect, placed: Rect) -> Rect:
     return placed.translated(-region.x, -region.y)
 
 
+_LORA_TAG = re.compile(r"<(?:lora|lyco):[^>]*>", re.IGNORECASE)
+_WEIGHT = re.compile(r":\s*[+-]?(?:\d+\.?\d*|\.\d+)\s*\)")
+
+
+def name_text(prompt: str) -> str:
+    """The prompt as a name shows it (docs/protocol.md, *Prompt syntax*): without ``#``
+    comments, ``<lora:…>`` tags and emphasis brackets/weights; escapes read as the character.
+    ``{a|b}`` wildcards stay as typed (the server chooses, after the style's template)."""
+    lines = [line[: _unescaped_hash(line)] for line in prompt.split("\n")]
+    text = _WEIGHT.sub(")", _LORA_TAG.sub(" ", "\n".join(lines)))
+    out: List[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            out.append(text[index + 1])
+            index += 2
+            continue
+        if char not in "()[]":
+            out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _unescaped_hash(line: str) -> int:
+    """Where the line's comment starts (its length when it has none)."""
+    index = 0
+    while index < len(line):
+        if line[index] == "\\":
+            index += 2
+        elif line[index] == "#":
+            return index
+        else:
+            index += 1
+    return len(line)
+
+
 def layer_name(prompt: str, seed: int) -> str:
-    """'a red fox in snow… #1234': the first words of the prompt and the seed."""
-    words = re.sub(r"\s+", " ", prompt.replace(",", " ")).strip().split(" ")
+    """'a red fox in snow… #1234': the first words of the prompt (``name_text``) and the seed."""
+    words = re.sub(r"\s+", " ", name_text(prompt).replace(",", " ")).strip().split(" ")
     text = " ".join(w for w in words[:MAX_NAME_WORDS] if w)
     if len(text) > MAX_NAME_CHARS:
         text = text[: MAX_NAME_CHARS - 1].rstrip() + "…"

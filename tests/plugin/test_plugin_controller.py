@@ -402,3 +402,15 @@ def test_applied_layer_lands_directly_above_the_active_layer(
         "a red fox ×2",
         "Top",
     ]
+
+
+def test_result_layers_are_named_without_prompt_syntax(
+    ctl: Controller, fake_krita: krita.Krita
+) -> None:
+    doc = new_doc(fake_krita)
+    ctl.update_settings(prompt="a cat (red:1.2), <lora:ink:0.5> {red|blue}\n# a comment line")
+    ctl.generate()
+    finish(ctl)
+    assert names(doc) == ["Background", "[Preview] a cat red {red|blue} #42"]
+    ctl.apply()
+    assert names(doc) == ["Background", "a cat red {red|blue} #42"]

@@ -149,3 +149,21 @@ def test_layer_names_come_from_prompt_and_seed() -> None:
     long = layer_name("word " * 40, 1)
     assert len(long) < 60 and long.endswith("#1")
     assert preview_name("cat", 3) == "[Preview] cat #3"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "name"),
+    [
+        # The QA case: weights dropped, the comment line gone, the wildcard as typed.
+        ("a cat (red:1.2), {red|blue}\n# a comment line", "[Preview] a cat red {red|blue} #1234"),
+        ("a fox # fluffy, (best:1.4)", "[Preview] a fox #1234"),
+        ("<lora:ink_style:0.8> an owl <LYCO:x>", "[Preview] an owl #1234"),
+        ("((big)) [dog] (sky: .5 )", "[Preview] big dog sky #1234"),
+        (r"a \(literal\) 50\% \#tag # gone", "[Preview] a (literal) 50% #tag #1234"),
+        ("# only a comment", "[Preview] Generated #1234"),
+        ("({red|{dark|light} blue}:1.3) car", "[Preview] {red|{dark|light} blue} car #1234"),
+    ],
+)
+def test_layer_names_leave_out_prompt_syntax(prompt: str, name: str) -> None:
+    assert preview_name(prompt, 1234) == name
+    assert layer_name(prompt, 1234) == name.replace("[Preview] ", "")

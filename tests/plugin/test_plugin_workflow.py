@@ -268,7 +268,7 @@ def test_history_is_bounded_oldest_first_with_a_note(fake_krita: krita.Krita) ->
     pictures = [history.pixels_of(doc, e) for e in kept.entries]
     after = history.record(doc, [noise(), noise()], 1)
     assert len(after.entries) == 2 and after.dropped == 2
-    assert "2 oldest results were dropped" in after.note
+    assert "2 older results have been dropped so far" in after.note
     assert history.size(after) <= history.MB
     # The dropped entries' slots were emptied (the next results reuse them).
     assert sorted(e.slot for e in after.entries) == [2, 3]
@@ -288,7 +288,8 @@ def test_history_is_bounded_oldest_first_with_a_note(fake_krita: krita.Krita) ->
     reused = history.record(doc, [noise()], 1)
     assert [e.slot for e in reused.entries] == [3, 0]  # the lowest free slot
     huge = history.record(doc, [noise()], 0)
-    assert huge.entries == [] and "3 oldest" in huge.note
+    # The note counts every result dropped from the document, not only the last pruning.
+    assert huge.dropped == 6 and huge.entries == [] and " 6 older results " in huge.note
     assert all(not doc.read_annotation(t) for t in types)  # emptied: nothing left in the .kra
 
 
@@ -408,3 +409,16 @@ def test_style_mirror_matches_the_backend() -> None:
     assert default == backend.Style(name="x").model_dump(mode="json")
     assert plugin_protocol.STYLE_NAME_PATTERN == backend.STYLE_NAME_PATTERN
     assert plugin_protocol.REFERENCE_TYPES == tuple(backend.REFERENCE_TYPES)
+
+
+def test_history_note_counts_every_dropped_result(fake_krita: krita.Krita) -> None:
+    # QA: four ~0.4 MB results one at a time under 1 MB: the note must follow the count.
+    doc = KritaDocument(new_doc(fake_krita))
+    params = JobParams(mode="txt2img", width=300, height=300, prompt="noise", seed=1)
+    entry = history.NewEntry(os.urandom(300 * 300 * 4), Rect(0, 0, 300, 300), 1, params)
+    notes = [history.record(doc, [entry], 1).note for _ in range(5)]
+    assert notes[:2] == ["", ""]
+    assert " 1 older result has been dropped so far," in notes[2]
+    assert " 2 older results have been dropped so far," in notes[3]
+    assert " 3 older results have been dropped so far," in notes[4]
+    assert history.load(doc).dropped == 3
