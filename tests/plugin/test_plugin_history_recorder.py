@@ -200,3 +200,42 @@ def test_band_clipping_matches_the_layer_the_result_becomes(width: int, height: 
     layer = results_mod.new_layer(item, PARAMS, region, mask).pixels
     assert clipped(item.pixels, rect, region, mask) == layer
     assert layer[3::4].count(0) > 0 and clipped(item.pixels, rect, region, None) == item.pixels
+
+
+def test_the_history_list_and_preview_show_thumbnails_and_decode_no_full_picture(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from diffusion_layers.ui.history import PREVIEW_SIDE, HistoryPanel
+
+    workflow = Workflow.of(ctl)
+    new_doc(fake_krita)
+    panel = HistoryPanel(ctl)
+    decoded: list[str] = []
+    real = history.pixels_of
+
+    def pixels_of(doc: object, item: history.Entry) -> bytes:
+        decoded.append(item.id)
+        return real(doc, item)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(history, "pixels_of", pixels_of)
+    for seed in (21, 22):
+        ctl.update_settings(seed=seed, batch=1)
+        assert ctl.generate(), ctl.last_error
+        finish(ctl)
+    wait_until(lambda: workflow.recorder.pending == 0, what="the recorder")
+    pump(0.05)
+    assert panel.list.count() == 2 and panel.selected() is not None
+    assert panel.list.item(0).text() == "#22"  # newest first; the first pick stays selected
+    assert panel.selected().seed == 21  # type: ignore[union-attr]
+    panel.list.setCurrentRow(0)  # the artist picks the newest
+    assert panel.selected().seed == 22  # type: ignore[union-attr]
+    pixmap = panel.preview.pixmap()
+    assert pixmap is not None and not pixmap.isNull()
+    assert max(pixmap.width(), pixmap.height()) <= PREVIEW_SIDE
+    assert decoded == []  # listing and previewing never decode a full picture
+    picked = panel.selected()
+    assert picked is not None
+    assert workflow.picture(picked.id) is not None and decoded == [picked.id]  # only on demand

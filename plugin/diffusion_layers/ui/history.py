@@ -8,8 +8,8 @@ from typing import List, Optional
 
 from ..controller import Controller
 from ..history import Entry, History
-from ..pixels import PixelError, bgra_to_qimage, decode_image
-from ..qt import QIcon, QPixmap, QSize, Qt
+from ..pixels import PixelError, decode_image
+from ..qt import QIcon, QImage, QPixmap, QSize, Qt
 from ..settings import MAX_HISTORY_MB
 from ..workflow import Workflow
 from .qt_widgets import (
@@ -26,6 +26,14 @@ from .qt_widgets import (
 )
 
 PREVIEW_SIDE = 240
+
+
+def thumbnail_image(entry: Entry) -> Optional[QImage]:
+    """The entry's stored thumbnail (small, cheap on the UI thread), or None without one."""
+    try:
+        return decode_image(base64.b64decode(entry.thumbnail))
+    except (PixelError, ValueError):
+        return None
 
 
 class HistoryPanel(QWidget):
@@ -109,10 +117,9 @@ class HistoryPanel(QWidget):
 
     def _item(self, entry: Entry) -> QListWidgetItem:
         item = QListWidgetItem(f"#{entry.seed}")
-        try:
-            item.setIcon(QIcon(QPixmap.fromImage(decode_image(base64.b64decode(entry.thumbnail)))))
-        except (PixelError, ValueError):
-            pass  # no thumbnail: the seed alone names it
+        image = thumbnail_image(entry)
+        if image is not None:  # without a thumbnail the seed alone names it
+            item.setIcon(QIcon(QPixmap.fromImage(image)))
         item.setToolTip(entry.prompt or "(empty prompt)")
         return item
 
@@ -135,16 +142,17 @@ class HistoryPanel(QWidget):
             f"{params.get('mode', '?')}, {params.get('steps', '?')} steps{style}\n"
             f"{entry.prompt or '(empty prompt)'}"
         )
-        pixels = self.workflow.picture(entry.id)
-        if pixels is None:
+        # The stored thumbnail, never the full picture: decoding a 1024 x 1024 PNG here would
+        # stall Krita's UI thread (the full picture is decoded only on Apply again).
+        image = thumbnail_image(entry)
+        if image is None:
             self.preview.clear()
             return
-        image = bgra_to_qimage(pixels, entry.width, entry.height)
         self.preview.setPixmap(
             QPixmap.fromImage(
                 image.scaled(
-                    PREVIEW_SIDE,
-                    PREVIEW_SIDE,
+                    min(PREVIEW_SIDE, entry.width),
+                    min(PREVIEW_SIDE, entry.height),
                     Qt.AspectRatioMode.KeepAspectRatio,
                     Qt.TransformationMode.SmoothTransformation,
                 )
