@@ -142,7 +142,7 @@ def _pipeline_models(pipe: Any) -> list[tuple[str, Any]]:
     models = []
     for name in ("unet", "vae", "controlnet"):
         model = getattr(pipe, name, None)
-        if model is None:
+        if model is None or not _sd_attention(model):
             continue
         nets = getattr(model, "nets", None)
         if nets is not None or isinstance(model, (list, tuple)):
@@ -151,6 +151,18 @@ def _pipeline_models(pipe: Any) -> list[tuple[str, Any]]:
         else:
             models.append((name, model))
     return models
+
+
+def _sd_attention(model: Any) -> bool:
+    """Whether ``model``'s attention runs SD's processors (``attention_processor`` module):
+    transformer ControlNets (Flux, Z-Image) bring their own, which SDPA/fusing would break."""
+    nets = getattr(model, "nets", None)
+    for net in nets if nets is not None else [model]:
+        processors = getattr(net, "attn_processors", None) or {}
+        modules = {type(p).__module__ for p in processors.values()}
+        if any(not m.endswith("attention_processor") for m in modules):
+            return False
+    return True
 
 
 def _set_sdpa(model: Any) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.engine import families
 from backend.engine.errors import InvalidRequest
 from backend.engine.pipelines import ControlTask
 from backend.engine.preprocess import DepthEstimator, preprocess
@@ -33,6 +34,20 @@ def control_map(control: ControlInput, depth_estimator: DepthEstimator | None = 
     return np.round(image[..., :3].astype(np.float32) * alpha).astype(np.uint8)
 
 
+def union_mode(controlnet: Any, family: str, control_type: str, field: str) -> int | None:
+    """A Union ControlNet's control mode for ``control_type`` (None: not a Union model)."""
+    if not getattr(getattr(controlnet, "config", None), "num_mode", None):
+        return None
+    modes = families.get(family).controlnet_modes
+    if control_type not in modes:
+        raise InvalidRequest(
+            f"{field}.type",
+            control_type,
+            f"has no mode in this Union ControlNet (it takes {', '.join(sorted(modes))})",
+        )
+    return modes[control_type]
+
+
 def prepare_controls(
     models: Any,
     family: str,
@@ -50,14 +65,16 @@ def prepare_controls(
             image = fit(control_map(control, depth_estimator))
         except InvalidRequest as exc:
             raise exc.at(field) from exc
+        controlnet = models.controlnet(entry.name)
         tasks.append(
             ControlTask(
                 name=entry.name,
-                controlnet=models.controlnet(entry.name),
+                controlnet=controlnet,
                 image=image,
                 scale=float(control.strength),
                 start=float(control.start),
                 end=float(control.end),
+                mode=union_mode(controlnet, family, control.type, field),
             )
         )
     return tasks

@@ -201,6 +201,11 @@ def detect_checkpoint(path: str | Path) -> CheckpointKind:
 def controlnet_family_from_header(keys: Header, name: str) -> str:
     if any(key.startswith(("lora_", "lora_unet_")) for key in keys):
         raise ModelLoadError(f"{name} is a LoRA, not a ControlNet.")
+    # transformer ControlNets (Flux, Z-Image) first: they may lack a hint/condition embedding
+    # and the SD families' header tests (UNet widths) would take anything
+    for family in families.FAMILIES:
+        if family.controlnet_class != "ControlNetModel" and family.matches_controlnet(keys):
+            return family.id
     ldm = any("input_hint_block." in key for key in keys)
     diffusers = "controlnet_cond_embedding.conv_in.weight" in keys
     if not (ldm or diffusers):

@@ -385,13 +385,22 @@ def load_controlnet(
     device: str,
     dtype: torch.dtype,
     allow_pickle: bool = False,
+    family: str | None = None,
 ) -> Any:
-    """Load a ControlNet (single file in the original or diffusers layout, or a folder)."""
+    """Load a ControlNet (single file in the original or diffusers layout, or a folder);
+    ``family``: the family it was detected as (transformer families load their own class)."""
     from diffusers import ControlNetModel
 
     path = Path(source).expanduser()
+    spec = families.get(family) if family else None
     try:
-        if path.is_dir():
+        if spec is not None and spec.controlnet_class != "ControlNetModel" and path.exists():
+            from backend.engine.families.dit_controlnet import load_dit_controlnet
+
+            if path.is_file():
+                _check_source_file(path, allow_pickle)
+            model = load_dit_controlnet(path, spec, dtype)
+        elif path.is_dir():
             model = ControlNetModel.from_pretrained(str(path), torch_dtype=dtype)
         elif path.is_file():
             _check_source_file(path, allow_pickle)

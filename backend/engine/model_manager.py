@@ -241,6 +241,7 @@ class ModelManager:
                 device=self._device,
                 dtype=self._dtype,
                 allow_pickle=self.config.allow_pickle,
+                family=entry.family,
             )
             self._controlnets[name] = model
             while len(self._controlnets) > CONTROLNET_CACHE:

@@ -55,6 +55,7 @@ class ControlTask:
     scale: float = 1.0
     start: float = 0.0
     end: float = 1.0
+    mode: int | None = None  # a Union ControlNet's control mode (Flux.1 Union)
 
 
 @dataclass
@@ -231,15 +232,15 @@ class PipelineCache:
     def _build(self, model: Any, kind: str, controls: list[ControlTask]) -> Any:
         import diffusers
 
-        class_name = families.get(model.family).pipeline(kind, bool(controls))
+        family = families.get(model.family)
+        class_name = family.pipeline(kind, bool(controls))
         if model.inpaint and not controls and "mask_image" in _accepted(model.pipe):
             class_name = type(model.pipe).__name__  # a Fill model is its own inpaint pipeline
         extra: dict[str, Any] = {}
         if controls:
             nets = [control.controlnet for control in controls]
-            extra["controlnet"] = (
-                nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets)
-            )
+            multi = getattr(diffusers, family.multi_controlnet_class or "MultiControlNetModel")
+            extra["controlnet"] = nets[0] if len(nets) == 1 else multi(nets)
         pipe = share_components(getattr(diffusers, class_name), model.pipe, **extra)
         prepare_pipeline(pipe, self.acceleration)
         log.debug("built %s for %s", class_name, model.name)
@@ -325,15 +326,21 @@ def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str, item: int = 0) ->
             mask = np.ones((task.height, task.width), np.float32)
         kwargs["mask_image"] = _pil_mask(mask)
     # 3. ControlNet: one image per control, scales and guidance windows as lists.
+    accepted = _accepted(pipe)
     if task.controls:
         images = [_pil_rgb(control.image) for control in task.controls]
         single = len(images) == 1
-        kwargs["image" if kind == "txt2img" else "control_image"] = images[0] if single else images
+        # SD's txt2img ControlNet pipelines take the map as ``image``; Flux/Z-Image's and
+        # every img2img/inpaint one as ``control_image``
+        plain = kind == "txt2img" and "control_image" not in accepted
+        kwargs["image" if plain else "control_image"] = images[0] if single else images
+        modes = [control.mode for control in task.controls]
+        if any(mode is not None for mode in modes):
+            kwargs["control_mode"] = modes[0] if single else modes
         scales = [control.scale for control in task.controls]
         kwargs["controlnet_conditioning_scale"] = scales[0] if single else scales
         kwargs["control_guidance_start"] = [control.start for control in task.controls]
         kwargs["control_guidance_end"] = [control.end for control in task.controls]
-    accepted = _accepted(pipe)
     return {key: value for key, value in kwargs.items() if key in accepted}
 
 

@@ -174,6 +174,7 @@ def _check_family_supports(
             f"it runs {', '.join(modes)}",
         )
     if family.controlnet:
+        _check_control_tasks(request, checkpoint, family)
         return
     for index, control in enumerate(request.controls):
         if not is_reference(control):
@@ -183,6 +184,34 @@ def _check_family_supports(
                 f"{family.label} models have no ControlNet: the model {checkpoint.name!r} "
                 "cannot use control layers (remove them, or pick another model)",
             )
+
+
+#: the diffusers task each request mode runs as
+MODE_TASKS = {"txt2img": "txt2img", "img2img": "img2img", "upscale": "img2img"}
+
+
+def _check_control_tasks(
+    request: GenerationRequest, checkpoint: CheckpointEntry, family: families.Family
+) -> None:
+    """ControlNet controls need the family's ControlNet pipeline for the mode (Z-Image has no
+    img2img one), and one control at a time where it cannot run several."""
+    nets = [i for i, control in enumerate(request.controls) if not is_reference(control)]
+    if not nets:
+        return
+    task = MODE_TASKS.get(request.mode, "inpaint")
+    if (task, True) not in family.pipelines:
+        raise InvalidRequest(
+            f"controls[{nets[0]}].type",
+            getattr(request.controls[nets[0]], "type", None),
+            f"{family.label} models cannot use a ControlNet in {request.mode} (the model "
+            f"{checkpoint.name!r}): remove the control layer or use another mode",
+        )
+    if len(nets) > 1 and family.multi_controlnet_class is None:
+        raise InvalidRequest(
+            f"controls[{nets[1]}].type",
+            getattr(request.controls[nets[1]], "type", None),
+            f"{family.label} models take one ControlNet control at a time: hide the others",
+        )
 
 
 def _check_lora(

@@ -152,6 +152,13 @@ class Family:
     #: transformer config is a dedicated inpaint model (FLUX.1 Fill)
     inpaint_header: Callable[[Header], bool] = field(default=lambda keys: False)
     inpaint_config: Callable[[Mapping[str, Any]], bool] = field(default=lambda c: False)
+    #: ControlNets of transformer families (Flux, Z-Image): the diffusers model class, the
+    #: class that runs several at once (None: one control at a time), the config read off a
+    #: header when the file embeds none, and Union models' control mode per control type
+    controlnet_class: str = "ControlNetModel"
+    multi_controlnet_class: str | None = "MultiControlNetModel"
+    controlnet_config: Callable[[Header], dict[str, Any]] | None = None
+    controlnet_modes: Mapping[str, int] = field(default_factory=dict)
     #: families whose LoRAs and ControlNets work on this one (FLUX.1 schnell takes FLUX.1's)
     shares_addons_of: tuple[str, ...] = ()
     #: built-in styles (GET /v1/styles, backend/styles.py): Style fields without ``builtin``

@@ -24,6 +24,7 @@ from backend.engine.families.base import (
     TextEncoder,
     TinySpec,
 )
+from backend.engine.families.dit_controlnet import flux_controlnet_config
 from backend.engine.families.dit_family import DitEmbeds, choose_offload, make_load_hook
 from backend.engine.families.dit_format import flux_to_diffusers, strip_prefix
 from backend.engine.families.dit_loader import DitSpec, TextSlot
@@ -159,12 +160,24 @@ PREVIEW = LatentPreview(
     (-0.0329, -0.0718, -0.0851),
 )
 
-#: ControlNet (FluxControlNet{,Img2Img,Inpaint}Pipeline) is not offered yet: the ControlNet
-#: loader and the control-image call arguments are SD-shaped (docs/engine.md)
 PIPELINES = {
     ("txt2img", False): "FluxPipeline",
     ("img2img", False): "FluxImg2ImgPipeline",
     ("inpaint", False): "FluxInpaintPipeline",
+    ("txt2img", True): "FluxControlNetPipeline",
+    ("img2img", True): "FluxControlNetImg2ImgPipeline",
+    ("inpaint", True): "FluxControlNetInpaintPipeline",
+}
+#: InstantX/Shakker FLUX.1 Union: canny 0, tile 1, depth 2, blur 3, pose 4, gray 5, low
+#: quality 6; line-like maps (lineart, soft edge, scribble) run as its edge (canny) mode
+UNION_MODES = {
+    "canny": 0,
+    "lineart": 0,
+    "softedge": 0,
+    "scribble": 0,
+    "tile": 1,
+    "depth": 2,
+    "pose": 4,
 }
 TEXT = (
     TextEncoder("text_encoder", "tokenizer", "endoftext", pooled=True),
@@ -239,6 +252,10 @@ def _family(id_: str, label: str, defaults: Defaults, schnell: bool) -> Family:
             c.get("_class_name") == "FluxControlNetModel" and not schnell
         ),
         matches_lora=(lambda k: False) if schnell else _matches_lora,
+        controlnet_class="FluxControlNetModel",
+        multi_controlnet_class="FluxMultiControlNetModel",
+        controlnet_config=flux_controlnet_config,
+        controlnet_modes=UNION_MODES,
         shares_addons_of=("flux1",) if schnell else (),
         inpaint_header=is_fill,
         inpaint_config=lambda c: int(c.get("in_channels", 64)) == FILL_CHANNELS,
