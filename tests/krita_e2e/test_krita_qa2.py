@@ -90,6 +90,7 @@ def up_close(launch_krita, e2e_backend):
 def test_closing_the_source_during_upscale_is_handled(up_close):
     data = up_close.scenario("qa2_upscale_close_source")
     assert data["active_is_source"], data
+    assert data["state_at_close"] == "running", data  # closed while its job runs
     assert data["other_layers"] == 1, data
     # either the result still arrives as a new document, or the artist gets a sentence
     assert data["new_documents"] == [[1602, 1202]] or (

@@ -266,10 +266,15 @@ def qa2_upscale_close_source(ctx: Context):
     yield sleep(0.8)
     ctx.data["active_is_source"] = _doc_key(ctx.app.activeDocument()) == _doc_key(doc)
     c = ctx.controller()
-    c.upscale.update(factor=2.0, target="new_document", refine=True, strength=0.5, model="")
+    # 256 px tiles: the tiny model's native 64 px tiles would make this 1602x1202 refine 850
+    # tiles (~10 min on the CI CPU, QA2 bug 2 "stall"); 48 tiles keep it running for the close
+    c.upscale.update(
+        factor=2.0, target="new_document", refine=True, strength=0.5, model="", tile_size=256
+    )
     keys = {_doc_key(d) for d in ctx.app.documents()}
     ctx.trigger(UPSCALE)
     yield Wait("upscale running", lambda: c.upscale.state in ("running", "failed"), 60)
+    ctx.data["state_at_close"] = c.upscale.state
     _close(doc)
     _show(ctx, other)
     yield _wait_upscale(ctx, 150)
