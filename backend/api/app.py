@@ -27,8 +27,8 @@ from backend.live import LiveSessions
 from backend.outputs import OutputWriter
 from backend.protocol import PROTOCOL_VERSION
 from backend.settings import Settings
-
 from backend.styles import StyleStore
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +52,7 @@ def create_app(
     """The app; its lifespan starts the worker thread and stops it (cancelling jobs) on exit.
 
     ``queue`` replaces the in-process queue (the cluster's registry-backed one,
-    ``backend.cluster.ingress``); the routes and the contract stay the same."""
+    ``backend.cluster.cluster_queue``); the routes and the contract stay the same."""
     queue = queue if queue is not None else create_queue(settings, engine)
     live = LiveSessions(engine, settings.output_dir)
     queue.attach_priority(live)
@@ -77,14 +77,15 @@ def create_app(
     )
     app.state.context = ApiContext(settings=settings, engine=engine, queue=queue)
     app.state.live = live
+    app.state.styles = StyleStore(settings.resolved_styles_dir())
     install_handlers(app)
     install_openapi(app)
     app.include_router(routes_info.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_preprocess.router)
     app.include_router(routes_live.router)
+    app.include_router(routes_styles.router)
     # Added last = runs first: refuse unauthenticated requests before counting their bodies.
-    app.state.styles = StyleStore(settings.resolved_styles_dir())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     tokens = TokenTable(settings.token, settings.tokens_file)
     app.add_middleware(TokenMiddleware, token=settings.token, table=tokens)
@@ -92,7 +93,6 @@ def create_app(
     app.add_middleware(
         OriginGuardMiddleware, check_host=not tokens.required, bound_host=settings.host
     )
-    app.include_router(routes_styles.router)
     # Outermost: every request counts against its client's bucket, unauthenticated ones too.
     buckets = None
     if settings.rate_limit_per_s > 0:
