@@ -29,6 +29,7 @@ MAX_OUTPUT_SIDE = 16384
 MAX_OUTPUT_PIXELS = 8192 * 8192
 REFINE_MARGIN = 32  # px of context around a selection refined in place
 TILE_CONTROL_STRENGTH = 0.5
+MIN_AUTO_TILE = 512  # px: an automatic tile is never smaller (tiny models are 64 px native)
 
 
 def output_size(width: int, height: int, factor: float) -> tuple[int, int]:
@@ -56,12 +57,18 @@ def native_side(request: GenerationRequest, loaded: Any | None) -> int:
     return int(loaded.native_resolution) if loaded is not None else 512
 
 
+def tile_side(request: GenerationRequest, native: int) -> int:
+    """The refine tile: ``upscale.tile_size``, else the native size but at least 512 px
+    (a 64 px native tile would mean thousands of tiles on a big region)."""
+    return request.upscale.tile_size or max(MIN_AUTO_TILE, native)
+
+
 def planned_steps(request: GenerationRequest, native: int) -> int:
     """Every step the job reports: tiles x steps per item when refining, else 1 per item."""
     if not request.upscale.refine:
         return request.batch
     _, _, width, height = refine_box(request)
-    tile = request.upscale.tile_size or native
+    tile = tile_side(request, native)
     grid = plan_tiles(width, height, tile, request.upscale.tile_overlap)
     return len(grid.tiles) * request.steps * request.batch
 
@@ -161,7 +168,7 @@ def _refine(
     total: int,
 ) -> np.ndarray:
     x, y, width, height = refine_box(request)
-    tile = request.upscale.tile_size or native_side(request, loaded)
+    tile = tile_side(request, native_side(request, loaded))
     grid = plan_tiles(width, height, tile, request.upscale.tile_overlap)
     region = np.ascontiguousarray(image[y : y + height, x : x + width, :3])
     factor = request.upscale.factor

@@ -309,3 +309,16 @@ def test_cli_upscale_writes_the_scaled_layer(tmp_path: Path) -> None:
         assert result.size == (146, 92) and result.mode == "RGBA"
         alpha = np.asarray(result)[..., 3]
     assert alpha[:, :25].max() == 0 and alpha[:, 40:].min() == 255
+
+
+def test_auto_tile_is_at_least_512_px_and_matches_the_plan(engine: TileEngine) -> None:
+    """tile_size null on the tiny model (64 px native): 512 px tiles, not hundreds of 64 px
+    ones, and the step count planned before the model loads is the one the run reports."""
+    request = upscale(gradient(1200, 800), factor=1.0, refine=True)
+    request.model = "tiny"
+    planned = engine.planned_steps(request)
+    seen: list[Progress] = []
+    engine.generate(request, seen.append)
+    assert {(task.width, task.height) for task in engine.tasks} == {(512, 512)}
+    assert len(engine.tasks) == 6  # docs/upscale.md: 1200x800 at 512 px -> 3 x 2 tiles
+    assert seen[-1].step == seen[-1].total == planned == 6 * request.steps
