@@ -305,3 +305,29 @@ def test_the_refine_pass_carries_the_style_and_leaves_its_settings_to_it() -> No
     assert sent["style"] == "Anime" and "steps" not in sent  # the style decides the steps
     assert sent["upscale"]["factor"] == 1.5 and sent["strength"] == 0.3
     assert (plan.out_width, plan.out_height) == (30, 15) and params.mode == "upscale"
+
+
+def test_hires_choice_of_a_closed_window_docker_stops_following_the_settings(
+    ctl: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Window > New Window makes a second docker; closing that window deletes its widgets while
+    the controller lives on. Its next change must not raise into Krita's error dialog (which
+    blocked Krita in the real-Krita `documents` launch)."""
+    import importlib
+    import sys
+
+    from diffusion_layers import qt
+    from diffusion_layers.ui.upscale import HIRES_TEXTS, hires_combo
+
+    sip = importlib.import_module(f"{qt.BINDING}.sip")
+    errors: list = []
+    monkeypatch.setattr(sys, "excepthook", lambda *info: errors.append(info))
+    combo = hires_combo(ctl)
+    sip.delete(combo)  # the widget is gone, as with a closed window
+    ctl.changed.emit()
+    ctl.changed.emit()
+    assert errors == []
+    kept = hires_combo(ctl)  # a docker still open keeps following
+    ctl.update_settings(hires=False)
+    ctl.changed.emit()
+    assert kept.currentIndex() == [v for v, _ in HIRES_TEXTS].index(False)

@@ -86,7 +86,10 @@ def hires_combo(controller: Controller, parent: Optional[QWidget] = None) -> QCo
 
     def show() -> None:  # follows the settings (Reuse settings, another docker)
         values = [v for v, _ in HIRES_TEXTS]
-        combo.setCurrentIndex(values.index(controller.settings.hires))
+        try:
+            combo.setCurrentIndex(values.index(controller.settings.hires))
+        except RuntimeError:  # its docker went with a closed window: stop following
+            controller.changed.disconnect(show)
 
     combo.activated.connect(picked)
     controller.changed.connect(show)
