@@ -11,6 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from backend.engine.tiles import default_overlap, tile_layout
+
 from .harness import (
     decode_raw_result,
     gray_part,
@@ -89,19 +91,20 @@ def test_refine_reports_every_tile_step(server) -> None:
         "strength": 0.5,
         "steps": 2,
         "seed": 5,
-        "width": 64,
-        "height": 48,
-        "upscale": {"factor": 2.0, "refine": True},
+        "width": 200,
+        "height": 152,
+        "upscale": {"factor": 2.0, "refine": True, "tile_size": 256},
     }
-    job = submit(server, params, image=raw_bgra(rgba_image(64, 48)))
+    job = submit(server, params, image=raw_bgra(rgba_image(200, 152)))
     events = read_events(server, job["id"])
     info = wait_job(server, job["id"])
     assert info["state"] == "done", info["error"]
-    assert (info["results"][0]["width"], info["results"][0]["height"]) == (128, 96)
+    assert (info["results"][0]["width"], info["results"][0]["height"]) == (400, 304)
     progress = [data for name, data in events if name == "progress"]
     steps = [data["step"] for data in progress]
     assert steps == sorted(steps) and steps[-1] == info["total_steps"]
-    assert info["total_steps"] == 2 * 6  # 128x96 in 64 px tiles with overlap: 3 x 2 tiles
+    tiles = tile_layout(400, 304, 256, default_overlap(256))
+    assert len(tiles) > 1 and info["total_steps"] == 2 * len(tiles)  # every step of every tile
 
 
 @pytest.mark.parametrize(

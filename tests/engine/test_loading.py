@@ -257,7 +257,7 @@ def test_manager_resolves_controlnets_by_type_and_architecture(
     assert models.resolve_controlnet("sdxl", "depth").name == "tiny-sdxl-controlnet"
     with pytest.raises(InvalidRequest, match="does not fit the model: .*320 channels"):
         models.resolve_controlnet("sd15", "depth", "control_sd15_depth")
-    with pytest.raises(InvalidRequest, match="sd15 ControlNet"):
+    with pytest.raises(InvalidRequest, match="ControlNet for SD1.5"):
         models.resolve_controlnet("sdxl", "canny", "sd15_canny")
     models.checkpoint("user")  # a copy of the tiny checkpoint: the same pairs
     assert models.resolve_controlnet("sd15", "canny").name == "sd15_canny"

@@ -10,7 +10,7 @@ from dpt_helpers import write_tiny_dpt
 
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.preprocess import PREPROCESSORS, load_depth_estimator, preprocess
-from backend.protocol import CONTROL_TYPES
+from backend.protocol import CONTROL_TYPES, REFERENCE_TYPES
 
 SIZE = 64
 
@@ -42,7 +42,8 @@ def _check_white_on_black(out: np.ndarray, soft: bool = False) -> None:
 
 
 def test_every_protocol_control_type_has_a_preprocessor() -> None:
-    assert set(PREPROCESSORS) == set(CONTROL_TYPES)
+    # Reference images (IP-Adapter) take the layer as it is: no control map to make.
+    assert set(PREPROCESSORS) == set(CONTROL_TYPES) - set(REFERENCE_TYPES)
 
 
 @pytest.mark.parametrize("control_type", ["scribble", "lineart", "softedge"])
