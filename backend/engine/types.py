@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -91,6 +91,51 @@ class GenerationRequest:
     resolved: dict = field(default_factory=dict)  # what the style decided (metadata only)
     prediction: str | None = None  # prediction type override (a style's): epsilon | v_prediction
     resolution: int | None = None  # preferred native side (px) instead of the model's
+
+
+@dataclass
+class EditCall:
+    """What ``EditSpec.run`` gets (mode "edit"): the region at the family's size, already
+    cropped and resized by the engine (backend/engine/edit.py)."""
+
+    prompt: str  # the instruction (prompt syntax already resolved)
+    negative_prompt: str
+    image: np.ndarray  # (H, W, 3) uint8 RGB; H, W multiples of the family's size_multiple
+    references: list[np.ndarray]  # each (h, w, 3) uint8 RGB, any size; <= max_references
+    mask: np.ndarray | None  # (H, W) float32 0..1, 1 = may change; None = the whole image
+    width: int  # == image width (px)
+    height: int  # == image height (px)
+    steps: int
+    cfg_scale: float
+    guidance: float | None
+    seeds: list[int]  # one output per seed
+    strength: float  # 1.0 normally; families may ignore it
+    #: (step, total, latents or None): call it every step (cancel raises from it)
+    on_step: Callable[[int, int, Any], None]
+
+
+@dataclass
+class DecomposeCall:
+    """What ``DecomposeSpec.run`` gets (mode "layers", backend/engine/decompose.py)."""
+
+    prompt: str  # an optional description ("" allowed)
+    negative_prompt: str
+    image: np.ndarray  # (H, W, 3) uint8 RGB (the source's alpha is applied afterwards)
+    layers: int  # N, within the family's min_layers..max_layers
+    width: int  # == image width (px)
+    height: int  # == image height (px)
+    steps: int
+    cfg_scale: float
+    seed: int
+    on_step: Callable[[int, int, Any], None]  # as EditCall.on_step
+
+
+@dataclass
+class Decomposition:
+    """What ``DecomposeSpec.run`` returns."""
+
+    layers: list[np.ndarray]  # N (H, W, 4) uint8 RGBA, straight alpha, BOTTOM first
+    composite: np.ndarray  # (H, W, 3) uint8 RGB: the pipeline's own composite
 
 
 @dataclass

@@ -135,7 +135,7 @@ def test_tiny_names_are_unique_across_families() -> None:
 
 def test_capabilities_follow_the_contract_shape() -> None:
     """docs/protocol.md: modes, negative_prompt, cfg, controlnet, loras, live, native_size,
-    size_multiple, defaults {sampler, steps, cfg_scale, guidance}."""
+    size_multiple, defaults {sampler, steps, cfg_scale, guidance}, edit, layers."""
     sd15, sdxl = families.get("sd15").capabilities(), families.get("sdxl").capabilities()
     assert set(sd15) == {
         "modes",
@@ -147,7 +147,11 @@ def test_capabilities_follow_the_contract_shape() -> None:
         "native_size",
         "size_multiple",
         "defaults",
+        "edit",
+        "layers",
     }
+    assert sd15["edit"] is None and sd15["layers"] is None
+    assert "edit" not in sd15["modes"] and "layers" not in sd15["modes"]
     assert sd15["modes"][:4] == ["txt2img", "img2img", "inpaint", "outpaint"]
     assert (sd15["native_size"], sd15["size_multiple"]) == (512, 8)
     assert (sdxl["native_size"], sdxl["size_multiple"]) == (1024, 64)

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # the call types are only named here
+    from backend.engine.types import DecomposeCall, Decomposition, EditCall
 
 #: tensor name -> shape, as read from a safetensors/GGUF header (no tensor data)
 Header = Mapping[str, tuple[int, ...]]
 #: the modes a request can ask for (protocol.Mode)
-ALL_MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
+ALL_MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale", "edit", "layers")
 #: the diffusers tasks a pipeline map has entries for
 TASKS = ("txt2img", "img2img", "inpaint")
 
@@ -93,6 +98,45 @@ class TinySpec:
 
 
 @dataclass(frozen=True)
+class EditSpec:
+    """Instruction editing (mode "edit", docs/engine.md "Edit").
+
+    ``run(pipe, call)`` gets the checkpoint's base pipeline and an ``EditCall`` and returns
+    one (H, W, 3) uint8 RGB image per seed of ``call.seeds`` at ``call.width`` x
+    ``call.height``; it calls ``call.on_step`` every denoising step (cancel raises from it)."""
+
+    max_references: int  # reference images besides the input image (0 = none)
+    run: Callable[[Any, EditCall], list[np.ndarray]]
+    live: bool = False  # fast enough for live painting (distilled, few steps)
+
+    def __post_init__(self) -> None:
+        if self.max_references < 0:
+            raise ValueError(f"max_references={self.max_references}: 0 or more")
+
+
+@dataclass(frozen=True)
+class DecomposeSpec:
+    """Decomposition into RGBA layers (mode "layers", docs/engine.md "Layers").
+
+    ``run(pipe, call)`` gets the checkpoint's base pipeline and a ``DecomposeCall`` and
+    returns a ``Decomposition``: ``call.layers`` (H, W, 4) uint8 RGBA layers, bottom first,
+    and the pipeline's own (H, W, 3) composite. ``run`` comes first (the others have
+    defaults); pass every field by keyword."""
+
+    run: Callable[[Any, DecomposeCall], Decomposition]
+    min_layers: int = 2
+    max_layers: int = 8
+    default_layers: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_layers <= self.default_layers <= self.max_layers:
+            raise ValueError(
+                f"min_layers={self.min_layers}, default_layers={self.default_layers}, "
+                f"max_layers={self.max_layers}: need 1 <= min <= default <= max"
+            )
+
+
+@dataclass(frozen=True)
 class Family:
     """One model family. Fields are data; the few callables are pure header checks."""
 
@@ -165,6 +209,10 @@ class Family:
     #: and ``checkpoints`` (the family's installed ones); listed as "<label> <name>" while a
     #: checkpoint of the family is installed
     styles: tuple[Mapping[str, Any], ...] = ()
+    #: instruction editing (mode "edit") and decomposition into layers (mode "layers");
+    #: None: the family cannot. A family with only ``decompose`` may have empty ``pipelines``.
+    edit: EditSpec | None = None
+    decompose: DecomposeSpec | None = None
 
     def __post_init__(self) -> None:
         if self.native_size <= 0 or self.native_size % 8:
@@ -190,7 +238,7 @@ class Family:
 
     def modes(self) -> tuple[str, ...]:
         """The request modes this family runs (inpaint/outpaint need an inpaint pipeline;
-        upscale refines through img2img)."""
+        upscale refines through img2img; edit needs ``edit``, layers ``decompose``)."""
         tasks = {task for task, _ in self.pipelines}
         wanted = {
             "txt2img": "txt2img" in tasks,
@@ -198,6 +246,8 @@ class Family:
             "inpaint": "inpaint" in tasks,
             "outpaint": "inpaint" in tasks,
             "upscale": "img2img" in tasks,
+            "edit": self.edit is not None,
+            "layers": self.decompose is not None,
         }
         return tuple(mode for mode in ALL_MODES if wanted[mode])
 
@@ -218,4 +268,18 @@ class Family:
                 "cfg_scale": self.defaults.cfg_scale,
                 "guidance": self.defaults.guidance,
             },
+            "edit": (
+                None
+                if self.edit is None
+                else {"max_references": self.edit.max_references, "live": self.edit.live}
+            ),
+            "layers": (
+                None
+                if self.decompose is None
+                else {
+                    "min": self.decompose.min_layers,
+                    "max": self.decompose.max_layers,
+                    "default": self.decompose.default_layers,
+                }
+            ),
         }
