@@ -95,7 +95,8 @@ def run_check(
         out["eager_s"] = round(statistics.median(_time(state["pipe"], kwargs, device, repeats)), 4)
 
     def background_compile() -> None:  # requests keep the eager path meanwhile
-        from backend.engine.acceleration import AccelerationOptions, compile_pipeline, prewarm
+        from backend.engine.acceleration import AccelerationOptions
+        from backend.engine.compiled_unet import compile_pipeline, prewarm
 
         options = AccelerationOptions(compile="background", buckets=((size, size),))
         if device == "cpu":

@@ -134,7 +134,8 @@ def acceleration_options(config: EngineConfig, device: str) -> AccelerationOptio
 def accelerate_model(pipe: Any, options: AccelerationOptions, device: str) -> Any:
     """Eager speed-ups on the model's shared modules, and its compiled UNet when compiling is
     on and can work on ``device`` (else None). Idempotent: done once per loaded model."""
-    from backend.engine.acceleration import apply_eager_optimizations, compile_pipeline
+    from backend.engine.acceleration import apply_eager_optimizations
+    from backend.engine.compiled_unet import compile_pipeline
 
     apply_eager_optimizations(pipe, options, device)
     return compile_pipeline(pipe, options, device)

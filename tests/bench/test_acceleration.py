@@ -14,12 +14,10 @@ import torch
 
 from backend.engine.acceleration import (
     AccelerationOptions,
-    CompiledUNet,
     apply_eager_optimizations,
-    compile_pipeline,
-    prewarm,
     snap_to_bucket,
 )
+from backend.engine.compiled_unet import CompiledUNet, compile_pipeline, prewarm
 from backend.engine.errors import InvalidRequest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -128,7 +126,7 @@ def test_eager_optimisations_cover_controlnets() -> None:
 
 
 def test_gpu_only_paths_are_noops_with_a_log_line_on_cpu(tiny_pipe, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="backend.engine.acceleration")
+    caplog.set_level(logging.INFO, logger="backend.engine")
     cuda_only = AccelerationOptions(channels_last=False, fuse_qkv=False, sdpa=False)
     assert apply_eager_optimizations(SimpleNamespace(), cuda_only, device="cpu") == []
     assert compile_pipeline(tiny_pipe, AccelerationOptions(compile="background"), "cpu") is None

@@ -15,7 +15,8 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from backend.engine.acceleration import AccelerationOptions, CompiledUNet  # noqa: E402
+from backend.engine.acceleration import AccelerationOptions  # noqa: E402
+from backend.engine.compiled_unet import CompiledUNet  # noqa: E402
 from backend.engine.engine import Engine  # noqa: E402
 from backend.engine.errors import InvalidRequest  # noqa: E402
 from backend.engine.types import EngineConfig, GenerationRequest, LoraInput  # noqa: E402
