@@ -56,6 +56,9 @@ class JobResult:
     height: int
     raw: bytes | memoryview  # BGRA8, width*height*4 (a view: sent as it is, no copy)
     path: Path
+    # mode "layers": stacking position (0 = bottom) and the job's composite error (0..255)
+    layer_index: int | None = None
+    composite_error: float | None = None
 
 
 @dataclass(eq=False)  # jobs compare by identity (the fair queue finds them by it)
@@ -336,6 +339,8 @@ class JobQueue:
                     height=layer.height,
                     raw=rgba_to_bgra_view(layer.image),
                     path=path,
+                    layer_index=layer.metadata.layer_index,
+                    composite_error=layer.metadata.composite_error,
                 )
                 job.results.append(result)
                 job.events.publish("result", {"index": index})

@@ -30,7 +30,7 @@ PNG = "image/png"
 JPEG = "image/jpeg"
 WEBP = "image/webp"
 
-Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale"]
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "edit", "layers"]
 ControlType = Literal[
     "scribble",
     "lineart",
@@ -48,7 +48,15 @@ ControlType = Literal[
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 Fill = Literal["auto", "neutral", "blur", "border"]
 
-MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
+MODES: tuple[str, ...] = (
+    "txt2img",
+    "img2img",
+    "inpaint",
+    "outpaint",
+    "upscale",
+    "edit",
+    "layers",
+)
 CONTROL_TYPES: tuple[str, ...] = (
     "scribble",
     "lineart",
@@ -152,6 +160,12 @@ class UpscaleParams(_Model):
     tile_overlap: int | None = Field(default=None, ge=0, le=512, description="px; null = auto")
 
 
+MIN_LAYERS, MAX_LAYERS = 2, 8
+LAYERS_DESCRIPTION = (
+    'mode "layers": how many RGBA layers to split the image into (null = the model\'s default; '
+    "within its capabilities.layers min..max); any other mode: leave it out"
+)
+
 HIRES_DESCRIPTION = (
     "two-pass high-resolution generation for regions much larger than the native size: "
     "null = the server's setting (default on), false = off for this job"
@@ -184,6 +198,9 @@ class JobParams(_Model):
     upscale: UpscaleParams = Field(default_factory=UpscaleParams)
     hires: bool | None = Field(default=None, description=HIRES_DESCRIPTION)
     style: str | None = Field(default=None, max_length=80, description=STYLE_DESCRIPTION)
+    layers: int | None = Field(
+        default=None, ge=MIN_LAYERS, le=MAX_LAYERS, description=LAYERS_DESCRIPTION
+    )
 
 
 class ErrorInfo(_Model):
@@ -214,6 +231,17 @@ class ResultInfo(_Model):
     url: str
     raw_url: str
     file: str | None = None
+    group: str | None = Field(
+        default=None, description='mode "layers": the job id (its layers form one group); else null'
+    )
+    layer_index: int | None = Field(
+        default=None, description='mode "layers": stacking position, 0 = bottom; else null'
+    )
+    composite_error: float | None = Field(
+        default=None,
+        description='mode "layers": mean absolute difference (0..255) between the alpha-'
+        "composite of the job's layers and the model's own composite; else null",
+    )
 
 
 class JobInfo(_Model):
@@ -258,6 +286,21 @@ class FamilyDefaults(_Model):
     guidance: float | None = Field(default=None, description="distilled guidance; null = none")
 
 
+class EditCapability(_Model):
+    """What a checkpoint that edits by instruction takes."""
+
+    max_references: int = Field(default=0, description="reference images besides the image")
+    live: bool = Field(default=False, description="fast enough for live painting")
+
+
+class LayersCapability(_Model):
+    """How many layers a decomposing checkpoint splits a picture into."""
+
+    min: int = MIN_LAYERS
+    max: int = MAX_LAYERS
+    default: int = 4
+
+
 class CheckpointCapabilities(_Model):
     """What a checkpoint's family supports: the docker hides the negative prompt and CFG when
     false and greys out the modes not listed. Absent (older servers): everything."""
@@ -271,6 +314,12 @@ class CheckpointCapabilities(_Model):
     native_size: int | None = Field(default=None, description="side of the trained square, px")
     size_multiple: int = 8
     defaults: FamilyDefaults = Field(default_factory=FamilyDefaults)
+    edit: EditCapability | None = Field(
+        default=None, description='mode "edit" (instruction editing); null = cannot'
+    )
+    layers: LayersCapability | None = Field(
+        default=None, description='mode "layers" (decompose into layers); null = cannot'
+    )
 
 
 class CheckpointInfo(_Model):

@@ -94,10 +94,15 @@ def build_request(
     if "mask" in parts:
         part = parts["mask"]
         mask = decode_mask(part.view, part.content_type, "mask", size, max_pixels)
+    # An edit's reference images (reference controls without a model) keep their own size.
+    references = frozenset(
+        c.image
+        for c in params.controls
+        if params.mode == "edit" and c.type == "reference" and c.model is None
+    )
+    decoded = decode_controls(control_parts, parts, size, max_pixels, references)
     controls = []
-    for control, pixels in zip(
-        params.controls, decode_controls(control_parts, parts, size, max_pixels), strict=True
-    ):
+    for control, pixels in zip(params.controls, decoded, strict=True):
         controls.append(
             ControlInput(
                 type=control.type,
@@ -132,6 +137,7 @@ def build_request(
         inpaint=inpaint,
         upscale=UpscaleSettings(**params.upscale.model_dump()),
         hires=params.hires,
+        layers=params.layers,
         x=params.x,
         y=params.y,
     )

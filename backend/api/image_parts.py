@@ -93,22 +93,31 @@ def region_size(
     return (width or declared[0], height or declared[1])
 
 
-def decode_control(part: Part, name: str, size: tuple[int, int], max_pixels: int) -> np.ndarray:
-    """A control part as RGBA at the region's size (files of another size: scaled to cover)."""
+def decode_control(
+    part: Part, name: str, size: tuple[int, int], max_pixels: int, own_size: bool = False
+) -> np.ndarray:
+    """A control part as RGBA at the region's size (files of another size: scaled to cover);
+    ``own_size``: a file keeps its own size (an edit's reference image)."""
     if not is_file_type(part.content_type):
         return decode_image(part.view, part.content_type, name, size, max_pixels)
     pixels = decode_image(part.view, part.content_type, name, None, max_pixels)
-    if (pixels.shape[1], pixels.shape[0]) != size:
+    if (pixels.shape[1], pixels.shape[0]) != size and not own_size:
         pixels = resize_cover(pixels, *size)
     return pixels
 
 
 def decode_controls(
-    control_parts: list[str], parts: dict[str, Part], size: tuple[int, int], max_pixels: int
+    control_parts: list[str],
+    parts: dict[str, Part],
+    size: tuple[int, int],
+    max_pixels: int,
+    own_size: frozenset[str] = frozenset(),
 ) -> list[np.ndarray]:
-    """The pixels of each control, in order; a part named twice is decoded once."""
+    """The pixels of each control, in order; a part named twice is decoded once. Image files
+    of the parts in ``own_size`` keep their size (mode edit's reference images)."""
     decoded: dict[str, np.ndarray] = {}
     for name in control_parts:
         if name not in decoded:
-            decoded[name] = decode_control(parts[name], name, size, max_pixels)
+            keep = name in own_size
+            decoded[name] = decode_control(parts[name], name, size, max_pixels, keep)
     return [decoded[name] for name in control_parts]

@@ -98,6 +98,10 @@ def result_info(job: Job, index: int) -> ResultInfo:
         url=f"{base}.png",
         raw_url=f"{base}.raw",
         file=str(result.path),
+        # mode "layers": the job's layers form one group, bottom first
+        group=job.id if result.layer_index is not None else None,
+        layer_index=result.layer_index,
+        composite_error=result.composite_error,
     )
 
 

@@ -23,6 +23,8 @@ import torch
 from backend.engine import families
 from backend.engine.compositing import prefill, resize_rgb
 from backend.engine.controlnet import control_map, prepare_controls
+from backend.engine.decompose import run_decompose
+from backend.engine.edit import run_edit
 from backend.engine.errors import Cancelled, InvalidRequest, OutOfMemory
 from backend.engine.geometry import native_size
 from backend.engine.hires import finish_inpaint_full, plan_hires
@@ -64,6 +66,9 @@ from backend.engine.upscale import planned_steps as upscale_planned_steps
 from backend.engine.upscale import upscale_layers
 
 log = logging.getLogger(__name__)
+
+#: modes the checkpoint's family runs itself (Family.edit, Family.decompose)
+FAMILY_RUNS = {"edit": run_edit, "layers": run_decompose}
 
 OOM_MESSAGE = (
     "The GPU ran out of memory. Try a smaller region or batch, or close other GPU programs."
@@ -175,6 +180,9 @@ class Engine:
         loaded = self._load(request.model, request.vae)
         on_step = self._step_callback(loaded.family, on_progress, cancel)
         try:
+            if request.mode in FAMILY_RUNS:  # the family's own run: edit.py, decompose.py
+                with self.models.loras_applied(loaded, request.loras):
+                    return FAMILY_RUNS[request.mode](self, request, loaded, on_step)
             # 2. LoRAs stay applied only for this job (on the plain UNet, see unet_for_loras).
             with (
                 self._lora_unet(loaded, request),
@@ -292,6 +300,8 @@ class Engine:
         native = request.resolution or native
         if request.mode == "upscale":
             return upscale_planned_steps(request, native)
+        if request.mode == "layers":  # one decomposition, whatever the batch
+            return request.steps
         return hires_planned_steps(request, native, family, self.config.hires, name or "")
 
     def _denoise(self, task: DenoiseTask, on_step: StepCallback) -> np.ndarray:

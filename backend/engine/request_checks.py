@@ -14,6 +14,7 @@ import numpy as np
 
 from backend.engine import families
 from backend.engine.architecture import describe_widths
+from backend.engine.edit_checks import FAMILY_RUN_MODES, check_family_run, check_layers_field
 from backend.engine.errors import InvalidRequest, ModelNotFound
 from backend.engine.fill import FILL_METHODS
 from backend.engine.masks import NOISE_LEVEL, has_selection
@@ -23,7 +24,7 @@ from backend.engine.types import CheckpointEntry, GenerationRequest, Inventory
 from backend.engine.used_inputs import check_used_inputs
 from backend.engine.vae import choose_vae, missing_vae_sentence
 
-MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
+MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale", *FAMILY_RUN_MODES)
 MIN_SIDE, MAX_SIDE = 8, 8192
 DEFAULT_MAX_PIXELS = 4096 * 4096
 MAX_STEPS, MAX_CFG, MAX_BATCH, MAX_CLIP_SKIP = 150, 30.0, 8, 4
@@ -143,10 +144,16 @@ def check_request(
     if request.inpaint.fill not in FILL_METHODS:
         raise InvalidRequest("inpaint.fill", request.inpaint.fill, f"expected {FILL_METHODS}")
     check_used_inputs(request.mode, False, False, request.inpaint)
-    # 4. Names against the inventory.
+    # 4. Names against the inventory (edit, layers: the family runs them, edit_checks.py).
+    check_layers_field(request)
     checkpoint = find_checkpoint(inventory, request.model or default_model)
-    _check_family_supports(request, checkpoint, refine)
-    for index, control in enumerate(request.controls):
+    if request.mode in FAMILY_RUN_MODES:
+        check_family_run(request, checkpoint, inventory)
+    else:
+        _check_family_supports(request, checkpoint, refine)
+    for index, control in enumerate(
+        request.controls if request.mode not in FAMILY_RUN_MODES else ()
+    ):
         if is_reference(control):  # IP-Adapter reference images (reference.py)
             check_reference(index, control, checkpoint, inventory)
             continue

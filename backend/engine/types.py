@@ -64,7 +64,7 @@ class UpscaleSettings:
 class GenerationRequest:
     """One generation. ``seed`` is resolved (never -1): result ``i`` uses ``seed + i``."""
 
-    mode: str  # txt2img | img2img | inpaint | outpaint
+    mode: str  # txt2img | img2img | inpaint | outpaint | upscale | edit | layers
     width: int
     height: int
     prompt: str = ""
@@ -91,6 +91,7 @@ class GenerationRequest:
     resolved: dict = field(default_factory=dict)  # what the style decided (metadata only)
     prediction: str | None = None  # prediction type override (a style's): epsilon | v_prediction
     resolution: int | None = None  # preferred native side (px) instead of the model's
+    layers: int | None = None  # mode "layers": how many (None = the family's default)
 
 
 @dataclass
@@ -163,6 +164,12 @@ class ResultMetadata:
     # Every resolved parameter: the style's choices, the prompt as typed, the wildcards chosen,
     # the emphasis weights (docs/protocol.md, "Result metadata").
     resolved: dict = field(default_factory=dict)
+    # mode "layers" (decompose.py): this layer's stacking position (0 = bottom), how many the
+    # job made, and the mean absolute difference (0..255) between the alpha-composite of
+    # them all and the model's own composite. None for every other mode.
+    layer_index: int | None = None
+    layers: int | None = None
+    composite_error: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

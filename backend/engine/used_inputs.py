@@ -7,10 +7,10 @@ mode would not read is a 422 naming the input and the mode that would use it:
 ============  =============================================================================
 input         used by
 ============  =============================================================================
-image         img2img, inpaint, outpaint (txt2img makes a new picture)
-mask          inpaint, outpaint (txt2img and img2img repaint the whole region)
-inpaint.fill  img2img, inpaint, outpaint (fills transparent pixels of the image)
-inpaint.*     context, grow, blur, feather, color_match: inpaint and outpaint only
+image         img2img, inpaint, outpaint, upscale, edit, layers (txt2img makes a new picture)
+mask          inpaint, outpaint, upscale, edit, layers (img2img repaints the whole region)
+inpaint.fill  img2img, inpaint, outpaint, edit, layers (fills transparent pixels of the image)
+inpaint.*     context, grow, blur, feather, color_match: inpaint, outpaint and edit only
 ============  =============================================================================
 
 Options left at their defaults are not "sent" (a client may always send the whole object).
@@ -24,10 +24,11 @@ from dataclasses import fields
 from backend.engine.errors import EngineError, InvalidRequest
 from backend.engine.types import InpaintSettings
 
-IMAGE_MODES = ("img2img", "inpaint", "outpaint", "upscale")
-MASK_MODES = ("inpaint", "outpaint", "upscale")  # upscale: the selection of refine in place
-FILL_MODES = ("img2img", "inpaint", "outpaint")
-OPTION_MODES = ("inpaint", "outpaint")  # the inpaint options other than fill
+IMAGE_MODES = ("img2img", "inpaint", "outpaint", "upscale", "edit", "layers")
+# upscale: the selection of refine in place; edit, layers: the optional selection
+MASK_MODES = ("inpaint", "outpaint", "upscale", "edit", "layers")
+FILL_MODES = ("img2img", "inpaint", "outpaint", "edit", "layers")
+OPTION_MODES = ("inpaint", "outpaint", "edit")  # the inpaint options other than fill
 _DEFAULTS = InpaintSettings()
 
 
