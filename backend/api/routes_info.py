@@ -42,6 +42,8 @@ CAPABILITIES = (
     "styles",
     "prompt-syntax",
     "reference",
+    "edit",
+    "layers",
 )
 
 router = APIRouter(prefix="/v1", tags=["info"])
