@@ -17,7 +17,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
+MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale", "edit", "layers")
 DEFAULT_SIZE = 512
 TINY_NOTE = (
     "note: '{model}' is a built-in tiny model with random weights: it tests the wiring, "
@@ -71,6 +71,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="control images already are maps (skip the preprocessors)",
     )
     parser.add_argument("--lora", action="append", default=[], metavar="NAME:WEIGHT")
+    family_modes = parser.add_argument_group("--mode edit / --mode layers (docs/protocol.md)")
+    family_modes.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="--mode edit: a reference image at its own size (repeatable, up to the model's "
+        "limit); the prompt is the instruction",
+    )
+    family_modes.add_argument(
+        "--layers",
+        type=int,
+        help="--mode layers: how many RGBA layers (default: the model's); OUT, OUT-1, ... "
+        "bottom first; --composite writes them all merged",
+    )
     upscale = parser.add_argument_group("--mode upscale (docs/upscale.md)")
     upscale.add_argument("--factor", type=float, default=2.0, help="1..4: the result's scale")
     upscale.add_argument("--upscaler", help="model from models/upscale/ (default: Lanczos)")
@@ -165,7 +180,7 @@ def build_request(args: argparse.Namespace) -> Any:
 
     from backend.engine.compositing import resize_cover
     from backend.engine.masks import NOISE_LEVEL, has_selection
-    from backend.engine.types import GenerationRequest, UpscaleSettings
+    from backend.engine.types import ControlInput, GenerationRequest, UpscaleSettings
     from backend.engine.used_inputs import unused_inputs
 
     # 1. Nothing the mode would ignore (a txt2img --image is only the --composite base).
@@ -205,6 +220,12 @@ def build_request(args: argparse.Namespace) -> Any:
     for control in controls:  # another size: scaled to cover the region (as on the API)
         if control.image.shape[:2] != (height, width):
             control.image = resize_cover(control.image, width, height)
+    if args.reference and args.mode != "edit":
+        raise UsageError("--reference: only --mode edit takes reference images")
+    controls += [  # an edit's reference images keep their own size (as on the API)
+        ControlInput("reference", load_rgba(path, "--reference"), model=None)
+        for path in args.reference
+    ]
     return GenerationRequest(
         mode=args.mode,
         width=width,
@@ -232,6 +253,7 @@ def build_request(args: argparse.Namespace) -> Any:
             tile_overlap=args.tile_overlap,
         ),
         hires={"auto": None, "on": True, "off": False}[args.hires],
+        layers=args.layers,
     )
 
 
@@ -247,14 +269,17 @@ def write_results(args: argparse.Namespace, request: Any, layers: list) -> list[
         base = load_rgba(args.image)
     if base is None:
         base = np.zeros((request.height, request.width, 4), np.uint8)
+    stacked = request.mode == "layers"  # one composite of every layer, bottom first
     for index, layer in enumerate(layers):
         target = numbered(args.out, index)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(encode_png(layer.image, layer.metadata, offset=(layer.x, layer.y)))
         written.append(target)
-        if args.composite:
-            merged = flatten(base, layer.image, layer.x, layer.y)
-            composite = numbered(args.composite, index)
+        if stacked:
+            base = flatten(base, layer.image, layer.x, layer.y)
+        if args.composite and (not stacked or index == len(layers) - 1):
+            merged = base if stacked else flatten(base, layer.image, layer.x, layer.y)
+            composite = numbered(args.composite, 0 if stacked else index)
             composite.parent.mkdir(parents=True, exist_ok=True)
             composite.write_bytes(encode_png(merged, layer.metadata))
             written.append(composite)
