@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backend.engine.families import flux1, sd15, sdxl, zimage
+from backend.engine.families import flux1, qwen_image, sd15, sdxl, zimage
 from backend.engine.families.base import (
     ALL_MODES,
     Defaults,
@@ -71,6 +71,7 @@ FAMILIES: tuple[Family, ...] = (
     flux1.SCHNELL,  # before dev: both are Flux.1 headers, schnell lacks guidance_in
     flux1.FAMILY,
     zimage.FAMILY,
+    *qwen_image.FAMILIES,  # Layered (extra key) first, base last
 )
 
 
