@@ -15,6 +15,8 @@ from . import results as results_mod
 from .canvas import Canvas, CanvasDocument
 from .client import Client
 from .connection import Connection
+from .decompose_flow import DecomposeFlow
+from .edit_request import plan_generate
 from .errors import ConnectionFailed, NoDocument, PluginError
 from .geometry import GeometryError
 from .job_watch import submit_job
@@ -25,7 +27,6 @@ from .planning import plan_job
 from .preprocess import preprocess_to_layer
 from .protocol import JobCreated, JobInfo, ProgressEvent
 from .qt import QObject, pyqtSignal
-from .request import build_planned
 from .session import ERROR, GENERATING, IDLE, PREVIEW, Session
 from .settings import PluginSettings, SettingsStore
 from .upscale_flow import UpscaleFlow
@@ -61,6 +62,7 @@ class Controller(QObject):
         self.live.changed.connect(self.changed)
         self.changed.connect(self._track_jobs)  # a pending job keeps reconnects going
         self.upscale = UpscaleFlow(self)  # Upscale / Refine detail (upscale_flow.py)
+        self.decompose = DecomposeFlow(self)  # Decompose into Layers (decompose_flow.py)
 
     # -- status API (docker and tests) ----------------------------------------------------
 
@@ -154,8 +156,8 @@ class Controller(QObject):
         if session.state == GENERATING:
             return False
         try:
-            plan = plan_job(doc, self.settings, session.controls)
-            params, parts = build_planned(self.settings, plan, self.connection.models)
+            rows, models = session.controls, self.connection.models  # the mode, or an edit
+            plan, params, parts = plan_generate(self.canvas, doc, self.settings, rows, models)
         except (PluginError, GeometryError) as exc:
             self._fail(session, exc)
             return False
@@ -274,7 +276,7 @@ class Controller(QObject):
         self.changed.emit()
 
     def cancel(self) -> bool:
-        upscaling = self.upscale.cancel()  # the one Cancel (Ctrl+Alt+X) stops an upscale too
+        upscaling = self.upscale.cancel() | self.decompose.cancel()  # one Cancel stops all
         s = self.session()
         if s is None or s.state != GENERATING:
             return upscaling

@@ -40,6 +40,12 @@ ACTIONS: Tuple[Tuple[str, str, str, str], ...] = (
         "toggle_live",
     ),
     ("diffusion_layers_upscale", "Upscale / Refine detail", "Ctrl+Alt+U", "upscale.start"),
+    (
+        "diffusion_layers_decompose",
+        "Decompose into Layers",
+        "Ctrl+Alt+Shift+D",
+        "decompose.start",
+    ),
 )
 
 

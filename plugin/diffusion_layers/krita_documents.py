@@ -1,5 +1,6 @@
-"""Krita documents for Upscale: what the source is, the active layer's bounds, and the new
-document an upscale opens. No ``krita`` import: krita_adapter hands Krita's application object
+"""Krita documents for Upscale and Edit: what the source is, the active layer's bounds, the
+facts of a reference layer (where its pixels are, whether it shows), and the new document an
+upscale opens. No ``krita`` import: krita_adapter hands Krita's application object
 in (``KritaCanvas.documents()``)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import colour_io
+from . import colour_io, node_tree
 from .colour_io import SRGB8, ColourSpace
 from .errors import NoDocument
 from .geometry import Rect
@@ -24,6 +25,16 @@ class SourceInfo:
     name: str
     space: ColourSpace
     resolution: float  # pixels per inch
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """A layer named by the artist (an edit reference), as the checks before sending need it."""
+
+    name: str
+    bounds: Optional[Rect]  # its pixels on the canvas (clipped to it); None: empty there
+    hidden_by: str  # "" when it shows, else the hidden layer or group (itself or above it)
+    mask: bool  # a mask, not a layer
 
 
 def _key(doc: Any) -> str:
@@ -96,6 +107,24 @@ class KritaDocuments:
         rect = Rect(int(b.x()), int(b.y()), int(b.width()), int(b.height()))
         inside = rect.intersected(Rect(0, 0, int(doc.width()), int(doc.height())))
         return None if inside.is_empty() else inside
+
+    def layer_facts(self, key: str, ref: str) -> Optional[LayerFacts]:
+        """The layer ``ref`` (uniqueId, else name) of document ``key``; None when there is none."""
+        doc = self._find(key)
+        root = doc.rootNode()
+        node = node_tree.find(root, ref)
+        if node is None:
+            return None
+        b = node.bounds()
+        rect = Rect(int(b.x()), int(b.y()), int(b.width()), int(b.height()))
+        inside = rect.intersected(Rect(0, 0, int(doc.width()), int(doc.height())))
+        hidden = node_tree.hidden_by(node, root)
+        return LayerFacts(
+            str(node.name()),
+            None if inside.is_empty() else inside,
+            "" if hidden is None else str(hidden.name()),
+            node_tree.is_mask(node),
+        )
 
     def create(self, width: int, height: int, name: str, source: SourceInfo) -> NewDocument:
         """A document of exactly ``width`` x ``height`` in the source's colour space (8-bit

@@ -45,3 +45,11 @@ def choose_mode(facts: CanvasFacts, strength: float) -> ModeChoice:
     if facts.canvas_empty or full:
         return ModeChoice("txt2img", "Generate: new image for the whole canvas", False, False)
     return ModeChoice("img2img", f"Refine the whole image ({round(strength * 100)}%)", False, True)
+
+
+def edit_choice(has_selection: bool) -> ModeChoice:
+    """Mode "edit" (the docker's Edit toggle): the prompt is an instruction for the selection's
+    region (with context; the result is placed like an inpaint result) or the whole canvas."""
+    if has_selection:
+        return ModeChoice("edit", "Edit the selection: the prompt is an instruction", True, True)
+    return ModeChoice("edit", "Edit the whole image: the prompt is an instruction", False, True)

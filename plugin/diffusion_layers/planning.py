@@ -8,7 +8,7 @@ from typing import List, Optional, Protocol, Sequence, Tuple
 from .canvas import CanvasDocument
 from .errors import ControlLayerMissing, ControlLayerUnusable, SelectionOutsideCanvas
 from .geometry import Rect, canvas_region, mask_bounds, selection_region
-from .mode import CanvasFacts, ModeChoice, choose_mode
+from .mode import CanvasFacts, ModeChoice, choose_mode, edit_choice
 from .pixels import is_fully_transparent, transparent_under_mask
 from .request import ControlImage
 from .settings import ControlLayer, PluginSettings
@@ -71,7 +71,8 @@ def plan_job(
     read_controls: bool = True,
 ) -> Plan:
     """1. selection (clipped to the canvas) → region, 2. read pixels and mask, 3. choose the
-    mode, 4. controls. The region always lies inside the canvas."""
+    mode (``settings.edit``: "edit", without controls), 4. controls. The region always lies
+    inside the canvas."""
     settings.check()
     canvas = doc.bounds()
     selection = selection_on_canvas(doc)
@@ -83,7 +84,10 @@ def plan_job(
         region = canvas_region(canvas)
         image, mask = doc.read_pixels(region), None
         facts = CanvasFacts(False, canvas_empty=is_fully_transparent(image))
-    choice = choose_mode(facts, settings.strength)
+    if settings.edit:  # references instead of controls: edit_request.py
+        choice, read_controls = edit_choice(selection is not None), False
+    else:
+        choice = choose_mode(facts, settings.strength)
     images = [read_control(doc, c, region) for c in controls] if read_controls else []
     return Plan(choice, region, image if choice.sends_image else None, mask, images)
 

@@ -19,7 +19,12 @@ RAW_BGRA = "image/x-raw-bgra8"
 RAW_GRAY = "image/x-raw-gray8"
 PNG = "image/png"
 
-MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
+MODES = ("txt2img", "img2img", "inpaint", "outpaint", "upscale", "edit", "layers")
+#: What a checkpoint without ``capabilities`` (an older server) can do: every mode but the
+#: instruction edit and the decomposition, which need checkpoints that say so.
+CLASSIC_MODES = MODES[:5]
+MIN_LAYERS = 2
+MAX_LAYERS = 8
 CONTROL_NET_TYPES = ("scribble", "lineart", "softedge", "canny", "depth", "normal", "pose", "tile")
 #: Reference images (IP-Adapter): the layer's picture guides content, style, layout or a face.
 REFERENCE_TYPES = ("reference", "style", "composition", "face")
@@ -169,6 +174,8 @@ class JobParams(Message):
     style: Optional[str] = None
     upscale: UpscaleParams = field(default_factory=UpscaleParams)
     hires: Optional[bool] = None  # two-pass high-resolution generation; None: server setting
+    # mode "layers": how many RGBA layers (MIN_LAYERS..MAX_LAYERS); None: the family default.
+    layers: Optional[int] = None
 
 
 @dataclass
@@ -201,6 +208,11 @@ class ResultInfo(Message):
     url: str
     raw_url: str
     file: Optional[str] = None
+    group: Optional[str] = None  # mode "layers": the job id its layers share; None otherwise
+    layer_index: Optional[int] = None  # mode "layers": 0 = the bottom layer
+    # mode "layers": mean absolute difference (0..255) between the alpha-composite of the
+    # job's layers and the model's own composite; None otherwise
+    composite_error: Optional[float] = None
 
 
 @dataclass

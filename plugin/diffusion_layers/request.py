@@ -72,7 +72,7 @@ def build_job(
         prompt=settings.prompt,
         negative_prompt=settings.negative_prompt,
         model=settings.model or None,
-        strength=1.0 if choice.mode == "txt2img" else settings.strength,
+        strength=1.0 if choice.mode in ("txt2img", "edit") else settings.strength,
         steps=settings.steps,
         cfg_scale=settings.cfg_scale,
         sampler=settings.sampler,

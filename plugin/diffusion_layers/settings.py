@@ -104,6 +104,8 @@ class PluginSettings:
     style_values: Dict[str, Any] = field(default_factory=dict)
     history_limit_mb: int = DEFAULT_HISTORY_MB  # lossless history kept in each .kra
     hires: Optional[bool] = None  # high-resolution pass: None = the server's setting
+    edit: bool = False  # Generate edits by instruction (mode "edit"; docker toggle "Edit")
+    layers: int = 0  # Decompose into Layers: how many (0 = the checkpoint's default)
 
     def check(self) -> "PluginSettings":
         """Guard clauses: raise InvalidSetting naming the bad parameter and its value."""
@@ -148,6 +150,8 @@ class PluginSettings:
             style_values=_parse(store, "style_values", _json_object, {}),
             history_limit_mb=_parse(store, "history_limit_mb", int, d.history_limit_mb),
             hires=HIRES_VALUES.get(store.read("hires", "auto").lower()),
+            edit=store.read("edit", "false").lower() == "true",
+            layers=_parse(store, "layers", int, d.layers),
         )
 
     def save(self, store: SettingsStore) -> None:
@@ -157,6 +161,8 @@ class PluginSettings:
             store.write(key, repr(getattr(self, key)))
         store.write("loras", json.dumps([lo.__dict__ for lo in self.loras]))
         store.write("live", "true" if self.live else "false")
+        store.write("edit", "true" if self.edit else "false")
+        store.write("layers", repr(self.layers))
         store.write("hires", "auto" if self.hires is None else "on" if self.hires else "off")
         store.write("style", self.style)
         store.write("style_values", json.dumps(self.style_values))

@@ -22,6 +22,9 @@ CASES = [
     ("job_params_upscale.json", "JobParams"),
     ("models_upscalers.json", "ModelsInfo"),
     ("models_capabilities.json", "ModelsInfo"),
+    ("job_params_layers.json", "JobParams"),
+    ("job_info_layers.json", "JobInfo"),
+    ("models_edit_layers.json", "ModelsInfo"),
 ]
 
 

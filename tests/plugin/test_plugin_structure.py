@@ -173,6 +173,7 @@ def test_package_registers_extension_actions_and_docker(fake_krita: krita.Krita)
         "diffusion_layers_apply_all",
         "diffusion_layers_toggle_live",
         "diffusion_layers_upscale",
+        "diffusion_layers_decompose",
     }
     assert {a[0] for a in ACTIONS} == ids
     for action_id in ids:
@@ -189,6 +190,8 @@ def test_package_registers_extension_actions_and_docker(fake_krita: krita.Krita)
     assert ctl.state == "error" and "Open or create a document" in ctl.last_error
     app.action("diffusion_layers_upscale").trigger()
     assert ctl.upscale.state == "failed" and "Open or create a document" in ctl.upscale.message
+    app.action("diffusion_layers_decompose").trigger()
+    assert ctl.decompose.state == "failed" and "Open or create a document" in ctl.decompose.message
     # The docker builds and reflects the controller.
     docker = app.dock_factories[0].klass()
     panel = docker.panel

@@ -55,6 +55,7 @@ class Job:
     error: dict[str, Any] | None = None
     cancelled: bool = False
     box: tuple[int, int, int, int] | None = None  # results' (x, y, w, h); None: the region
+    reverse_results: bool = False  # mode "layers": list the results top layer first
 
     def result_box(self) -> tuple[int, int, int, int]:
         if self.box is None and self.params["mode"] == "upscale":  # round(side * factor)
@@ -73,11 +74,13 @@ class Job:
         results = []
         if self.state == "done":
             seed = p["seed"] if p.get("seed", -1) >= 0 else 1000
-            for i in range(p.get("batch", 1)):
+            layers = p["mode"] == "layers"  # N layers of one group, index 0 = bottom
+            count = (p.get("layers") or 4) if layers else p.get("batch", 1)
+            for i in range(count):
                 results.append(
                     {
                         "index": i,
-                        "seed": seed + i,
+                        "seed": seed if layers else seed + i,
                         "x": x,
                         "y": y,
                         "width": w,
@@ -85,8 +88,12 @@ class Job:
                         "url": f"/v1/jobs/{self.id}/results/{i}.png",
                         "raw_url": f"/v1/jobs/{self.id}/results/{i}.raw",
                         "file": None,
+                        "group": self.id if layers else None,
+                        "layer_index": i if layers else None,
                     }
                 )
+            if layers and self.reverse_results:  # a server may list them in any order
+                results.reverse()
         return {
             "id": self.id,
             "state": self.state,
@@ -119,6 +126,7 @@ class V1Server:
         self.stream_drops: list[int] = []
         self.submit_faults: list[tuple[int, dict[str, str]]] = []  # next POST /v1/jobs answers
         self.result_box: tuple[int, int, int, int] | None = None  # next jobs' results (x,y,w,h)
+        self.reverse_layers = False  # mode "layers": results listed top layer first
         self.last_event_ids: list[str] = []  # Last-Event-ID header of every stream request
         self.paused = False
         self.cond = threading.Condition()
@@ -405,13 +413,19 @@ def _handler(server: V1Server) -> type:
                 self._json(status, body)
                 return
             for name, (ctype, data) in parts.items():
-                if name == "params":
+                if name == "params" or ctype == "image/png":  # files carry their own size
                     continue
                 per_pixel = 1 if ctype == "image/x-raw-gray8" else 4
                 if len(data) != params["width"] * params["height"] * per_pixel:
                     self._error(422, "invalid_image", f"part {name} has the wrong size", name)
                     return
-            job = Job(uuid.uuid4().hex[:12], params, parts, box=server.result_box)
+            job = Job(
+                uuid.uuid4().hex[:12],
+                params,
+                parts,
+                box=server.result_box,
+                reverse_results=server.reverse_layers,
+            )
             server.jobs[job.id] = job
             server._event(job, "queued", {"id": job.id})
             threading.Thread(target=server.run_job, args=(job,), daemon=True).start()

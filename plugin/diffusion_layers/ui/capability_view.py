@@ -1,7 +1,8 @@
 """The docker shows only what the chosen model supports (model_capabilities.py): the negative
 prompt and CFG are hidden for models without them, live painting, control layers, LoRAs and
 Upscale are greyed out with a tooltip naming why, and so is Generate when the mode the canvas
-asks for is one the model lacks (the mode line then says why)."""
+asks for is one the model lacks (the mode line then says why), or Edit is on for a model
+that cannot edit (the line names the checkpoints that can)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Optional
 
 from ..errors import PluginError
 from ..geometry import GeometryError
-from ..model_capabilities import Capabilities, for_model
+from ..model_capabilities import Capabilities, ability_refusal, for_model
 from ..planning import plan_job
 
 LIVE_TIP = "Live painting: re-render the canvas after every stroke"
@@ -66,7 +67,10 @@ def show_mode_support(panel: Any) -> None:
     canvas asks for. Plans only for models that lack some mode (no cost otherwise)."""
     capabilities = capabilities_of(panel)
     refusal = None
-    if any(capabilities.mode_refusal(mode) for mode in ("txt2img", "img2img", "inpaint")):
+    settings, models = panel.controller.settings, panel.controller.connection.models
+    if settings.edit:  # the Edit toggle: the chosen checkpoint must edit (names those that can)
+        refusal = ability_refusal(models, settings.model, "edit")
+    elif any(capabilities.mode_refusal(mode) for mode in ("txt2img", "img2img", "inpaint")):
         mode = current_mode(panel.controller)
         refusal = None if mode is None else capabilities.mode_refusal(mode)
     if refusal is not None:

@@ -9,6 +9,7 @@ from ..protocol import MAX_BATCH, MAX_SEED
 from ..qt import QHideEvent, QImage, QPixmap, QShowEvent, Qt, QTimer
 from .capability_view import show_capabilities, show_mode_support
 from .controls import ControlList
+from .edit import DecomposeBox, edit_toggle
 from .history import HistoryPanel
 from .loras import LoraList
 from .qt_widgets import (
@@ -72,6 +73,8 @@ class DockerPanel(QScrollArea):
         self._build_run()
         self.upscale = UpscaleBox(controller)  # Upscale / Refine detail (ui/upscale.py)
         self.layout_.addWidget(self.upscale)
+        self.decompose = DecomposeBox(controller)  # Decompose into Layers (ui/edit.py)
+        self.layout_.addWidget(self.decompose)
         self.history = HistoryPanel(controller)
         history_box = QGroupBox("History")
         QVBoxLayout(history_box).addWidget(self.history)
@@ -201,6 +204,8 @@ class DockerPanel(QScrollArea):
         self.live_toggle.setCheckable(True)
         self.live_toggle.setToolTip("Live painting: re-render the canvas after every stroke")
         self.live_toggle.clicked.connect(_slot(self.controller.toggle_live))
+        self.edit = edit_toggle(self.controller)  # edit by instruction (ui/edit.py)
+        row.addWidget(self.edit)
         row.addWidget(self.generate, 2)
         row.addWidget(self.cancel, 1)
         self.live_record = QPushButton("Rec")
