@@ -450,6 +450,12 @@ class LiveParams(_Model):
         default=False, description="also save the frame as PNG under <output_dir>/live/<session>/"
     )
     style: str | None = Field(default=None, max_length=80, description=STYLE_DESCRIPTION)
+    edit: bool = Field(
+        default=False,
+        description='run the frame as mode "edit": the prompt is an instruction, reference '
+        "controls (no model) are its reference images; only on checkpoints whose "
+        "capabilities.edit.live is true",
+    )
 
 
 class LiveSessionInfo(_Model):

@@ -21,6 +21,7 @@ from backend.api.errors import ApiError, NotFound, Unprocessable, from_engine_er
 from backend.api.multipart import read_parts
 from backend.api.routes_jobs import ERRORS, JOB_BODY, parse_params
 from backend.api.routes_styles import get_styles, resolve_style
+from backend.engine.edit_checks import check_live_edit
 from backend.engine.errors import EngineError
 from backend.engine.types import GenerationRequest
 from backend.live import LiveError, LiveFrame, LiveSessions
@@ -105,7 +106,7 @@ def job_params(params: LiveParams) -> tuple[JobParams, str]:
         params.cfg_scale,
     )
     job = JobParams(
-        mode="img2img",
+        mode="edit" if params.edit else "img2img",
         prompt=params.prompt,
         negative_prompt=params.negative_prompt,
         model=params.model,
@@ -178,6 +179,9 @@ async def live_frame(
         job, _preset = job_params(resolved)
         built = build_request(job, parts, ctx.settings.max_image_pixels, known)
         attach_style(built, params, outcome)
+        if params.edit:  # only on a checkpoint fast enough to edit live
+            default = getattr(engine, "default_model", lambda: None)()
+            check_live_edit(built, inventory, default)
         engine.check_request(built)
         return built
 

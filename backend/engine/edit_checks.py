@@ -43,6 +43,30 @@ def check_layers_field(request: GenerationRequest) -> None:
         )
 
 
+def check_live_edit(
+    request: GenerationRequest, inventory: Inventory, default_model: str | None
+) -> None:
+    """A live frame with ``edit: true``: the checkpoint edits and is fast enough for live
+    painting (``EditSpec.live``); else 422 on ``edit`` naming the installed ones that are."""
+    name = request.model or default_model
+    entry = next((c for c in inventory.checkpoints if c.name == name), None)
+    family = None if entry is None else _family(entry)
+    if family is not None and family.edit is not None and family.edit.live:
+        return
+    able = [
+        c.name
+        for c in inventory.checkpoints
+        if (f := _family(c)) is not None and f.edit is not None and f.edit.live
+    ]
+    hint = f"pick one that can: {', '.join(able)}" if able else "no installed model can"
+    raise InvalidRequest(
+        "edit",
+        True,
+        f"the model {name!r} cannot edit by instruction fast enough for live painting: {hint} "
+        "(or turn Edit off for live painting)",
+    )
+
+
 def check_family_run(
     request: GenerationRequest, checkpoint: CheckpointEntry, inventory: Inventory
 ) -> None:

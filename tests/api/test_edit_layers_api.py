@@ -80,7 +80,7 @@ def test_models_list_edit_and_layers_capabilities(http) -> None:
     checkpoints = {
         c["name"]: c["capabilities"] for c in http.get("/v1/models").json()["checkpoints"]
     }
-    assert checkpoints["edit-test"]["edit"] == {"max_references": 1, "live": False}
+    assert checkpoints["edit-test"]["edit"] == {"max_references": 1, "live": True}
     assert (
         "edit" in checkpoints["edit-test"]["modes"] and checkpoints["edit-test"]["layers"] is None
     )
@@ -149,3 +149,26 @@ def test_layers_refusals_at_submit(http) -> None:
     assert error["field"] == "model" and "layers-test" in error["message"]
     txt = job_params(model="plain-test", layers=3)
     assert refusal(http, txt)["field"] == "layers"
+
+
+def test_a_live_frame_can_be_an_edit_on_a_live_edit_model(http) -> None:
+    params = {"prompt": "invert", "model": "edit-test", "width": W, "height": H, "steps": 2}
+    files = {"image": raw_bgra(region())}
+    response = http.post(
+        "/v1/live/doc/frames",
+        files={"params": (None, _json({**params, "edit": True}), "application/json"), **files},
+    )
+    assert response.status_code == 200, response.text
+    frame = decode_raw_result(response)
+    assert frame.shape == (H, W, 4)
+    assert np.abs(frame[..., :3].astype(int) - (255 - region()[..., :3].astype(int))).mean() < 3
+    refused = http.post(
+        "/v1/live/doc/frames",
+        files={
+            "params": (None, _json({**params, "model": "plain-test", "edit": True}), "application/json"),
+            **files,
+        },
+    )
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert error["field"] == "edit" and "edit-test" in error["message"]

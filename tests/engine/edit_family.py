@@ -60,7 +60,7 @@ def split_by_luminance(pipe: Any, call: DecomposeCall) -> Decomposition:
 
 BASE = families.get("sd15")
 EDIT_FAMILY = replace(
-    BASE, id="test_edit", label="TestEdit", edit=EditSpec(max_references=1, run=invert)
+    BASE, id="test_edit", label="TestEdit", edit=EditSpec(max_references=1, run=invert, live=True)
 )
 LAYERS_FAMILY = replace(
     BASE,

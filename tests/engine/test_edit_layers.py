@@ -238,5 +238,5 @@ def test_capabilities_and_modes_of_the_test_families() -> None:
 
     assert LAYERS_FAMILY.modes() == ("layers",)
     assert "edit" in EDIT_FAMILY.modes()
-    assert EDIT_FAMILY.capabilities()["edit"] == {"max_references": 1, "live": False}
+    assert EDIT_FAMILY.capabilities()["edit"] == {"max_references": 1, "live": True}
     assert LAYERS_FAMILY.capabilities()["layers"] == {"min": 2, "max": 5, "default": 3}
