@@ -38,19 +38,13 @@ from backend.engine.pipelines import (
     run_denoise,
     unet_for_loras,
 )
-from backend.engine.prediction import from_scheduler_config
 from backend.engine.preprocess import NO_DEPTH, PREPROCESSORS
 from backend.engine.previews import latents_to_preview
-from backend.engine.prompt_syntax import (
-    PromptPlan,
-    encode_plan,
-    item_record,
-    plan_for,
-    with_prompt_loras,
-)
+from backend.engine.prompt_syntax import PromptPlan, encode_plan, plan_for, with_prompt_loras
 from backend.engine.prompts import PromptEncoder
 from backend.engine.reference import References, is_reference
 from backend.engine.request_checks import DEFAULT_MAX_PIXELS, check_request
+from backend.engine.result_metadata import prediction_overrides, result_metadata
 from backend.engine.schedulers import SAMPLERS, sampler_names
 from backend.engine.types import (
     CancelToken,
@@ -230,7 +224,7 @@ class Engine:
             sampler=request.sampler,
             strength=strength,
             item_embeds=item_embeds,
-            scheduler_overrides=_prediction_overrides(request),
+            scheduler_overrides=prediction_overrides(request),
         )
         self.references.attach(task, request)  # IP-Adapter embeddings and weights
         native = request.resolution or loaded.native_resolution  # a style's preference
@@ -378,43 +372,8 @@ class Engine:
         strength: float,
         prompts: PromptPlan | None = None,
     ) -> ResultMetadata:
-        # The prediction the job ran as: every sampler is built from this config.
-        config = {**loaded.pipe.scheduler.config, **_prediction_overrides(request)}
-        prediction = from_scheduler_config(config)
         prompts = prompts or plan_for(request, self._lora_names())
-        item = prompts_index(request, seed)
-        resolved = {**request.resolved, **item_record(prompts, item)}
-        resolved["prompt_typed"] = request.prompt
-        resolved["negative_prompt_typed"] = request.negative_prompt
-        return ResultMetadata(
-            style=request.style,
-            resolved=resolved,
-            prompt=prompts.prompts[item],
-            negative_prompt=prompts.negatives[item],
-            seed=seed,
-            model=loaded.name,
-            prediction_type=prediction.type,
-            zero_terminal_snr=prediction.zero_terminal_snr,
-            sampler=request.sampler,
-            steps=request.steps,
-            cfg_scale=request.cfg_scale,
-            strength=strength,
-            mode=request.mode,
-            width=request.width,
-            height=request.height,
-            clip_skip=request.clip_skip,
-            loras=[{"name": lora.name, "weight": lora.weight} for lora in request.loras],
-            controls=[
-                {
-                    "type": c.type,
-                    "model": c.model,
-                    "strength": c.strength,
-                    "start": c.start,
-                    "end": c.end,
-                }
-                for c in request.controls
-            ],
-        )
+        return result_metadata(request, loaded, seed, strength, prompts)
 
     def _lora_names(self) -> list[str]:
         return [entry.name for entry in self.inventory().loras]
@@ -431,13 +390,3 @@ class Engine:
 def _opaque(rgb: np.ndarray) -> np.ndarray:
     alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
     return np.concatenate([rgb, alpha], axis=2)
-
-
-def _prediction_overrides(request: GenerationRequest) -> dict[str, Any]:
-    """The scheduler keys a style's prediction override sets (none without one)."""
-    return {} if request.prediction is None else {"prediction_type": request.prediction}
-
-
-def prompts_index(request: GenerationRequest, seed: int) -> int:
-    """The batch item a result seed belongs to."""
-    return min(max(0, seed - request.seed), max(0, request.batch - 1))
