@@ -64,13 +64,23 @@ class _Pending:
 
 
 class Client(QObject):
-    def __init__(self, base_url: str, token: str = "", parent: Optional[QObject] = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str = "",
+        parent: Optional[QObject] = None,
+        client_id: str = "",
+    ) -> None:
+        """``client_id``: sent as ``X-Client-Id`` on every request ("" = none): this Krita
+        installation's own lane in the server's fair queue when the server tells clients apart
+        by address only (loopback, no tokens file; ``settings.installation_id``)."""
         super().__init__(parent)
         self._network = QNetworkAccessManager(self)
         self._pending: Dict[int, _Pending] = {}
         self._timers: Dict[int, int] = {}
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.client_id = client_id
         # Per-request deadlines (a QTimer aborts the reply; nothing ever blocks the UI thread).
         self.timeout_ms = DEFAULT_TIMEOUT_MS
         self.upload_timeout_ms = UPLOAD_TIMEOUT_MS
@@ -91,6 +101,8 @@ class Client(QObject):
         request = QNetworkRequest(self.url(path))
         if self.token:
             request.setRawHeader(b"Authorization", b"Bearer " + self.token.encode("utf-8"))
+        if self.client_id:
+            request.setRawHeader(b"X-Client-Id", self.client_id.encode("ascii", "replace"))
         # Never follow redirects (Qt 6 follows safe ones by default; FollowRedirectsAttribute
         # is gone there): a 3xx is an answer like any other, on both bindings.
         request.setAttribute(

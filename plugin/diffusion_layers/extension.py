@@ -16,7 +16,7 @@ from .krita_adapter import (
 )
 from .krita_adapter import register as register_with_krita
 from .qt import QKeySequence, QTimer
-from .settings import PluginSettings
+from .settings import PluginSettings, installation_id
 from .startup import DOCKER_ID, DOCKER_TITLE
 from .ui.docker import DockerPanel
 
@@ -60,7 +60,7 @@ class PluginApp:
         if self._controller is None:
             store = KritaSettingsStore()
             settings = PluginSettings.load(store)
-            client = Client(settings.server_url, settings.token)
+            client = Client(settings.server_url, settings.token, client_id=installation_id(store))
             self._controller = Controller(KritaCanvas(), client, store)
         return self._controller
 

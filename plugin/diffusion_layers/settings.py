@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
@@ -167,6 +169,25 @@ class PluginSettings:
         store.write("style", self.style)
         store.write("style_values", json.dumps(self.style_values))
         store.write("history_limit_mb", repr(self.history_limit_mb))
+
+
+CLIENT_ID_KEY = "client_id"
+_CLIENT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def installation_id(store: SettingsStore) -> str:
+    """This installation's client id (32 lowercase hex digits), sent as ``X-Client-Id``.
+
+    Made once (``uuid4``) and kept in the store under ``client_id``, so it stays the same
+    across Krita restarts; a missing or malformed value is replaced (and logged)."""
+    value = store.read(CLIENT_ID_KEY, "").strip()
+    if _CLIENT_ID.fullmatch(value):
+        return value
+    if value:
+        log.warning("setting %s=%r is not 32 hex digits; making a new one", CLIENT_ID_KEY, value)
+    value = uuid.uuid4().hex
+    store.write(CLIENT_ID_KEY, value)
+    return value
 
 
 def _json_object(text: str) -> Dict[str, Any]:
