@@ -99,11 +99,15 @@ def describe_header(keys: Header) -> str:
     return count + (f"; the most common key prefixes are {listed}" if listed else "")
 
 
-def kind_from_header(keys: Header, name: str) -> CheckpointKind:
-    """Family and inpaint flag from an original-layout (LDM) checkpoint's tensor names."""
+def kind_from_header(
+    keys: Header, name: str, metadata: dict[str, str] | None = None
+) -> CheckpointKind:
+    """Family and inpaint flag from a checkpoint's tensor names and shapes, and from its
+    safetensors ``metadata`` where a family's variants share every tensor."""
     family = families.checkpoint_family(keys)
     if family is not None and family.load is not None:  # a transformer family (Flux, ...)
-        return CheckpointKind(family=family.id, inpaint=family.inpaint_header(keys))
+        kind = CheckpointKind(family=family.id, inpaint=family.inpaint_header(keys))
+        return _refined(kind, metadata or {})
     if family is None:
         _refuse_other_families(keys, name)
     conv_in = keys.get(UNET + "input_blocks.0.0.weight")
@@ -168,6 +172,9 @@ def detect_checkpoint(path: str | Path) -> CheckpointKind:
         transformer_config = path / "transformer" / "config.json"
         if not unet_config.is_file() and transformer_config.is_file():
             config = _read_json(transformer_config)
+            index = path / "model_index.json"
+            if index.is_file():  # tells same-tensor variants apart (Qwen-Image vs -Edit)
+                config["_pipeline_class_name"] = _read_json(index).get("_class_name")
             family = next(
                 (
                     f
@@ -195,7 +202,18 @@ def detect_checkpoint(path: str | Path) -> CheckpointKind:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("embedded config of %s: %s", path, exc)
             raise ModelLoadError(f"{path.name} has a damaged embedded config.") from exc
-    return kind_from_header(keys, path.name)
+    return kind_from_header(keys, path.name, metadata)
+
+
+def _refined(kind: CheckpointKind, metadata: dict[str, str]) -> CheckpointKind:
+    """The family the file's metadata names, for families whose variants share every tensor
+    (``Family.from_metadata``); ``kind`` unchanged otherwise."""
+    hook = families.get(kind.family).from_metadata
+    named = hook(metadata) if hook is not None else None
+    if named is None or named == kind.family:
+        return kind
+    families.get(named)  # an id the hook returns must be registered (UnknownFamily otherwise)
+    return CheckpointKind(family=named, inpaint=kind.inpaint)
 
 
 def controlnet_family_from_header(keys: Header, name: str) -> str:

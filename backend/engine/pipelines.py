@@ -307,7 +307,7 @@ def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str, item: int = 0) ->
         **(task.item_embeds[item] if task.item_embeds else task.embeds).pipeline_kwargs(),
         **task.extra_kwargs,
         "num_inference_steps": inference_steps(task.steps, strength),
-        "guidance_scale": task.cfg_scale,
+        families.get(task.model.family).cfg_argument: task.cfg_scale,
         "num_images_per_prompt": 1,
         "generator": [torch.Generator("cpu").manual_seed(task.seeds[item])],
         "output_type": "np",

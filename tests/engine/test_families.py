@@ -2,7 +2,8 @@
 the key names diffusers' own single-file loader recognises), and what each family declares.
 
 A fixture is tests/fixtures/families/<name>.json: {"kind": "checkpoint" | "controlnet" |
-"lora", "expect": {"family", "inpaint", "diffusers"} or {"error": text}, "keys": {name: shape}}.
+"lora", "expect": {"family", "inpaint", "diffusers"} or {"error": text}, "keys": {name: shape},
+"metadata": {safetensors metadata} (optional: variants that share every tensor, Qwen-Image-Edit)}.
 A new family adds its fixtures there (docs/engine.md, "Adding a family").
 """
 
@@ -36,6 +37,10 @@ def _load(name: str) -> tuple[dict, dict[str, tuple[int, ...]]]:
     return data["expect"], {key: tuple(shape) for key, shape in data["keys"].items()}
 
 
+def _metadata(name: str) -> dict[str, str]:
+    return json.loads((FIXTURES / f"{name}.json").read_text()).get("metadata", {})
+
+
 @pytest.mark.parametrize("name", _fixtures("checkpoint"))
 def test_checkpoint_headers_are_detected_or_refused_by_name(name: str) -> None:
     expect, keys = _load(name)
@@ -44,7 +49,7 @@ def test_checkpoint_headers_are_detected_or_refused_by_name(name: str) -> None:
             kind_from_header(keys, f"{name}.safetensors")
         assert f"{name}.safetensors" in error.value.message
         return
-    kind = kind_from_header(keys, f"{name}.safetensors")
+    kind = kind_from_header(keys, f"{name}.safetensors", _metadata(name))
     assert kind == CheckpointKind(expect["family"], expect["inpaint"])
 
 
@@ -105,7 +110,7 @@ def test_each_family_declares_a_complete_description(family: families.Family) ->
     # 2. The task pipelines are real diffusers classes; txt2img is always offered.
     import diffusers
 
-    assert ("txt2img", False) in family.pipelines
+    assert ("txt2img", False) in family.pipelines or (family.decompose and not family.pipelines)
     for class_name in [family.base_pipeline, *family.pipelines.values()]:
         assert hasattr(diffusers, class_name), class_name
     # 3. Sizes, previews, defaults and text encoders are usable values.

@@ -205,6 +205,14 @@ class Family:
     controlnet_modes: Mapping[str, int] = field(default_factory=dict)
     #: families whose LoRAs and ControlNets work on this one (FLUX.1 schnell takes FLUX.1's)
     shares_addons_of: tuple[str, ...] = ()
+    #: the pipeline call's keyword for CFG ("true_cfg_scale" where ``guidance_scale`` means
+    #: distilled guidance or is ignored, as in Qwen-Image's pipelines)
+    cfg_argument: str = "guidance_scale"
+    #: checkpoints whose tensors equal this family's but whose abilities differ (Qwen-Image
+    #: and Qwen-Image-Edit): safetensors metadata -> the family id it names (None: this one).
+    #: Diffusers folders are told apart by ``matches_unet_config``, which sees the transformer
+    #: config with model_index.json's class name as ``_pipeline_class_name``
+    from_metadata: Callable[[Mapping[str, str]], str | None] | None = None
     #: built-in styles (GET /v1/styles, backend/styles.py): Style fields without ``builtin``
     #: and ``checkpoints`` (the family's installed ones); listed as "<label> <name>" while a
     #: checkpoint of the family is installed

@@ -243,12 +243,14 @@ def _family(id_: str, label: str, pipeline: str, **fields: Any) -> Family:
         "dedicated_inpaint": False,
         "negative_prompt": True,
         "cfg": True,
+        "cfg_argument": "true_cfg_scale",  # its guidance_scale is for guidance-distilled models
         "live": False,
         "default_vae_file": "qwen_image_vae.safetensors",
         "vae_scaling_factor": 1.0,
         "matches_checkpoint": is_qwen_image,
         "matches_unet_config": lambda c: (
-            c.get("_class_name") == "QwenImageTransformer2DModel" and family_from_config(c) == id_
+            c.get("_class_name") == "QwenImageTransformer2DModel"
+            and family_from_config(c, c.get("_pipeline_class_name")) == id_
         ),
         "matches_lora": _matches_lora if id_ == "qwen_image" else (lambda k: False),
         "shares_addons_of": () if id_ == "qwen_image" else ("qwen_image",),
@@ -259,7 +261,12 @@ def _family(id_: str, label: str, pipeline: str, **fields: Any) -> Family:
     return Family(**values)
 
 
-FAMILY = _family("qwen_image", "Qwen-Image", "QwenImagePipeline")
+FAMILY = _family(
+    "qwen_image",
+    "Qwen-Image",
+    "QwenImagePipeline",
+    from_metadata=family_from_metadata,  # -Edit/-Edit-Plus files hold the same tensors
+)
 EDIT = _family(
     "qwen_image_edit",
     "Qwen-Image-Edit",

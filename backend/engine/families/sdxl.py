@@ -44,10 +44,23 @@ def _is_controlnet(keys: Header) -> bool:
 
 
 def _is_lora(keys: Header) -> bool:
-    """Two text encoders, or attention blocks deeper than SD1.5 has."""
+    """Two text encoders, or UNet attention blocks deeper than SD1.5 has (a transformer
+    family's ``transformer_blocks.1.`` outside a UNet block is not SDXL's)."""
     if any_prefix(keys, "lora_te1_", "lora_te2_", "text_encoder_2.", "te2."):
         return True
-    return any("transformer_blocks_1_" in key or "transformer_blocks.1." in key for key in keys)
+    unet = (
+        "down_blocks",
+        "up_blocks",
+        "mid_block",
+        "input_blocks",
+        "output_blocks",
+        "middle_block",
+    )
+    return any(
+        ("transformer_blocks_1_" in key or "transformer_blocks.1." in key)
+        and any(block in key for block in unet)
+        for key in keys
+    )
 
 
 FAMILY = Family(
