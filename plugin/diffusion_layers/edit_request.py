@@ -55,6 +55,12 @@ def layer_tags(prompt: str) -> Tuple[str, List[str]]:
     return text.strip(), names
 
 
+def sent_prompt(settings: PluginSettings) -> str:
+    """The prompt as a live frame sends it: without ``<layer:…>`` tags while Edit is on (live
+    edits take reference control rows only: a whole-layer PNG per frame would cost too much)."""
+    return layer_tags(settings.prompt)[0] if settings.edit else settings.prompt
+
+
 @dataclass(frozen=True)
 class Wanted:
     """One reference asked for: how the layer is found and how the artist named it."""

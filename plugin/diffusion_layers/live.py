@@ -25,6 +25,7 @@ from typing import Callable, List, Optional, Protocol, Sequence, Tuple, cast
 from . import layer_params, styles
 from .canvas import CanvasDocument, NewLayer
 from .client import Client
+from .edit_request import sent_prompt
 from .errors import BackendError, NoDocument, PluginError
 from .geometry import GeometryError, Rect
 from .pixels import apply_mask, crop_gray
@@ -288,7 +289,7 @@ class LiveLoop(QObject):
             height=region.height,
             x=region.x,
             y=region.y,
-            prompt=s.prompt,
+            prompt=sent_prompt(s),  # Edit on: an instruction, without <layer:…> tags
             negative_prompt=s.negative_prompt,
             model=s.model or None,
             strength=self.frame_strength(),
@@ -296,6 +297,7 @@ class LiveLoop(QObject):
             loras=[LoraParams(name=lo.name, weight=lo.weight) for lo in s.loras],
             record=self.record,
             style=s.style or None,
+            edit=s.edit,
         )
         parts = [Part("image", RAW_BGRA, doc.read_pixels_without_live(region))]
         for index, control in enumerate(self.controls(doc.key)):

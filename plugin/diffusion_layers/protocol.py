@@ -350,6 +350,7 @@ class LiveParams(Message):
     loras: List[LoraParams] = field(default_factory=list)
     record: bool = False
     style: Optional[str] = None
+    edit: bool = False  # the frame runs as mode "edit" (checkpoints with capabilities.edit.live)
 
 
 @dataclass

@@ -356,3 +356,32 @@ def test_decompose_is_greyed_out_without_a_checkpoint_and_cancel_stops_the_job(
     assert ctl.decompose.state == "idle" and "cancelled" in ctl.decompose.message
     assert [n.name() for n in doc.rootNode().childNodes()] == ["Background"]
     panel.hide()
+
+
+def test_live_frames_with_edit_on_are_edits_without_layer_tags(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+) -> None:
+    from diffusion_layers.geometry import Rect
+    from diffusion_layers.krita_adapter import KritaCanvas
+    from diffusion_layers.ui.docker import DockerPanel
+
+    new_doc(fake_krita, fill=b"\x80\x80\x80\xff", size=(32, 32))
+    connected(ctl)
+    ctl.update_settings(model="klein", edit=True, prompt="make it <layer:Cup> blue")
+    doc = KritaCanvas().active_document()
+    assert doc is not None
+    parts, params = ctl.live._parts(doc, Rect(0, 0, 32, 32))
+    sent = json.loads(parts[0].data)
+    assert sent["edit"] is True and sent["prompt"] == "make it blue" and params.edit
+    ctl.update_settings(edit=False)
+    assert json.loads(ctl.live._parts(doc, Rect(0, 0, 32, 32))[0][0].data)["edit"] is False
+    # A checkpoint that edits, but not fast enough for live: the Live button says so.
+    models = models_info()
+    models.checkpoints[1].capabilities = dict(KLEIN, edit={"max_references": 2, "live": False})
+    ctl.connection.models = models
+    panel = DockerPanel(ctl)
+    ctl.update_settings(edit=True)
+    assert not panel.live_toggle.isEnabled()
+    assert "not fast enough for live edits" in panel.live_toggle.toolTip()

@@ -40,6 +40,9 @@ def show_capabilities(panel: Any) -> Capabilities:
     _show_row(form, panel.negative, capabilities.negative_prompt)
     _show_row(form, panel.cfg, capabilities.cfg)
     live_off = capabilities.feature_refusal("live")
+    edit = capabilities.edit
+    if panel.controller.settings.edit and edit is not None and not edit.live:
+        live_off = f"{capabilities.who()} is not fast enough for live edits: turn Edit off."
     if panel.live_toggle.isChecked():
         live_off = None  # a running loop can always be stopped
     _grey(panel.live_toggle, live_off, LIVE_TIP)
