@@ -19,8 +19,15 @@ import pytest
 from backend.engine import families
 from backend.engine.decompose import composite_error
 from backend.engine.engine import Engine
+from backend.engine.errors import InvalidRequest
 from backend.engine.families.tiny_qwen import write_tiny_qwen_image
-from backend.engine.types import DecomposeCall, EngineConfig, GenerationRequest
+from backend.engine.types import (
+    ControlInput,
+    DecomposeCall,
+    EngineConfig,
+    GenerationRequest,
+    Progress,
+)
 
 SIDE = 64
 
@@ -28,7 +35,10 @@ SIDE = 64
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("edit-models")
-    names = {variant: write_tiny_qwen_image(root, variant) for variant in ("layered",)}
+    names = {
+        variant: write_tiny_qwen_image(root, variant)
+        for variant in ("layered", "edit", "edit_plus")
+    }
     return root, names
 
 
@@ -84,3 +94,60 @@ def test_layered_decomposes_into_three_layers_with_a_measured_composite(engine, 
     expected = round(composite_error(found.layers, found.composite), 3)
     assert {layer.metadata.composite_error for layer in layers} == {expected}
     assert engine.planned_steps(request) == 2
+
+
+def edit_request(model: str, **changes: object) -> GenerationRequest:
+    values: dict = {
+        "mode": "edit",
+        "width": SIDE,
+        "height": SIDE,
+        "prompt": "make the background red",
+        "model": model,
+        "image": region(),
+        "steps": 2,
+        "cfg_scale": 1.0,
+        "seed": 3,
+    }
+    return GenerationRequest(**{**values, **changes})
+
+
+def reference() -> ControlInput:
+    cup = np.zeros((40, 30, 4), np.uint8)
+    cup[8:32, 6:24] = (220, 40, 40, 255)
+    return ControlInput("reference", cup, model=None)
+
+
+def test_edit_plus_with_one_reference_covers_the_region(engine, models) -> None:
+    _, names = models
+    steps: list[Progress] = []
+    (layer,) = engine.generate(
+        edit_request(names["edit_plus"], controls=[reference()]), steps.append
+    )
+    assert (layer.x, layer.y, layer.image.shape) == (0, 0, (SIDE, SIDE, 4))
+    assert (layer.image[..., 3] == 255).all() and layer.metadata.mode == "edit"
+    assert [p.step for p in steps] == [1, 2] and steps[-1].total == 2
+
+
+def test_edit_of_a_selection_is_placed_at_it(engine, models) -> None:
+    _, names = models
+    mask = np.zeros((SIDE, SIDE), np.uint8)
+    mask[16:48, 8:40] = 255
+    (layer,) = engine.generate(edit_request(names["edit"], mask=mask))
+    assert (layer.x, layer.y, layer.width, layer.height) == (8, 16, 32, 32)
+    assert layer.image[..., 3].max() == 255
+
+
+def test_the_real_inventory_refuses_what_the_checkpoints_cannot(engine, models) -> None:
+    _, names = models
+    with pytest.raises(InvalidRequest) as caught:
+        engine.check_request(edit_request(names["edit_plus"], controls=[reference()] * 3))
+    assert caught.value.field == "controls" and "at most 2" in str(caught.value)
+    with pytest.raises(InvalidRequest) as caught:
+        engine.check_request(edit_request(names["edit"], controls=[reference()]))
+    assert caught.value.field == "controls" and "at most 0" in str(caught.value)
+    with pytest.raises(InvalidRequest) as caught:
+        engine.check_request(edit_request(names["layered"]))
+    message = str(caught.value)
+    assert (
+        caught.value.field == "model" and names["edit"] in message and names["edit_plus"] in message
+    )
