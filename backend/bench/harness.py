@@ -122,7 +122,7 @@ def _run_ours(
     first = time.perf_counter() - start
     if pixels.size == 0 or pixels[..., 3].max() == 0:
         raise RuntimeError(f"ours {scenario.name}: an empty layer")
-    if pixels.shape[1::-1] != scenario.result_size():
+    if pixels.shape[1::-1] != scenario.layer_size():
         raise RuntimeError(f"ours {scenario.name}: got a {pixels.shape[1::-1]} result")
     # 2. Warm-up: at least once; longer while a background compile may still be improving it.
     deadline = time.perf_counter() + options.warmup_s

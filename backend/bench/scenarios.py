@@ -86,10 +86,20 @@ class Scenario:
         return out
 
     def result_size(self) -> tuple[int, int]:
-        """(width, height) of the result: the region's, or scaled by ``factor`` (upscale)."""
+        """(width, height) of the generated picture (the plain side's image): the region's, or
+        scaled by ``factor`` (upscale)."""
         if self.mode != "upscale":
             return self.width, self.height
         return round(self.width * self.factor), round(self.height * self.factor)
+
+    def layer_size(self) -> tuple[int, int]:
+        """(width, height) of our first result layer: ``result_size()``, except for inpaint:
+        the mask's bounding box (an inpaint layer is transparent outside the selection and
+        trimmed to its bounds, docs/protocol.md, while plain diffusers returns the region)."""
+        if self.mode != "inpaint":
+            return self.result_size()
+        rows, cols = np.nonzero(self.inputs()["mask"])
+        return int(cols.max() - cols.min() + 1), int(rows.max() - rows.min() + 1)
 
     def job_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
