@@ -7,7 +7,8 @@ Three parts, all in the Ray namespace ``diffusion-layers``:
   on a ``ClusterQueue`` that keeps every job in the registry;
 - the ``Generator`` deployment: ``replicas`` (or autoscaling ``min_replicas``..``max_replicas``)
   generation replicas, one engine each, ``num_gpus`` (``num_cpus`` on CPU-only test machines),
-  one job at a time, model-multiplexed by checkpoint.
+  one job at a time, model-multiplexed by checkpoint and routed by ``router.CheckpointRouter``
+  (the replica holding the checkpoint when it is free, else any free replica).
 
 Security defaults: a local Ray instance starts with the dashboard off and Ray's token
 authentication on (refused if ``RAY_AUTH_MODE=disabled``); the Serve HTTP proxy binds
@@ -161,8 +162,10 @@ def build_application(settings: Settings, options: ClusterOptions):
     """The bound Serve application: Ingress and Generator in one app (``APP_NAME``), so the
     registry finds the Generator by (APP_NAME, GENERATOR_NAME)."""
     from ray import serve
+    from ray.serve.config import RequestRouterConfig
 
     from backend.cluster.generator import Generator
+    from backend.cluster.router import CheckpointRouter
 
     class MultiplexedGenerator(Generator):
         @serve.multiplexed(max_num_models_per_replica=1)
@@ -184,6 +187,8 @@ def build_application(settings: Settings, options: ClusterOptions):
         max_ongoing_requests=1,  # one job per engine; the registry holds the queue
         ray_actor_options={"num_gpus": options.num_gpus, "num_cpus": options.num_cpus},
         health_check_period_s=5,
+        # The checkpoint's holder when it is free, else any free replica (router.py).
+        request_router_config=RequestRouterConfig(request_router_class=CheckpointRouter),
         **scaling,
     )
     ingress = serve.deployment(

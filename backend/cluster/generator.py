@@ -2,8 +2,8 @@
 
 Ray Serve runs ``num_replicas`` of these (``num_gpus`` each on a studio, ``num_cpus`` in tests).
 The registry calls ``generate`` with the job's model key as the multiplexed model id; Serve routes
-the call to a replica that already holds that checkpoint (``get_model`` keeps one resident per
-replica). Every step is reported to the registry, whose answer says whether the job was
+the call (``router.CheckpointRouter``) to the replica holding that checkpoint when it is free,
+else to a free one that loads it (``get_model`` keeps one resident per replica). Every step is reported to the registry, whose answer says whether the job was
 cancelled. Results are written to the shared output folder, then returned with their raw pixels;
 only then does the registry mark the job done.
 """

@@ -5,8 +5,9 @@ replica sees the same jobs and an ingress that restarts still knows every job. I
 queue: jobs wait in a ``FairQueue`` (round-robin between clients) and the dispatcher hands the
 next one to the generation deployment only when a replica is free (``capacity`` jobs in flight),
 so Ray's own per-replica FIFO never decides the order between artists. The generation call
-carries the job's model key as Ray Serve's multiplexed model id, so Serve routes it to a replica
-that already holds those weights.
+carries the job's model key as Ray Serve's multiplexed model id: ``router.CheckpointRouter``
+sends it to the replica holding those weights when it is free, else to a free replica that
+loads them.
 
 A generation replica that dies mid-job (its call fails with a Ray actor error) gets the job
 retried once from the start on another replica (``MAX_ATTEMPTS``): nothing of it was reported

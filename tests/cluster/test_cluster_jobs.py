@@ -34,11 +34,34 @@ def test_job_runs_and_its_result_is_on_disk_before_done(cluster):
 
 
 def test_jobs_spread_across_both_replicas(cluster):
+    """While the replica holding a checkpoint is busy, jobs on that checkpoint waiting in the
+    queue go to the other, idle replica (which loads it) instead of queueing behind the busy one.
+
+    No timing luck: the long job outlasts loading the checkpoint on the other replica many
+    times over (384 px, batch 8, 150 steps, no hires pass: minutes, where a tiny load takes
+    seconds) and is cancelled as soon as the short jobs are done. Were the short jobs routed to
+    the busy holder, they would finish only after it (or time out): the test fails."""
+    model = "tiny-inpaint"  # the earlier tests leave "tiny" loaded: the other replica must load
     with cluster.client(TOKENS["ana"]) as http:
-        jobs = run_jobs(http, [job_params(seed=s, steps=4) for s in range(6)])
-    assert [j["state"] for j in jobs] == ["done"] * 6
-    replicas = {cluster.record(j["id"])["replica"] for j in jobs}
-    assert len(replicas) == 2, replicas
+        long_params = job_params(
+            model=model, seed=1, steps=150, width=384, height=384, batch=8, hires=False
+        )
+        long_id = submit(http, long_params)["id"]
+        deadline = time.monotonic() + 120
+        while (record := cluster.record(long_id))["step"] < 1:
+            assert record["state"] in ("queued", "running"), record
+            assert time.monotonic() < deadline, f"the long job did not start: {record}"
+            time.sleep(0.1)
+        busy = record["replica"]
+        short = run_jobs(http, [job_params(model=model, seed=s, steps=2) for s in range(3)])
+        long_state = cluster.record(long_id)["state"]
+        http.delete(f"/v1/jobs/{long_id}")
+        long_end = wait_job(http, long_id)["state"]
+    assert [j["state"] for j in short] == ["done"] * 3, short
+    assert long_state == "running", "the short jobs waited for the busy replica"
+    assert long_end == "cancelled", long_end
+    ran_on = {cluster.record(j["id"])["replica"] for j in short}
+    assert busy not in ran_on and len(ran_on) == 1, (busy, ran_on)
 
 
 def test_events_replay_with_last_event_id(cluster):
