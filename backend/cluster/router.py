@@ -7,7 +7,8 @@ random 1-2 s matching window, picking two at random and probing them with a 0.1 
 loaded machine a probe that misses its deadline counts as "not free", and a job whose holder is
 busy may wait for it although another replica is idle: with one job per replica
 (``max_ongoing_requests=1``) short jobs on one checkpoint could all queue on one GPU while the
-other idled (seen in CI: six 4-step jobs, one replica).
+other idled (seen in CI: six 4-step jobs, one replica; which step of that procedure kept them
+off the other replica was not pinned down: it depended on timing).
 
 ``CheckpointRouter`` makes the rule explicit, in one order tried on every routing attempt:
 
