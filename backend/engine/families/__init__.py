@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backend.engine.families import flux1, qwen_image, sd15, sdxl, zimage
+from backend.engine.families import flux1, flux2_klein, qwen_image, sd15, sdxl, zimage
 from backend.engine.families.base import (
     ALL_MODES,
     Defaults,
@@ -68,6 +68,7 @@ __all__ = [
 FAMILIES: tuple[Family, ...] = (
     sdxl.FAMILY,
     sd15.FAMILY,
+    flux2_klein.FAMILY,  # before Flux.1: FLUX.2 headers share its double_blocks names
     flux1.SCHNELL,  # before dev: both are Flux.1 headers, schnell lacks guidance_in
     flux1.FAMILY,
     zimage.FAMILY,
