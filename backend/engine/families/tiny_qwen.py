@@ -203,9 +203,14 @@ def build_text_encoder(tokenizer: Any, seed: int = 0) -> Any:
     return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**text_config(tokenizer))).eval()
 
 
+OUTPUTS = ("attn.to_out.0.weight", "attn.to_add_out.weight")
+
+
 def build_transformer(variant: str = "base", seed: int = 0) -> Any:
-    """The tiny transformer; its zero-initialised output/modulation layers get seeded noise so
-    a 2-step picture depends on the prompt, the input image and LoRAs."""
+    """The tiny transformer; its zero-initialised layers get seeded noise and its attention
+    outputs and output projection are scaled up (x8) so a 2-step picture clearly depends on
+    the prompt, the input and reference images and LoRAs (at x1 the mean pixel change from
+    another input image was under 0.1 of 255)."""
     import torch
     from diffusers import QwenImageTransformer2DModel
 
@@ -216,14 +221,25 @@ def build_transformer(variant: str = "base", seed: int = 0) -> Any:
         for name, param in model.named_parameters():
             if param.abs().sum() == 0 and param.ndim >= 1 and "norm" not in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+            if name.endswith(OUTPUTS) or name.startswith("proj_out."):
+                param.mul_(8.0)
     return model
 
 
 def build_vae(rgba: bool = False, seed: int = 0) -> Any:
+    """The tiny VAE; its decoder's biases are zero: a random decoder's biases otherwise
+    outweigh its latents (decoding zeros and noise gave nearly the same picture), and the
+    tests need pictures that answer to the prompt, the input image and LoRAs."""
+    import torch
     from diffusers import AutoencoderKLQwenImage
 
     _seeded(seed, 2)
-    return AutoencoderKLQwenImage(**vae_config(rgba)).eval()
+    model = AutoencoderKLQwenImage(**vae_config(rgba)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") and name.startswith(("decoder.", "post_quant_conv.")):
+                param.zero_()
+    return model
 
 
 def scheduler_config() -> dict[str, Any]:
@@ -296,12 +312,12 @@ def write_transformer(target: Path, variant: str = "base", *, seed: int = 0) -> 
 
 def write_tiny_qwen_image(models_dir: str | Path, variant: str, *, seed: int = 0) -> str:
     """Write a complete tiny Qwen-Image set of ``variant`` ("base", "edit", "edit_plus",
-    "layered") into ``models_dir`` (``diffusion_models/``, ``text_encoders/``, ``vae/``; the
+    "layered") into ``models_dir`` (``checkpoints/``, ``text_encoders/``, ``vae/``; the
     Layered variant's VAE is RGBA) and return the checkpoint name the inventory lists."""
     check_variant(variant)
     root = Path(models_dir)
     name = f"tiny_qwen_image_{variant}"
-    write_transformer(root / "diffusion_models" / f"{name}.safetensors", variant, seed=seed)
+    write_transformer(root / "checkpoints" / f"{name}.safetensors", variant, seed=seed)
     text = root / "text_encoders" / "tiny_qwen25vl.safetensors"
     if not text.exists():
         write_text_encoder(text, seed=seed)
@@ -310,4 +326,21 @@ def write_tiny_qwen_image(models_dir: str | Path, variant: str, *, seed: int = 0
     vae = vae.with_suffix(".safetensors")
     if not vae.exists():
         write_vae(vae, rgba=rgba, seed=seed)
-    return f"{name}.safetensors"
+    return name
+
+
+def write_lora(target: str | Path, *, seed: int = 5, rank: int = 4) -> Path:
+    """A tiny Qwen-Image LoRA in the diffusers/PEFT layout (``transformer.*.lora_A/B``) on
+    the first block's attention and image MLP, seeded and strong enough to change a 2-step
+    picture. (Only block 0: see docs/engine.md on block-1 keys and SDXL's LoRA test.)"""
+    import torch
+
+    config = transformer_config("base")
+    inner = config["attention_head_dim"] * config["num_attention_heads"]
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, Any] = {}
+    for name, out in (("attn.to_q", 1), ("attn.to_k", 1), ("img_mlp.net.0.proj", 4)):
+        prefix = f"transformer.transformer_blocks.0.{name}"
+        state[prefix + ".lora_A.weight"] = torch.randn(rank, inner, generator=generator)
+        state[prefix + ".lora_B.weight"] = torch.randn(inner * out, rank, generator=generator)
+    return _save(state, {}, Path(target))
