@@ -7,7 +7,7 @@ One models folder is shared by the server (``diffusion-layers serve``) and the m
     <models dir>/controlnet/    ControlNet models
     <models dir>/lora/          LoRAs
     <models dir>/vae/           VAEs
-    <models dir>/text_encoders/ text encoders of transformer families (Flux.1, Z-Image)
+    <models dir>/text_encoders/ text encoders of transformer families (Flux.1, Z-Image, FLUX.2)
 
 The folder is, in this order: an explicit ``--models-dir``, the environment variable
 ``DIFFUSION_LAYERS_MODELS``, or the per-user data folder (``~/.local/share/diffusion-layers/models``
@@ -200,7 +200,30 @@ CATALOG: tuple[CatalogEntry, ...] = (
         family="zimage",
         repo="Comfy-Org/z_image_turbo",
         filename="split_files/text_encoders/qwen_3_4b.safetensors",
-        description="Qwen3-4B text encoder for Z-Image",
+        description="Qwen3-4B text encoder for Z-Image and FLUX.2 klein 4B",
+    ),
+    # FLUX.2 klein 4B (Apache-2.0; the 9B models are non-commercial): BFL's single-file
+    # transformer and the diffusers-layout VAE from its repository (sizes as the Hub's file
+    # tree lists them: 7.75 GB, 168 MB; file names not checked against the Hub when entered,
+    # no hash pinned). Its text encoder is Qwen3-4B: the ``qwen3-4b`` entry above.
+    CatalogEntry(
+        name="flux2-klein-4b",
+        kind="checkpoint",
+        family="flux2_klein",
+        repo="black-forest-labs/FLUX.2-klein-4B",
+        filename="flux-2-klein-4b.safetensors",
+        description="FLUX.2 klein 4B transformer (bf16; 4 steps; edits with up to 3 references; "
+        "needs qwen3-4b and flux2-vae)",
+        approx_gb=7.75,
+    ),
+    CatalogEntry(
+        name="flux2-vae",
+        kind="vae",
+        family="flux2_klein",
+        repo="black-forest-labs/FLUX.2-klein-4B",
+        filename="vae/diffusion_pytorch_model.safetensors",
+        description="The FLUX.2 VAE (32 latent channels, diffusers layout), used by FLUX.2 klein",
+        approx_gb=0.17,
     ),
     _controlnet("controlnet-canny", "control_v11p_sd15_canny_fp16.safetensors", "canny", True),
     _controlnet("controlnet-depth", "control_v11f1p_sd15_depth_fp16.safetensors", "depth", True),

@@ -338,3 +338,44 @@ def test_diffusers_folders_keep_is_distilled(tmp_path) -> None:
 def test_the_registry_lists_klein_before_flux1() -> None:
     ids = families.ids()
     assert ids.index("flux2_klein") < ids.index("flux1-schnell")
+
+
+def test_edit_through_the_engine_follows_a_reference(engine) -> None:
+    from backend.engine.types import ControlInput
+
+    reference = np.zeros((64, 64, 4), np.uint8)
+    reference[..., 2] = 255
+    reference[..., 3] = 255  # a blue layer
+    progress = []
+    plain = engine.generate(_request("edit", prompt="make it red"), progress.append)[0]
+    referenced = engine.generate(
+        _request("edit", prompt="make it red", controls=[ControlInput("reference", reference)])
+    )[0]
+    assert plain.image.shape == (64, 64, 4) and (plain.image[..., 3] == 255).all()
+    assert plain.metadata.mode == "edit"
+    assert np.abs(plain.image.astype(int) - referenced.image.astype(int)).mean() > 0.5
+    assert [p.step for p in progress] == [1, 2]
+    assert all(p.preview is not None for p in progress)  # unpacked 32-channel latents
+
+
+def test_edit_of_a_selection_is_placed_at_it(engine) -> None:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    (layer,) = engine.generate(_request("edit", prompt="make it red", mask=mask))
+    assert (layer.x, layer.y, layer.width, layer.height) == (16, 16, 32, 32)
+
+
+def test_both_vae_layouts_load_to_the_same_weights(tmp_path) -> None:
+    from backend.engine.families import flux2_load
+
+    vae = tiny_flux2.build_vae(seed=3)
+    config = {dit_files.CONFIG_KEY: __import__("json").dumps(tiny_flux2.vae_config())}
+    original = dit_files._save(
+        tiny_flux2.vae_to_original(vae), config, tmp_path / "vae" / "a.safetensors"
+    )
+    diffusers_layout = dit_files._save(dict(vae.state_dict()), config, tmp_path / "b.safetensors")
+    assert flux2_load.find_vae(tmp_path) == original  # found by its 32 latent channels
+    for path in (original, diffusers_layout):
+        loaded = flux2_load.load_vae(path, torch.float32)
+        for key, value in vae.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), (path.name, key)
