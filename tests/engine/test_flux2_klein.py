@@ -78,9 +78,9 @@ def test_full_size_configs_are_read_off_the_header() -> None:
     assert (nine["num_attention_heads"], nine["joint_attention_dim"]) == (32, 12288)
 
 
-def test_gguf_headers_are_detected(tmp_path) -> None:
-    state = tiny_flux2.transformer_to_original(tiny_flux2.build_transformer())
-    path = dit_files.write_gguf(state, tmp_path / "klein-Q8_0.gguf")
+def test_the_gguf_set_is_detected_from_its_header(tmp_path) -> None:
+    assert tiny_flux2.write_tiny_flux2_klein(tmp_path, gguf=True) == "tiny_flux2_klein"
+    path = tmp_path / "checkpoints" / "tiny_flux2_klein.gguf"
     assert detect_checkpoint(path).family == "flux2_klein"
 
 
@@ -150,6 +150,9 @@ def models_dir(tmp_path_factory):
     state = tiny_flux2.transformer_to_original(tiny_flux2.build_transformer())
     config = dict(tiny_flux2.transformer_config(), _dl_native_size=64)
     dit_files.write_gguf(state, root / "checkpoints" / "klein-Q8_0.gguf", config)
+    fp8 = {tiny_flux2.PREFIX + k: v.to(torch.float8_e4m3fn) for k, v in state.items()}
+    metadata = {dit_files.CONFIG_KEY: __import__("json").dumps(config)}
+    dit_files._save(fp8, metadata, root / "checkpoints" / "klein-fp8.safetensors")
     tiny_flux2.write_tiny_lora(root / "lora" / "klein-lora.safetensors")
     return root
 
@@ -196,12 +199,12 @@ def _request(mode: str, model: str = "tiny_flux2_klein", prompt: str = "a red ca
 
 def test_the_inventory_lists_the_tiny_set(engine) -> None:
     found = {(c.name, c.family) for c in engine.inventory().checkpoints}
-    assert {("tiny_flux2_klein", "flux2_klein"), ("klein-Q8_0", "flux2_klein")} <= found
+    assert {(n, "flux2_klein") for n in ("tiny_flux2_klein", "klein-Q8_0", "klein-fp8")} <= found
     entry = next(e for e in engine.inventory().loras if e.name == "klein-lora")
     assert (entry.family, entry.problem) == ("flux2_klein", None)
 
 
-@pytest.mark.parametrize("model", ["tiny_flux2_klein", "klein-Q8_0"])
+@pytest.mark.parametrize("model", ["tiny_flux2_klein", "klein-Q8_0", "klein-fp8"])
 def test_txt2img_follows_the_prompt_and_seed_with_previews(engine, model) -> None:
     progress = []
     first = engine.generate(_request("txt2img", model), progress.append)[0]
@@ -379,3 +382,26 @@ def test_both_vae_layouts_load_to_the_same_weights(tmp_path) -> None:
         loaded = flux2_load.load_vae(path, torch.float32)
         for key, value in vae.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), (path.name, key)
+
+
+def test_live_painting_follows_a_stroke(engine, tmp_path) -> None:
+    """Live frames (img2img at klein's defaults): a stable seed, and a new stroke shows."""
+    from backend.live import LiveSessions
+
+    sessions = LiveSessions(engine, tmp_path / "out", max_sessions=1)
+    defaults = flux2_klein.FAMILY.defaults
+
+    def frame(image: np.ndarray):
+        request = _request(
+            "img2img", image=image, strength=0.6, steps=2, cfg_scale=defaults.cfg_scale
+        )
+        future = sessions.submit("doc", request, None)
+        while sessions.pending():
+            sessions.run_pending()
+        return future.result(timeout=0)
+
+    first, again = frame(_rgba(120)), frame(_rgba(120))
+    assert first.seed == again.seed and np.array_equal(first.image, again.image)
+    stroke = _rgba(120)
+    stroke[8:56, 8:56, :3] = (250, 10, 10)
+    assert not np.array_equal(frame(stroke).image, first.image)
