@@ -286,6 +286,7 @@ LAYERED = _family(
     "Qwen-Image-Layered",
     "QwenImageLayeredPipeline",
     pipelines={},
+    native_size=640,  # the model card recommends its 640 bucket (1024 is the other)
     decompose=DecomposeSpec(run=run_decompose, min_layers=2, max_layers=8, default_layers=4),
     matches_checkpoint=is_layered,
     default_vae_file="qwen_image_layered_vae.safetensors",

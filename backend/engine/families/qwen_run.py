@@ -158,6 +158,8 @@ def run_decompose(pipe: Any, call: DecomposeCall) -> Decomposition:
             generator=torch.Generator("cpu").manual_seed(call.seed),
             output_type="np",
             resolution=640 if max(call.width, call.height) <= 800 else 1024,
+            cfg_normalize=True,  # as the model card runs it
+            use_en_prompt=True,  # an empty prompt: the pipeline captions the image in English
             callback_on_step_end=_steps(call, holder),
             **_guidance(call),
         )
