@@ -78,6 +78,27 @@ def test_full_size_configs_are_read_off_the_header() -> None:
     assert (nine["num_attention_heads"], nine["joint_attention_dim"]) == (32, 12288)
 
 
+@pytest.mark.parametrize(("size", "billions"), [("4b", 3.88), ("9b", 9.08)])
+def test_header_configs_build_the_model_the_file_holds(size, billions) -> None:
+    """The config read off a full-size header builds (on the meta device) a transformer of the
+    model's size whose shapes take every tensor diffusers' converter makes of the header."""
+    from accelerate import init_empty_weights
+    from diffusers import Flux2Transformer2DModel
+    from diffusers.loaders.single_file_utils import (
+        convert_flux2_transformer_checkpoint_to_diffusers,
+    )
+
+    header = klein_header(size, "model.diffusion_model.")
+    with init_empty_weights():
+        model = Flux2Transformer2DModel(**flux2_klein.config_from_header(header))
+    assert round(sum(p.numel() for p in model.parameters()) / 1e9, 2) == billions
+    state = {k: torch.empty(v, device="meta") for k, v in header.items()}
+    state = {k[len(tiny_flux2.PREFIX) :]: v for k, v in state.items()}
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for key, value in convert_flux2_transformer_checkpoint_to_diffusers(state).items():
+        assert shapes.get(key) == tuple(value.shape), key
+
+
 def test_the_gguf_set_is_detected_from_its_header(tmp_path) -> None:
     assert tiny_flux2.write_tiny_flux2_klein(tmp_path, gguf=True) == "tiny_flux2_klein"
     path = tmp_path / "checkpoints" / "tiny_flux2_klein.gguf"
