@@ -385,3 +385,19 @@ def test_live_frames_with_edit_on_are_edits_without_layer_tags(
     ctl.update_settings(edit=True)
     assert not panel.live_toggle.isEnabled()
     assert "not fast enough for live edits" in panel.live_toggle.toolTip()
+
+
+def test_the_mode_line_says_edit_on_small_and_large_canvases(
+    ctl: Controller,  # noqa: F811
+    fake_krita: krita.Krita,
+) -> None:
+    from diffusion_layers.ui.upscale import FULL_MODE_PIXELS, mode_sentence
+
+    small = new_doc(fake_krita, fill=b"\x80\x80\x80\xff", size=(32, 32))
+    ctl.update_settings(edit=True)
+    assert mode_sentence(ctl) == "Edit the whole image: the prompt is an instruction"
+    select(small, 4, 4, 8, 8)
+    assert mode_sentence(ctl) == "Edit the selection: the prompt is an instruction"
+    big = fake_krita.createDocument(2100, 2000, "big", "RGBA", "U8", "", 72.0)
+    assert 2100 * 2000 > FULL_MODE_PIXELS and fake_krita.activeDocument() is big
+    assert mode_sentence(ctl) == "Edit the whole image: the prompt is an instruction"

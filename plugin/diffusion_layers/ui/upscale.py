@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..controller import Controller
-from ..mode import CanvasFacts, choose_mode
+from ..mode import CanvasFacts, choose_mode, edit_choice
 from ..protocol import MAX_UPSCALE_FACTOR, MIN_UPSCALE_FACTOR, ModelsInfo
 from ..qt import Qt
 from ..upscale_settings import IN_PLACE, NEW_DOCUMENT
@@ -66,6 +66,8 @@ def mode_sentence(controller: Controller) -> str:
         return controller.mode_preview()
     try:
         facts = CanvasFacts(has_selection=doc.selection_bounds() is not None)
+        if controller.settings.edit:
+            return edit_choice(facts.has_selection).label
         return choose_mode(facts, controller.settings.strength).label
     except ValueError as exc:
         return f"Cannot generate: {exc}"
