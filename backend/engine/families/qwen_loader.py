@@ -181,6 +181,20 @@ def load_tokenizer_and_processor(component: parts.Component) -> tuple[Any, Any]:
     )
 
 
+def _folder_processor(folder: Path) -> Any:
+    """The image processor of a diffusers folder's ``processor/`` with its ``tokenizer/``."""
+    from transformers import AutoTokenizer
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+    image = Qwen2VLImageProcessorPil.from_pretrained(
+        str(folder / "processor"), local_files_only=True
+    )
+    return tiny_qwen.image_processor_class()(image, tokenizer)
+
+
 def load_vae(component: parts.Component, dtype: Any) -> Any:
     from diffusers import AutoencoderKLQwenImage
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
@@ -265,7 +279,10 @@ def load(
 
     index = json.loads((path / "model_index.json").read_text("utf-8"))
     cls = getattr(diffusers, str(index.get("_class_name", "QwenImagePipeline")))
-    pipe = cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+    extra: dict[str, Any] = {}
+    if "processor" in index:  # ours: Qwen2VLProcessor without torchvision (module doc)
+        extra["processor"] = _folder_processor(path)
+    pipe = cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True, **extra)
     pipe.set_progress_bar_config(disable=True)
     config = json.loads((path / "transformer" / "config.json").read_text("utf-8"))
     pipe._dl_native_size = config.get("dl_native_size")

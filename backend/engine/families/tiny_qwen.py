@@ -344,3 +344,41 @@ def write_lora(target: str | Path, *, seed: int = 5, rank: int = 4) -> Path:
         state[prefix + ".lora_A.weight"] = torch.randn(rank, inner, generator=generator)
         state[prefix + ".lora_B.weight"] = torch.randn(inner * out, rank, generator=generator)
     return _save(state, {}, Path(target))
+
+
+PIPELINES = {
+    "base": "QwenImagePipeline",
+    "edit": "QwenImageEditPipeline",
+    "edit_plus": "QwenImageEditPlusPipeline",
+    "layered": "QwenImageLayeredPipeline",
+}
+
+
+def write_diffusers_folder(target: str | Path, variant: str = "base", *, seed: int = 0) -> Path:
+    """A whole tiny pipeline as a diffusers folder laid out like the Hub repositories
+    (model_index.json naming ``Qwen2VLProcessor``, ``processor/`` with the image processor's
+    ``preprocessor_config.json``)."""
+    import diffusers
+
+    check_variant(variant)
+    tokenizer = build_tokenizer()
+    modules: dict[str, Any] = {
+        "transformer": build_transformer(variant, seed),
+        "vae": build_vae(variant == "layered", seed),
+        "text_encoder": build_text_encoder(tokenizer, seed),
+        "tokenizer": tokenizer,
+        "scheduler": diffusers.FlowMatchEulerDiscreteScheduler(**scheduler_config()),
+    }
+    if variant != "base":
+        modules["processor"] = build_processor(tokenizer)
+    folder = Path(target)
+    getattr(diffusers, PIPELINES[variant])(**modules).save_pretrained(str(folder))
+    index = json.loads((folder / "model_index.json").read_text("utf-8"))
+    if "processor" in modules:
+        index["processor"] = ["transformers", "Qwen2VLProcessor"]
+        modules["processor"].image_processor.save_pretrained(str(folder / "processor"))
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2), "utf-8")
+    config = json.loads((folder / "transformer" / "config.json").read_text("utf-8"))
+    config["dl_native_size"] = TINY_NATIVE
+    (folder / "transformer" / "config.json").write_text(json.dumps(config, indent=2), "utf-8")
+    return folder
