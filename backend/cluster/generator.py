@@ -113,6 +113,11 @@ class Generator:
                 path = self.writer.write(job_id, index, layer, created)
                 info = {"index": index, "seed": layer.seed, "x": layer.x, "y": layer.y}
                 info.update(width=layer.width, height=layer.height, path=str(path))
+                # mode "layers": the result's place in the decomposition (JobResult fields)
+                info.update(
+                    layer_index=layer.metadata.layer_index,
+                    composite_error=layer.metadata.composite_error,
+                )
                 results.append(info)
                 raws.append(rgba_to_bgra_bytes(layer.image))
         except OutputError as exc:

@@ -67,6 +67,10 @@ def _refuse_other_families(keys: Header, name: str) -> None:
     """Raise a clear ModelLoadError for the model families we recognise but do not run."""
     checks = (
         (lambda k: any("joint_blocks." in key for key in k), "Stable Diffusion 3"),
+        (
+            lambda k: any(key.endswith("single_stream_modulation.lin.weight") for key in k),
+            "FLUX.2 (dev or another FLUX.2 model than klein)",
+        ),
         (lambda k: any("double_blocks." in key for key in k), "Flux"),
         (lambda k: "cond_stage_model.model.token_embedding.weight" in k, "Stable Diffusion 2.x"),
         (

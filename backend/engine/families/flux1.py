@@ -39,7 +39,11 @@ def _keys(keys: Header) -> dict[str, tuple[int, ...]]:
 
 
 def is_flux(keys: Header) -> bool:
-    return KEY in keys or "model.diffusion_model." + KEY in keys
+    """FLUX.1 (dev, schnell, Fill); FLUX.2 shares the block names but has one shared
+    ``single_stream_modulation`` (flux2_klein.py)."""
+    return (KEY in keys or "model.diffusion_model." + KEY in keys) and not any(
+        key.endswith("single_stream_modulation.lin.weight") for key in keys
+    )
 
 
 def is_schnell(keys: Header) -> bool:
