@@ -134,8 +134,10 @@ def recall(doc: CanvasDocument, layer_id: str) -> Optional[Tuple[JobParams, int]
 
 
 def settings_from(params: JobParams, seed: int) -> Dict[str, Any]:
-    """The settings that reproduce a stored layer (its own seed, fixed)."""
+    """The settings that reproduce a stored layer (its own seed, fixed; Edit on for an edit's
+    layer, whose prompt is the instruction as sent, without its ``<layer:…>`` tags)."""
     return {
+        "edit": params.mode == "edit",
         "prompt": params.prompt,
         "negative_prompt": params.negative_prompt,
         "model": params.model or "",

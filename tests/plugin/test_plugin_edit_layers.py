@@ -157,6 +157,9 @@ def test_edit_a_selection_with_one_reference_layer_places_one_layer_like_inpaint
     b = new.bounds()
     assert (b.x(), b.y(), b.width(), b.height()) == (8, 8, 16, 12)  # transparent outside
     assert bytes(new.pixelData(8, 8, 1, 1)) == result_color(0)
+    ctl.update_settings(edit=False)
+    assert ctl.reuse_settings() and ctl.settings.edit is True  # the layer was an edit
+    assert ctl.settings.prompt == "put the cup from here"
 
 
 def test_edit_without_selection_sends_the_whole_canvas_and_reference_controls_after_tags(
