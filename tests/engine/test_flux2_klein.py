@@ -349,6 +349,25 @@ def test_missing_text_encoder_names_the_file_and_folder(models_dir, tmp_path) ->
     assert "qwen_3_4b.safetensors" in message and "text_encoders/" in message
 
 
+def test_missing_vae_names_the_file_and_folder(models_dir, tmp_path) -> None:
+    from backend.engine.engine import Engine
+    from backend.engine.types import EngineConfig
+
+    for folder, name in (
+        ("checkpoints", "tiny_flux2_klein"),
+        ("text_encoders", "tiny_qwen3_klein"),
+    ):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{name}.safetensors").symlink_to(
+            models_dir / folder / f"{name}.safetensors"
+        )
+    engine = Engine(EngineConfig(models_dir=str(tmp_path), device="cpu", dtype="float32"))
+    with pytest.raises(EngineError) as caught:
+        engine.generate(_request("txt2img"))
+    message = str(caught.value.message)
+    assert "flux2-vae.safetensors" in message and "vae/" in message
+
+
 def test_diffusers_folders_keep_is_distilled(tmp_path) -> None:
     from backend.engine.loader import load_checkpoint
 
