@@ -218,9 +218,8 @@ def _single_file_config(path: Path) -> tuple[Path, CheckpointKind, set[str]]:
 
 
 def pipeline_class(family: str) -> Any:
-    import diffusers
-
-    return getattr(diffusers, families.get(family).base_pipeline)
+    described = families.get(family)
+    return described.pipeline_type(described.base_pipeline)
 
 
 def _offline() -> bool:

@@ -235,14 +235,16 @@ class PipelineCache:
 
         family = families.get(model.family)
         class_name = family.pipeline(kind, bool(controls))
+        pipe_class = family.pipeline_type(class_name)
         if model.inpaint and not controls and "mask_image" in _accepted(model.pipe):
-            class_name = type(model.pipe).__name__  # a Fill model is its own inpaint pipeline
+            pipe_class = type(model.pipe)  # a Fill model is its own inpaint pipeline
+            class_name = pipe_class.__name__
         extra: dict[str, Any] = {}
         if controls:
             nets = [control.controlnet for control in controls]
             multi = getattr(diffusers, family.multi_controlnet_class or "MultiControlNetModel")
             extra["controlnet"] = nets[0] if len(nets) == 1 else multi(nets)
-        pipe = share_components(getattr(diffusers, class_name), model.pipe, **extra)
+        pipe = share_components(pipe_class, model.pipe, **extra)
         prepare_pipeline(pipe, self.acceleration)
         log.debug("built %s for %s", class_name, model.name)
         return pipe

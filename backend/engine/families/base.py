@@ -213,6 +213,9 @@ class Family:
     #: Diffusers folders are told apart by ``matches_unet_config``, which sees the transformer
     #: config with model_index.json's class name as ``_pipeline_class_name``
     from_metadata: Callable[[Mapping[str, str]], str | None] | None = None
+    #: pipeline classes of our own for tasks diffusers has no class for (FLUX.2 klein
+    #: img2img): () -> {name: class}, consulted before ``diffusers`` by ``pipeline_type``
+    pipeline_classes: Callable[[], Mapping[str, type]] | None = None
     #: built-in styles (GET /v1/styles, backend/styles.py): Style fields without ``builtin``
     #: and ``checkpoints`` (the family's installed ones); listed as "<label> <name>" while a
     #: checkpoint of the family is installed
@@ -234,6 +237,16 @@ class Family:
     def pipeline(self, task: str, controlnet: bool) -> str:
         """The diffusers class for ``task`` (with ControlNet or not); KeyError when absent."""
         return self.pipelines[(task, controlnet)]
+
+    def pipeline_type(self, name: str) -> type:
+        """The class named ``name``: the family's own (``pipeline_classes``) or diffusers';
+        AttributeError when neither has it."""
+        own = self.pipeline_classes() if self.pipeline_classes is not None else {}
+        if name in own:
+            return own[name]
+        import diffusers
+
+        return getattr(diffusers, name)
 
     @property
     def controlnet(self) -> bool:

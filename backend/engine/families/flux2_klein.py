@@ -41,8 +41,6 @@ GIB = 1024**3
 #: the transformer widths of klein 4B (24 heads of 128) and 9B (32 heads of 128)
 KLEIN_WIDTHS = (3072, 4096)
 
-flux2_pipes.register()  # the task pipeline classes the engine looks up on ``diffusers``
-
 
 def is_flux2(keys: Header) -> bool:
     return KEY in keys or "model.diffusion_model." + KEY in keys
@@ -243,5 +241,6 @@ FAMILY = Family(
     matches_lora=matches_lora,
     load=flux2_load.make_load_hook(SPEC, "flux2_klein", 1024),
     encode=encode,
+    pipeline_classes=flux2_pipes.classes,  # DLFlux2Klein*: img2img and step previews
     edit=EditSpec(max_references=flux2_edit.MAX_REFERENCES, run=flux2_edit.run, live=True),
 )

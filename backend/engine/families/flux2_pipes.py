@@ -10,8 +10,8 @@ batch-normalised as the transformer sees latents), noised to the schedule's sigm
 shift ``mu``), and only the remaining steps are denoised. Unlike the inpaint pipeline, the source
 is NOT also given to the transformer as a reference image: at strength 1 the picture is new.
 
-The engine finds task pipeline classes by name on the ``diffusers`` module, so ``register()``
-puts these subclasses there under names diffusers does not use (``DLFlux2Klein*``).
+The engine finds task pipeline classes by name through ``Family.pipeline_type``: the family
+lists these (``classes``) under names diffusers does not use (``DLFlux2Klein*``).
 """
 
 from __future__ import annotations
@@ -135,25 +135,19 @@ def _classes() -> dict[str, type]:
     }
 
 
-_REGISTERED: dict[str, type] = {}
+_CLASSES: dict[str, type] = {}
 
 
-def register() -> dict[str, type]:
-    """Our pipeline classes, set on the ``diffusers`` module under their names (idempotent;
-    a name diffusers itself defines is never replaced)."""
-    import diffusers
-
-    if not _REGISTERED:
-        _REGISTERED.update(_classes())
-    for name, cls in _REGISTERED.items():
-        if not hasattr(diffusers, name):
-            setattr(diffusers, name, cls)
-    return dict(_REGISTERED)
+def classes() -> dict[str, type]:
+    """Our pipeline classes by name (built on first use; ``Family.pipeline_classes``)."""
+    if not _CLASSES:
+        _CLASSES.update(_classes())
+    return dict(_CLASSES)
 
 
 def pipeline_class(name: str) -> type:
-    """One of ``NAMES`` (registered on first use)."""
-    classes = register()
-    if name not in classes:
+    """One of ``NAMES``."""
+    found = classes()
+    if name not in found:
         raise KeyError(f"name={name!r}: expected one of {', '.join(NAMES)}")
-    return classes[name]
+    return found[name]
