@@ -25,6 +25,7 @@ PLUGIN_ACTIONS = (
     "diffusion_layers_apply_all",
     "diffusion_layers_toggle_live",
     "diffusion_layers_upscale",
+    "diffusion_layers_decompose",
 )
 PREVIEW_PREFIX = "[Preview]"
 
