@@ -22,6 +22,12 @@ def models_dir(tmp_path_factory):
     for variant in tiny_qwen.VARIANTS:
         tiny_qwen.write_tiny_qwen_image(root, variant)
     tiny_qwen.write_lora(root / "lora" / "qwen-lora.safetensors")
+    # the base transformer again as GGUF Q8_0 (ComfyUI-GGUF's layout, no metadata but ours)
+    from backend.engine.families import dit_files
+
+    config = dict(tiny_qwen.transformer_config("base"), _dl_native_size=64)
+    state = dict(tiny_qwen.build_transformer("base").state_dict())
+    dit_files.write_gguf(state, root / "checkpoints" / "tiny_qwen_image_base-Q8_0.gguf", config)
     return root
 
 
@@ -347,12 +353,7 @@ def test_frame_zero_is_what_the_pipeline_generated_beside_the_layers(models_dir)
 
 
 def test_a_gguf_transformer_matches_the_full_precision_file(engine, models_dir) -> None:
-    from backend.engine.families import dit_files
-
-    model = tiny_qwen.build_transformer("base")
-    config = dict(tiny_qwen.transformer_config("base"), _dl_native_size=64)
     target = models_dir / "checkpoints" / "tiny_qwen_image_base-Q8_0.gguf"
-    dit_files.write_gguf(dict(model.state_dict()), target, config)
     assert detect_checkpoint(target).family == "qwen_image"
     full = engine.generate(_request("txt2img"))[0].image.astype(int)
     quantised = engine.generate(_request("txt2img", model="tiny_qwen_image_base-Q8_0"))[0].image

@@ -90,14 +90,17 @@ def vae_config(rgba: bool = False) -> dict[str, Any]:
 
 
 def build_tokenizer() -> Any:
-    """A Qwen2TokenizerFast on a byte-level BPE (no merges) with Qwen's special tokens."""
+    """A Qwen2TokenizerFast on a byte-level BPE (no merges) with Qwen's special tokens; the end
+    token ``<|im_end|>`` is id 0, which the tiny text encoder's all-zero LM head always picks
+    first, so a caption (Layered with an empty prompt) ends after one token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import Qwen2TokenizerFast
 
     from backend.engine.tokenizer import bytes_to_unicode
 
     alphabet = sorted(set(bytes_to_unicode().values()))
-    backend = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(alphabet)}, merges=[]))
+    vocab = {"<|im_end|>": 0} | {s: i + 1 for i, s in enumerate(alphabet)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
     tokenizer = Qwen2TokenizerFast(
@@ -197,10 +200,14 @@ def _seeded(seed: int, index: int) -> None:
 
 
 def build_text_encoder(tokenizer: Any, seed: int = 0) -> Any:
+    import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     _seeded(seed, 3)
-    return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**text_config(tokenizer))).eval()
+    model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**text_config(tokenizer)))
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # equal logits: greedy decoding picks id 0, the end
+    return model.eval()
 
 
 OUTPUTS = ("attn.to_out.0.weight", "attn.to_add_out.weight")
