@@ -10,6 +10,8 @@ same frames in the same order as our side) and times ``frames`` calls; it report
 from __future__ import annotations
 
 import gc
+import inspect
+import json
 import logging
 import time
 from typing import Any
@@ -42,10 +44,39 @@ def load_plain(scenario: Scenario, models: BenchModels, device: str, dtype: Any)
         extra["controlnet"] = ControlNetModel.from_pretrained(
             models.controlnet(), torch_dtype=dtype
         )
-    pipe = cls.from_pretrained(models.checkpoint(scenario.model), torch_dtype=dtype, **extra)
+    folder = models.checkpoint(scenario.model)
+    # Components saved as None (Qwen-Image-Layered's captioning processor, bench_edit.py) must
+    # be passed as None again, or diffusers refuses the folder.
+    index = json.loads((folder / "model_index.json").read_text("utf-8"))
+    extra.update({k: None for k, v in index.items() if isinstance(v, list) and v == [None, None]})
+    pipe = cls.from_pretrained(folder, torch_dtype=dtype, **extra)
     pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    # The tiny models' working size (64 px), which sized() below applies as our engine does.
+    transformer = getattr(pipe, "transformer", None)
+    pipe._dl_native_size = transformer.config.get("dl_native_size") if transformer else None
     return pipe.to(device)
+
+
+def generate(scenario: Scenario, pipe: Any, kwargs: dict[str, Any], generator: Any) -> Any:
+    """One plain picture (PIL): for mode layers the bottom one of its ``layers`` RGBA layers
+    (at the pipeline's resolution bucket: our engine resizes its layers back to the region)."""
+    from backend.engine.families.flux2_klein import out_layers
+    from backend.engine.families.qwen_run import sized
+
+    if "text_encoder_out_layers" in inspect.signature(pipe.__call__).parameters:
+        # FLUX.2 klein stacks hidden states 9, 18, 27 of Qwen3-4B's 36 layers: the same
+        # quarters of the tiny encoder's (as our engine does).
+        kwargs = {**kwargs, "text_encoder_out_layers": out_layers(pipe.text_encoder)}
+    with sized(pipe):  # a no-op but for the tiny Qwen-Image models (64 px native)
+        image = pipe(**kwargs, generator=generator).images[0]
+    if scenario.mode == "layers":
+        if len(image) != scenario.layers:
+            raise RuntimeError(f"plain {scenario.name}: got {len(image)} layers")
+        return image[0]
+    if image.size != scenario.result_size():
+        raise RuntimeError(f"plain {scenario.name}: got a {image.size} image")
+    return image
 
 
 def run_plain(
@@ -74,13 +105,12 @@ def run_plain(
         start = time.perf_counter()
         if scenario.mode == "upscale":
             image = plain_tiled_upscale(pipe, source, scenario.factor, kwargs, SEED)
+            if image.size != scenario.result_size():
+                raise RuntimeError(f"plain {scenario.name}: got a {image.size} image")
         else:
-            image = pipe(**kwargs, generator=generator).images[0]
+            generate(scenario, pipe, kwargs, generator)
         device_sync(device)
-        elapsed = time.perf_counter() - start
-        if image.size != scenario.result_size():
-            raise RuntimeError(f"plain {scenario.name}: got a {image.size} image")
-        return elapsed
+        return time.perf_counter() - start
 
     # 1. Load + first image.
     reset_peak(device)

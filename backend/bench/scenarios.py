@@ -23,7 +23,9 @@ import numpy as np
 from backend.bench.weights import (
     CHECKPOINTS,
     CONTROLNET,
+    FLUX2_KLEIN,
     FLUX_SCHNELL,
+    QWEN_LAYERED,
     SD15,
     SD15_INPAINT,
     SDXL,
@@ -31,6 +33,7 @@ from backend.bench.weights import (
 )
 
 PROMPT = "a watercolour fox in a snowy birch forest, soft light"
+EDIT_PROMPT = "put the red ball from the reference into the fox's paws"
 NEGATIVE = "blurry, low quality"
 SEED = 1234
 TRANSFER = "transfer_2048"
@@ -41,7 +44,7 @@ TRANSFER_SIZE = 2048
 class Scenario:
     name: str
     model: str  # checkpoint folder name under <models>/checkpoints
-    mode: str  # txt2img | img2img | inpaint
+    mode: str  # txt2img | img2img | inpaint | upscale | edit | layers
     width: int
     height: int
     steps: int = 20
@@ -53,6 +56,13 @@ class Scenario:
     #: mode "upscale": the result is (width, height) x factor, refined in native-size tiles at
     #: ``strength`` (plain side: backend/bench/plain_upscale.py)
     factor: float = 0.0
+    #: mode "edit": reference images besides the region (controls of type "reference", no
+    #: model; the plain side passes ``image=[region, *references]``)
+    references: int = 0
+    #: mode "layers": how many RGBA layers (the plain side's ``layers=``)
+    layers: int = 0
+    #: the diffusers class of the plain side when it is not the family's task pipeline
+    plain_pipeline: str = ""
 
     @property
     def family(self) -> str:
@@ -65,7 +75,7 @@ class Scenario:
         rng = np.random.default_rng(7)
         h, w = self.height, self.width
         out: dict[str, np.ndarray] = {}
-        if self.mode in ("img2img", "inpaint", "upscale"):
+        if self.mode in ("img2img", "inpaint", "upscale", "edit", "layers"):
             yy, xx = np.mgrid[0:h, 0:w]
             rgb = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 127 // (w + h)], -1)
             noise = rng.integers(0, 24, (h, w, 3))
@@ -77,6 +87,8 @@ class Scenario:
             mask = np.zeros((h, w), np.uint8)
             mask[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 255
             out["mask"] = mask
+        for index in range(self.references):
+            out[f"control_{index}"] = reference_picture(w, h, index)
         if self.controlnet:
             edges = np.zeros((h, w, 4), np.uint8)
             edges[..., 3] = 255
@@ -105,7 +117,7 @@ class Scenario:
         params: dict[str, Any] = {
             "mode": self.mode,
             "model": self.model,
-            "prompt": PROMPT,
+            "prompt": self.prompt,
             "negative_prompt": NEGATIVE,
             "width": self.width,
             "height": self.height,
@@ -117,6 +129,13 @@ class Scenario:
         }
         if self.mode == "upscale":
             params["upscale"] = {"factor": self.factor, "refine": True}
+        if self.references:
+            params["controls"] = [
+                {"type": "reference", "image": f"control_{index}", "model": None}
+                for index in range(self.references)
+            ]
+        if self.layers:
+            params["layers"] = self.layers
         if self.controlnet:
             params["controls"] = [
                 {"type": "canny", "image": "control_0", "model": CONTROLNET, "preprocess": False}
@@ -147,9 +166,16 @@ class Scenario:
 
         return inference_steps(self.steps, self.strength)
 
+    @property
+    def prompt(self) -> str:
+        """The prompt both sides send (an instruction for mode edit)."""
+        return EDIT_PROMPT if self.mode == "edit" else PROMPT
+
     def plain_kwargs(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         from PIL import Image
 
+        if self.mode in ("edit", "layers"):
+            return self._plain_edit_kwargs(inputs)
         kwargs: dict[str, Any] = {
             "prompt": PROMPT,
             "negative_prompt": NEGATIVE,
@@ -172,7 +198,41 @@ class Scenario:
             kwargs["image"] = Image.fromarray(inputs["control_0"][..., :3])
         return kwargs
 
+    def _plain_edit_kwargs(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Flux2KleinPipeline: ``image=[region, *references]`` at the region's size, CFG as
+        ``guidance_scale`` (a distilled klein ignores it). QwenImageLayeredPipeline: the RGBA
+        region, ``layers``, true CFG with the negative prompt, the 640 or 1024 bucket our
+        engine picks for the region (qwen_run.run_decompose)."""
+        from PIL import Image
+
+        region = inputs["image"]
+        kwargs: dict[str, Any] = {
+            "prompt": self.prompt,
+            "num_inference_steps": self.steps,
+            "output_type": "pil",
+        }
+        if self.mode == "edit":
+            references = [inputs[f"control_{i}"][..., :3] for i in range(self.references)]
+            pictures = [region[..., :3], *references]
+            kwargs.update(
+                image=[Image.fromarray(p) for p in pictures],
+                guidance_scale=self.cfg_scale,
+                width=self.width,
+                height=self.height,
+            )
+            return kwargs
+        kwargs.update(
+            image=Image.fromarray(region, "RGBA"),
+            negative_prompt=NEGATIVE,
+            true_cfg_scale=self.cfg_scale,
+            layers=self.layers,
+            resolution=640 if max(self.width, self.height) <= 800 else 1024,
+        )
+        return kwargs
+
     def plain_class(self) -> str:
+        if self.plain_pipeline:
+            return self.plain_pipeline
         from backend.engine import families
 
         task = "img2img" if self.mode == "upscale" else self.mode
@@ -207,8 +267,48 @@ SCENARIOS: tuple[Scenario, ...] = (
         "flux1_schnell_1024_4steps", FLUX_SCHNELL, "txt2img", 1024, 1024, 4, 1.0, sampler="euler"
     ),
     Scenario("zimage_turbo_1024_8steps", ZIMAGE, "txt2img", 1024, 1024, 8, 1.0, sampler="euler"),
+    # Issue #17: edit by instruction with one reference image (FLUX.2 klein 4B distilled: 4
+    # steps, CFG 1) and decomposition into 4 RGBA layers (Qwen-Image-Layered: 8 steps of true
+    # CFG 4, far fewer than its default 50, so a run fits the GPU budget), 1024², real
+    # architectures with random weights (bench_edit.py).
+    Scenario(
+        "flux2_klein_edit_1024",
+        FLUX2_KLEIN,
+        "edit",
+        1024,
+        1024,
+        4,
+        1.0,
+        sampler="euler",
+        references=1,
+        plain_pipeline="Flux2KleinPipeline",
+    ),
+    Scenario(
+        "qwen_layered_1024",
+        QWEN_LAYERED,
+        "layers",
+        1024,
+        1024,
+        8,
+        4.0,
+        sampler="euler",
+        layers=4,
+        plain_pipeline="QwenImageLayeredPipeline",
+    ),
 )
 NAMES = tuple(s.name for s in SCENARIOS) + (TRANSFER,)
+
+
+def reference_picture(width: int, height: int, index: int) -> np.ndarray:
+    """A deterministic (height, width, 4) RGBA reference: a red disc on pale blue (``index``
+    shifts it), another picture than the region."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    cx, cy = width * (0.4 + 0.1 * index), height * 0.5
+    inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= (min(width, height) * 0.3) ** 2
+    image = np.empty((height, width, 4), np.uint8)
+    image[...] = (200, 220, 250, 255)
+    image[inside] = (220, 30, 40, 255)
+    return image
 
 
 def paint_stroke(image: np.ndarray, frame: int) -> None:

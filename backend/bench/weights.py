@@ -25,15 +25,21 @@ SDXL = "bench-sdxl"
 CONTROLNET = "bench-sd15-canny"
 FLUX_SCHNELL = "bench-flux1-schnell"
 ZIMAGE = "bench-zimage-turbo"
+FLUX2_KLEIN = "bench-flux2-klein"
+QWEN_LAYERED = "bench-qwen-image-layered"
 CHECKPOINTS = {
     SD15: ("sd15", False),
     SD15_INPAINT: ("sd15", True),
     SDXL: ("sdxl", False),
     FLUX_SCHNELL: ("flux1-schnell", False),
     ZIMAGE: ("zimage", False),
+    FLUX2_KLEIN: ("flux2_klein", False),
+    QWEN_LAYERED: ("qwen_image_layered", False),
 }
 #: transformer families: random-weight pipelines of their real sizes (bench_dit.py)
 TRANSFORMER_MODELS = (FLUX_SCHNELL, ZIMAGE)
+#: edit / layers families (issue #17): random-weight pipelines of their real sizes (bench_edit.py)
+EDIT_MODELS = (FLUX2_KLEIN, QWEN_LAYERED)
 
 # The architectures come from the configs the engine ships for real single-file checkpoints
 # (backend/engine/configs/, whose parameter counts tests/engine/test_configs.py checks), so the
@@ -103,6 +109,10 @@ def build_full_controlnet(device: str, dtype: Any) -> Any:
 
 def _build(name: str, tiny: bool, device: str, dtype: Any) -> Any:
     family, inpaint = CHECKPOINTS[name]
+    if name in EDIT_MODELS:
+        from backend.bench.bench_edit import build_edit_pipeline
+
+        return build_edit_pipeline(family, tiny, device, dtype)
     if name in TRANSFORMER_MODELS:
         from backend.bench.bench_dit import build_dit_pipeline
 
@@ -119,12 +129,16 @@ def _save_whole(model: Any, target: Path) -> None:
     scenario cut off by its deadline) never leaves a half-written folder that looks complete."""
     import shutil
 
+    from backend.bench.disk import check_disk, mark_written
+
+    check_disk(model, target)
     partial = target.parent.parent / ".partial" / f"{target.parent.name}-{target.name}"
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial, safe_serialization=True)
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial.rename(target)
+    mark_written(target)
 
 
 def ensure_models(
