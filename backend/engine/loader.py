@@ -250,9 +250,7 @@ def _load_pipe(
         kind = detect_checkpoint(path)
         extra.update(families.get(kind.family).load_kwargs)
         return pipeline_class(kind.family).from_pretrained(str(path), **extra), kind
-    if not HUB_ID.match(source):
-        raise ModelNotFound(f"No model file, folder or Hub id {source!r}.")
-    return _load_hub(source, extra)
+    raise ModelNotFound(f"No model file, folder or Hub id {source!r}.")
 
 
 HUB_PATTERNS = ["*.json", "*.txt", "*/*.safetensors"]  # configs, tokenizers, safe weights
@@ -280,12 +278,13 @@ def _hub_folder(repo_id: str) -> str:
         ) from exc
 
 
-def _load_hub(repo_id: str, extra: dict[str, Any]) -> tuple[Any, CheckpointKind]:
-    folder = _hub_folder(repo_id)
-    kind = detect_checkpoint(folder)
-    extra.update(families.get(kind.family).load_kwargs)
-    pipe = pipeline_class(kind.family).from_pretrained(folder, local_files_only=True, **extra)
-    return pipe, kind
+def _local_source(source: str) -> str:
+    """``source`` itself when it is a path; a Hub id's local snapshot folder otherwise (the HF
+    cache, else a download unless offline; ModelNotFound when neither)."""
+    path = Path(source).expanduser()
+    if path.exists() or path.suffix.lower() in PICKLE_SUFFIXES + (".safetensors", ".gguf"):
+        return source
+    return _hub_folder(source) if HUB_ID.match(source) else source
 
 
 def _check_complete(modules: list[Any], name: str) -> None:
@@ -331,6 +330,7 @@ def load_checkpoint(
     """Load a checkpoint of a registered family (file, diffusers folder or cached Hub id) onto ``device``
     (``vae``: a loaded VAE to use instead of the file's own, for files without one)."""
     display = name or Path(source).stem or source
+    source = _local_source(source)  # a Hub id: its snapshot in the HF cache (every family)
     hook = _family_load_hook(source)
     if hook is not None:  # a transformer family (Flux.1, Z-Image) loads its own way
         try:
