@@ -68,11 +68,13 @@ __all__ = [
 FAMILIES: tuple[Family, ...] = (
     sdxl.FAMILY,
     sd15.FAMILY,
+    # Qwen-Image before Flux: its ControlNets hold controlnet_blocks.* too (and txt_norm);
+    # Layered (extra key) first, base last
+    *qwen_image.FAMILIES,
     flux2_klein.FAMILY,  # before Flux.1: FLUX.2 headers share its double_blocks names
     flux1.SCHNELL,  # before dev: both are Flux.1 headers, schnell lacks guidance_in
     flux1.FAMILY,
     zimage.FAMILY,
-    *qwen_image.FAMILIES,  # Layered (extra key) first, base last
 )
 
 

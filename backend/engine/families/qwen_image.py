@@ -124,6 +124,37 @@ def config_from_header(header: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     }
 
 
+def is_controlnet(keys: Header) -> bool:
+    """A Qwen-Image ControlNet (InstantX's Union, diffusers layout): ``controlnet_blocks.*``
+    and ``controlnet_x_embedder`` on Qwen-Image's own embedders (``txt_norm``: Flux's have
+    none)."""
+    return (
+        "controlnet_x_embedder.weight" in keys
+        and "txt_norm.weight" in keys
+        and any(key.startswith("controlnet_blocks.") for key in keys)
+    )
+
+
+def controlnet_config(header: Header) -> dict[str, Any]:
+    """A QwenImageControlNetModel config read off a diffusers-layout header."""
+    keys = dict(header)
+    inner, in_channels = keys["img_in.weight"]
+    head = keys["transformer_blocks.0.attn.norm_q.weight"][0]
+    return {
+        "patch_size": 2,
+        "in_channels": in_channels,
+        "out_channels": in_channels // 4,
+        "num_layers": len({k.split(".")[1] for k in keys if k.startswith("transformer_blocks.")}),
+        "attention_head_dim": head,
+        "num_attention_heads": inner // head,
+        "joint_attention_dim": keys["txt_in.weight"][1],
+        "axes_dims_rope": [16, 56, 56]
+        if head == 128
+        else [head // 4, 3 * head // 8, 3 * head // 8],
+        "extra_condition_channels": keys["controlnet_x_embedder.weight"][1] - in_channels,
+    }
+
+
 def _scheduler(config: Mapping[str, Any]) -> dict[str, Any]:
     """Qwen-Image's shipped scheduler config (exponential dynamic shift)."""
     from backend.engine.families.tiny_qwen import scheduler_config
@@ -265,6 +296,15 @@ FAMILY = _family(
     "qwen_image",
     "Qwen-Image",
     "QwenImagePipeline",
+    # txt2img only: diffusers 0.42 has no img2img ControlNet pipeline, and its ControlNet
+    # inpaint pipeline takes only inpainting ControlNets (extra condition channels)
+    pipelines={**PIPELINES, ("txt2img", True): "QwenImageControlNetPipeline"},
+    controlnet_class="QwenImageControlNetModel",
+    multi_controlnet_class="QwenImageMultiControlNetModel",
+    controlnet_config=controlnet_config,
+    matches_controlnet=is_controlnet,
+    matches_controlnet_config=lambda c: c.get("_class_name") == "QwenImageControlNetModel",
+    controlnet_hint="e.g. InstantX Qwen-Image-ControlNet-Union (diffusers layout)",
     from_metadata=family_from_metadata,  # -Edit/-Edit-Plus files hold the same tensors
 )
 EDIT = _family(
