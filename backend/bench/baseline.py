@@ -45,10 +45,11 @@ def load_plain(scenario: Scenario, models: BenchModels, device: str, dtype: Any)
             models.controlnet(), torch_dtype=dtype
         )
     folder = models.checkpoint(scenario.model)
-    # Components saved as None (Qwen-Image-Layered's captioning processor, bench_edit.py) must
-    # be passed as None again, or diffusers refuses the folder.
     index = json.loads((folder / "model_index.json").read_text("utf-8"))
-    extra.update({k: None for k, v in index.items() if isinstance(v, list) and v == [None, None]})
+    if index.get("processor") == ["transformers", "Qwen2VLProcessor"]:
+        # Qwen-Image's captioning processor: transformers 5 loads a Qwen2VLProcessor only with
+        # torchvision (for its video part); a pipeline given a prompt never captions.
+        extra["processor"] = None
     pipe = cls.from_pretrained(folder, torch_dtype=dtype, **extra)
     pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)

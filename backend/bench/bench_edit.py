@@ -13,13 +13,17 @@ the real checkpoints without downloading them:
   free disk in the models folder (``weights.ensure_models`` checks before writing).
 
 The tokenizers are the tiny ones built in code (as bench_dit.py does for Flux.1/Z-Image): both
-sides run the same token count, so plain and ours do the same work. Layered's captioning
-processor is left out (``processor=None``): the scenario gives a prompt, so the pipeline never
-captions. Tiny (``--tiny``): the engine's tiny FLUX.2 klein and Qwen-Image-Layered (64 px, CPU).
+sides run the same token count, so plain and ours do the same work. Layered's folder is laid
+out like the Hub repository (``finish_folder``: model_index.json naming ``Qwen2VLProcessor``,
+the image processor's settings in ``processor/``, Qwen2.5-VL's pixel limits at full size), as
+the engine's folder loader reads it; the scenario gives a prompt, so neither side captions.
+Tiny (``--tiny``): the engine's tiny FLUX.2 klein and Qwen-Image-Layered (64 px, CPU).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 #: FLUX.2 klein 4B's transformer (black-forest-labs/FLUX.2-klein-4B, transformer/config.json)
@@ -56,6 +60,8 @@ LAYERED_TRANSFORMER: dict[str, Any] = {
 }
 #: the RGBA Qwen-Image VAE (AutoencoderKLQwenImage's defaults are Qwen-Image's; 4 input channels)
 LAYERED_VAE: dict[str, Any] = {"input_channels": 4}
+#: Qwen2.5-VL's image processor limits (preprocessor_config.json of the Qwen-Image repos)
+QWEN25VL_PIXELS = {"min_pixels": 3136, "max_pixels": 12845056}
 
 
 def is_layered(family: str) -> bool:
@@ -96,7 +102,7 @@ def _tiny_layered() -> Any:
         vae=tiny_qwen.build_vae(rgba=True),
         text_encoder=tiny_qwen.build_text_encoder(tokenizer),
         tokenizer=tokenizer,
-        processor=None,
+        processor=tiny_qwen.build_processor(tokenizer),
         transformer=tiny_qwen.build_transformer("layered"),
     )
 
@@ -140,11 +146,26 @@ def _full_layered(device: str, dtype: Any) -> Any:
         text_config = Qwen2_5_VLConfig(**QWEN25VL_7B)
         text_encoder = Qwen2_5_VLForConditionalGeneration(text_config).to(dtype)
         vae = diffusers.AutoencoderKLQwenImage(**LAYERED_VAE).to(dtype)
+    tokenizer = tiny_qwen.build_tokenizer()
     return diffusers.QwenImageLayeredPipeline(
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(**tiny_qwen.scheduler_config()),
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=tiny_qwen.build_tokenizer(),
-        processor=None,
+        tokenizer=tokenizer,
+        processor=tiny_qwen.build_processor(tokenizer, QWEN25VL_PIXELS),
         transformer=transformer,
     )
+
+
+def finish_folder(pipe: Any, folder: Path) -> None:
+    """After ``pipe.save_pretrained(folder)``: a Qwen-Image pipeline's processor as the Hub
+    repositories hold it (model_index.json names ``Qwen2VLProcessor``; ``processor/`` has the
+    image processor's ``preprocessor_config.json``). Other pipelines: nothing to do."""
+    processor = getattr(pipe, "vl_processor", None)
+    if processor is None:
+        return
+    index_file = folder / "model_index.json"
+    index = json.loads(index_file.read_text("utf-8"))
+    index["processor"] = ["transformers", "Qwen2VLProcessor"]
+    index_file.write_text(json.dumps(index, indent=2), "utf-8")
+    processor.image_processor.save_pretrained(str(folder / "processor"))

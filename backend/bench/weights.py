@@ -135,6 +135,9 @@ def _save_whole(model: Any, target: Path) -> None:
     partial = target.parent.parent / ".partial" / f"{target.parent.name}-{target.name}"
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial, safe_serialization=True)
+    from backend.bench.bench_edit import finish_folder
+
+    finish_folder(model, partial)
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial.rename(target)

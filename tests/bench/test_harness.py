@@ -49,37 +49,15 @@ def test_tiny_bench_runs_both_sides_and_writes_the_report(tmp_path) -> None:
     assert "| sd15_controlnet_512 |" in table and f"| {TRANSFER} |" in table
 
 
-#: Scenarios the tiny run cannot run yet (name -> why); test_pending_scenario runs each one
-#: once its entry is removed.
-PENDING: dict[str, str] = {
-    "qwen_layered_1024": "our side waits on the engine's Qwen-Image folder loader "
-    "(qwen_loader.load): it does not pass the components a folder saved as None (Layered's "
-    "captioning processor) back to diffusers, so the server answers model_load_failed",
-}
-
-
 @pytest.mark.slow
 def test_tiny_bench_every_scenario(tmp_path) -> None:
-    ready = [name for name in NAMES if name not in PENDING]
-    code, report = _bench(tmp_path, *[arg for name in ready for arg in ("--scenario", name)])
+    code, report = _bench(tmp_path)
     assert code == 0, report["errors"]
-    assert list(report["scenarios"]) == ready
+    assert list(report["scenarios"]) == list(NAMES)
     assert report["scenarios"]["sd15_live_512"]["ours_fps"] > 0
-    for name in ("flux2_klein_edit_1024", "qwen_layered_1024"):
-        if name in ready:  # the issue #17 modes through HTTP, and plain diffusers
-            entry = report["scenarios"][name]
-            assert entry["plain_s"] > 0 and entry["ours_s"] > 0, entry
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=pytest.mark.skip(reason=why)) for name, why in PENDING.items()],
-)
-def test_pending_scenario(tmp_path, name: str) -> None:
-    code, report = _bench(tmp_path, "--scenario", name)
-    assert code == 0 and report["errors"] == {}, report["errors"]
-    assert report["scenarios"][name]["ours_s"] > 0 and report["scenarios"][name]["plain_s"] > 0
+    for name in ("flux2_klein_edit_1024", "qwen_layered_1024"):  # issue #17's modes, both sides
+        entry = report["scenarios"][name]
+        assert entry["plain_s"] > 0 and entry["ours_s"] > 0, entry
 
 
 def test_options_guards_name_the_bad_value() -> None:
