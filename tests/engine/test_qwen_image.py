@@ -245,11 +245,15 @@ def test_lora_weight_zero_changes_nothing_and_one_changes_the_picture(engine) ->
 
 def test_edit_runs_every_step_and_follows_the_instruction(models_dir) -> None:
     pipe = _pipe(models_dir, "edit", qwen_image.EDIT)
-    steps: list[tuple[int, int]] = []
-    call = _edit_call(on_step=lambda step, total, latents: steps.append((step, total)))
-    first = qwen_image.EDIT.edit.run(pipe, call)
+    steps: list[tuple[int, int, tuple]] = []
+
+    def on_step(step: int, total: int, latents) -> None:
+        steps.append((step, total, tuple(latents.shape)))
+
+    first = qwen_image.EDIT.edit.run(pipe, _edit_call(on_step=on_step))
     other = qwen_image.EDIT.edit.run(pipe, _edit_call(prompt="turn it into a forest"))
-    assert steps == [(1, 2), (2, 2)]
+    # every step, with latents unpacked for previews: (B, 16, h/8, w/8)
+    assert steps == [(1, 2, (1, 16, 8, 8)), (2, 2, (1, 16, 8, 8))]
     assert len(first) == 1 and first[0].shape == (64, 64, 3) and first[0].dtype == np.uint8
     assert not np.array_equal(first[0], other[0])
 

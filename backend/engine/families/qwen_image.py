@@ -30,6 +30,7 @@ from backend.engine.families.base import (
     EditSpec,
     Family,
     Header,
+    LatentPreview,
     LoraSpec,
     MemoryPolicy,
     TextEncoder,
@@ -38,9 +39,31 @@ from backend.engine.families.base import (
 from backend.engine.families.dit_family import DitEmbeds, choose_offload, place
 from backend.engine.families.dit_format import strip_prefix
 from backend.engine.families.dit_loader import DitSpec, TextSlot
-from backend.engine.families.flux1 import PREVIEW
 from backend.engine.families.qwen_run import run_decompose, run_edit
 
+#: Qwen-Image's VAE is Wan 2.1's (fine-tuned decoder): ComfyUI's least-squares fit of the Wan 2.1
+#: decoder (normalised latent -> RGB), 16 channels
+PREVIEW = LatentPreview(
+    (
+        (-0.1299, -0.1692, 0.2932),
+        (0.0671, 0.0406, 0.0442),
+        (0.3568, 0.2548, 0.1747),
+        (0.0372, 0.2344, 0.1420),
+        (0.0313, 0.0189, -0.0328),
+        (0.0296, -0.0956, -0.0665),
+        (-0.3477, -0.4059, -0.2925),
+        (0.0166, 0.1902, 0.1975),
+        (-0.0412, 0.0267, -0.1364),
+        (-0.1293, 0.0740, 0.1636),
+        (0.0680, 0.3019, 0.1128),
+        (0.0032, 0.0581, 0.0639),
+        (-0.1251, 0.0927, 0.1699),
+        (0.0060, -0.0633, 0.0005),
+        (0.3477, 0.2275, 0.2950),
+        (0.1984, 0.0913, 0.1861),
+    ),
+    (-0.1835, -0.0868, -0.3360),
+)
 KEY = "transformer_blocks.0.img_mod.1.weight"
 LAYERED_KEY = "time_text_embed.addition_t_embedding.weight"
 GIB = 1024**3
@@ -266,7 +289,7 @@ def _family(id_: str, label: str, pipeline: str, **fields: Any) -> Family:
         "base_pipeline": pipeline,
         "pipelines": PIPELINES,
         "text_encoders": (TextEncoder("text_encoder", "tokenizer", "qwen"),),
-        "preview": PREVIEW,  # 16 latent channels; an approximation (Flux's fit)
+        "preview": PREVIEW,
         "defaults": Defaults(sampler="euler", steps=50, cfg_scale=4.0, guidance=None),
         "lora": LoraSpec(metadata_architectures=("qwen-image",) if id_ == "qwen_image" else ()),
         "tiny": TinySpec(),  # tiny files: tiny_qwen.write_tiny_qwen_image

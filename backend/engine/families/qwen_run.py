@@ -63,13 +63,18 @@ def _pil(image: np.ndarray, mode: str = "RGB") -> Any:
 
 def _steps(call: Any, holder: dict[str, Any] | None = None) -> Any:
     """A ``callback_on_step_end`` that reports every step to ``call.on_step`` (cancel raises
-    from it) and keeps the latest latents in ``holder``."""
+    from it) and keeps the latest latents in ``holder``. Edits report their latents unpacked
+    as (B, C, h, w) for step previews; Layered's N+1 packed frames are kept, none reported."""
 
     def callback(pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         latents = kwargs.get("latents")
+        preview = None
         if holder is not None:
             holder["latents"] = latents
-        call.on_step(step + 1, int(call.steps), latents)
+        elif latents is not None and latents.ndim == 3:
+            frames = pipe._unpack_latents(latents, call.height, call.width, pipe.vae_scale_factor)
+            preview = frames[:, :, 0]  # (B, C, 1, h, w): one frame
+        call.on_step(step + 1, int(call.steps), preview)
         return kwargs
 
     return callback

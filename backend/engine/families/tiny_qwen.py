@@ -19,7 +19,7 @@ from typing import Any
 
 VARIANTS = ("base", "edit", "edit_plus", "layered")
 TEXT_HIDDEN = 32
-LATENT_CHANNELS = 8  # not 4: the Layered pipeline takes a 4-channel input as latents
+LATENT_CHANNELS = 16  # as the real VAE (and not 4: Layered takes a 4-channel input as latents)
 TINY_NATIVE = 64
 CONFIG_KEY = "diffusion_layers.dit_config"
 TOKENIZER_KEY = "diffusion_layers.tokenizer"
