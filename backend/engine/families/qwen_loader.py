@@ -136,6 +136,11 @@ def load_text_encoder(component: parts.Component, dtype: Any) -> Any:
     _, metadata = parts.read_header(component.path)
     config = parts.embedded(metadata) or QWEN25VL_7B
     state = text_state(_unscaled(parts.load_state(component.path, dtype)))
+    embed = state.get("model.language_model.embed_tokens.weight")
+    if "lm_head.weight" not in state and embed is not None:
+        # text-encoder-only files may leave the LM head out; it only writes Layered's
+        # captions (empty prompt), so the embedding stands in for it (a tied head)
+        state["lm_head.weight"] = embed
     model = parts._build(
         Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLConfig(**config), state, component.path.name
     )
