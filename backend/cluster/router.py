@@ -19,8 +19,9 @@ off the other replica was not pinned down: it depended on timing).
 Within a group Serve's machinery picks the replica with the shortest queue among those that
 accept (a replica accepts only when it runs nothing: ``max_ongoing_requests=1``). When no replica
 accepts, the attempt is retried after Serve's backoff, holders first again. The registry sends no
-more jobs than there are replicas (its dispatcher, registry_actor.py), so a job that reaches the
-router waits only for a replica that is finishing its job.
+more jobs than there are replicas (its dispatcher, registry_actor.py; the most replicas when
+autoscaling), so a job that reaches the router waits only for a replica that is finishing its
+job (or, autoscaling, for one being started).
 """
 
 from __future__ import annotations
