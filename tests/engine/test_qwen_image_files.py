@@ -90,3 +90,31 @@ def test_comfyui_fp8_scaled_text_encoders_are_unscaled(tmp_path) -> None:
         }
     assert torch.allclose(hidden["fp8"], hidden["full"], atol=0.15)
     assert not torch.equal(hidden["fp8"], hidden["full"])  # really the fp8 weights
+
+
+def test_a_folder_saved_without_its_processor_loads(tmp_path) -> None:
+    """A Layered folder whose processor was saved as None (model_index [null, null]) loads;
+    it decomposes with a prompt (the processor only captions an empty one)."""
+    import json
+
+    folder = tiny_qwen.write_diffusers_folder(tmp_path / "layered", "layered")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["processor"] = [None, None]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    loaded = qwen_image.LAYERED.load(str(folder), device="cpu", dtype=torch.float32)
+    assert loaded.pipe.processor is None
+    from backend.engine.types import DecomposeCall
+
+    call = DecomposeCall(
+        prompt="a red square",
+        negative_prompt="",
+        image=_edit_call().image,
+        layers=2,
+        width=64,
+        height=64,
+        steps=2,
+        cfg_scale=1.0,
+        seed=1,
+        on_step=lambda step, total, latents: None,
+    )
+    assert len(qwen_image.LAYERED.decompose.run(loaded.pipe, call).layers) == 2

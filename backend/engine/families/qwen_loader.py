@@ -284,9 +284,11 @@ def load(
 
     index = json.loads((path / "model_index.json").read_text("utf-8"))
     cls = getattr(diffusers, str(index.get("_class_name", "QwenImagePipeline")))
-    extra: dict[str, Any] = {}
-    if "processor" in index:  # ours: Qwen2VLProcessor without torchvision (module doc)
-        extra["processor"] = _folder_processor(path)
+    # components saved as None (e.g. a Layered folder without its captioning processor) are
+    # passed as None, which from_pretrained otherwise refuses
+    extra: dict[str, Any] = {k: None for k, v in index.items() if v == [None, None]}
+    if index.get("processor", [None, None]) != [None, None]:
+        extra["processor"] = _folder_processor(path)  # ours: without torchvision (module doc)
     pipe = cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True, **extra)
     pipe.set_progress_bar_config(disable=True)
     config = json.loads((path / "transformer" / "config.json").read_text("utf-8"))
