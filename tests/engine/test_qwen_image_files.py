@@ -118,3 +118,9 @@ def test_a_folder_saved_without_its_processor_loads(tmp_path) -> None:
         on_step=lambda step, total, latents: None,
     )
     assert len(qwen_image.LAYERED.decompose.run(loaded.pipe, call).layers) == 2
+    from backend.engine.errors import InvalidRequest
+
+    call.prompt = ""
+    with pytest.raises(InvalidRequest) as caught:
+        qwen_image.LAYERED.decompose.run(loaded.pipe, call)
+    assert caught.value.field == "prompt" and "describe the picture" in caught.value.message

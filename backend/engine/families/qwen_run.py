@@ -152,6 +152,15 @@ def run_decompose(pipe: Any, call: DecomposeCall) -> Decomposition:
     import torch
     from PIL import Image
 
+    if not call.prompt.strip() and getattr(pipe, "processor", None) is None:
+        from backend.engine.errors import InvalidRequest
+
+        raise InvalidRequest(
+            "prompt",
+            call.prompt,
+            "describe the picture: without a prompt Qwen-Image-Layered captions it with its "
+            "processor, which this model folder does not have",
+        )
     rgba = int(pipe.vae.config.get("input_channels", 3)) == 4
     holder: dict[str, Any] = {}
     with sized(pipe):
