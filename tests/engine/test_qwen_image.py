@@ -12,7 +12,7 @@ import torch
 from backend.engine import families
 from backend.engine.detect import detect_checkpoint
 from backend.engine.errors import ModelLoadError
-from backend.engine.families import qwen_image, qwen_run, tiny_qwen
+from backend.engine.families import qwen_image, qwen_run, tiny_qwen, tiny_qwen_control
 from backend.engine.types import DecomposeCall, EditCall
 
 
@@ -21,7 +21,8 @@ def models_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("qwen-models")
     for variant in tiny_qwen.VARIANTS:
         tiny_qwen.write_tiny_qwen_image(root, variant)
-    tiny_qwen.write_lora(root / "lora" / "qwen-lora.safetensors")
+    tiny_qwen_control.write_lora(root / "lora" / "qwen-lora.safetensors")
+    tiny_qwen_control.write_lora(root / "lora" / "qwen-lora-kohya.safetensors", kohya=True)
     # the base transformer again as GGUF Q8_0 (ComfyUI-GGUF's layout, no metadata but ours)
     from backend.engine.families import dit_files
 
@@ -238,6 +239,9 @@ def test_lora_weight_zero_changes_nothing_and_one_changes_the_picture(engine) ->
     styled = engine.generate(_request("txt2img", loras=[LoraInput("qwen-lora", 1.0)]))[0].image
     assert np.array_equal(plain, zero)
     assert np.abs(plain.astype(int) - styled.astype(int)).mean() > 1.0
+    # the same LoRA in kohya's layout (diffusers converts it) gives the same picture
+    kohya = engine.generate(_request("txt2img", loras=[LoraInput("qwen-lora-kohya", 1.0)]))[0]
+    assert np.abs(kohya.image.astype(int) - styled.astype(int)).max() <= 1
 
 
 # -- edit -----------------------------------------------------------------------------------

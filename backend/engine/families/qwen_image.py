@@ -257,11 +257,13 @@ def encode(pipe: Any, prompt: str, negative_prompt: str = "", **_options: Any) -
 
 
 def _matches_lora(keys: Header) -> bool:
-    """Qwen-Image LoRAs: diffusers/PEFT or ComfyUI keys naming the MMDiT's own modules
-    (``img_mlp``/``txt_mlp``/``img_mod``/``add_q_proj``), which Flux's have other names for."""
-    return any(
-        part in key for key in keys for part in (".img_mlp.", ".txt_mlp.", ".img_mod.")
-    ) and not any("double_blocks" in key or "single_transformer_blocks" in key for key in keys)
+    """Qwen-Image LoRAs: diffusers/PEFT, ComfyUI or kohya (``lora_unet_transformer_blocks_0_
+    img_mlp_...``) keys naming the MMDiT's own modules (``img_mlp``/``txt_mlp``/``img_mod``),
+    which Flux's have other names for (BFL's ``double_blocks.*.img_mlp`` excluded)."""
+    parts = (".img_mlp.", ".txt_mlp.", ".img_mod.", "_img_mlp_", "_txt_mlp_", "_img_mod_")
+    return any(part in key for key in keys for part in parts) and not any(
+        "double_blocks" in key or "single_transformer_blocks" in key for key in keys
+    )
 
 
 #: a 20B transformer in bf16 (40.9 GB), Qwen2.5-VL-7B (16.6 GB), the VAE (0.25 GB)

@@ -336,23 +336,6 @@ def write_tiny_qwen_image(models_dir: str | Path, variant: str, *, seed: int = 0
     return name
 
 
-def write_lora(target: str | Path, *, seed: int = 5, rank: int = 4) -> Path:
-    """A tiny Qwen-Image LoRA in the diffusers/PEFT layout (``transformer.*.lora_A/B``) on
-    the first block's attention and image MLP, seeded and strong enough to change a 2-step
-    picture. (Only block 0: see docs/engine.md on block-1 keys and SDXL's LoRA test.)"""
-    import torch
-
-    config = transformer_config("base")
-    inner = config["attention_head_dim"] * config["num_attention_heads"]
-    generator = torch.Generator().manual_seed(seed)
-    state: dict[str, Any] = {}
-    for name, out in (("attn.to_q", 1), ("attn.to_k", 1), ("img_mlp.net.0.proj", 4)):
-        prefix = f"transformer.transformer_blocks.0.{name}"
-        state[prefix + ".lora_A.weight"] = torch.randn(rank, inner, generator=generator)
-        state[prefix + ".lora_B.weight"] = torch.randn(inner * out, rank, generator=generator)
-    return _save(state, {}, Path(target))
-
-
 PIPELINES = {
     "base": "QwenImagePipeline",
     "edit": "QwenImageEditPipeline",

@@ -1,5 +1,6 @@
-"""A tiny Qwen-Image ControlNet (``QwenImageControlNetModel``) matching the tiny transformer
-of ``tiny_qwen``, written in the diffusers layout InstantX ships (config in the metadata)."""
+"""Tiny Qwen-Image add-ons matching the tiny transformer of ``tiny_qwen``: a ControlNet
+(``QwenImageControlNetModel``, in the diffusers layout InstantX ships, config in the metadata)
+and a LoRA (diffusers/PEFT or kohya layout)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,37 @@ def write_controlnet(target: str | Path, *, seed: int = 0) -> Path:
     state = {k: v.contiguous() for k, v in build_controlnet(seed).state_dict().items()}
     _save_atomic(state, {tiny_qwen.CONFIG_KEY: json.dumps(controlnet_config())}, target)
     return Path(target)
+
+
+def write_lora(target: str | Path, *, seed: int = 5, rank: int = 4, kohya: bool = False) -> Path:
+    """A tiny Qwen-Image LoRA on the first block's attention and image MLP, seeded and strong
+    enough to change a 2-step picture: diffusers/PEFT layout (``transformer.*.lora_A/B``), or
+    with ``kohya`` the same weights as ``lora_unet_*.lora_down/up`` with alpha = rank."""
+    import torch
+
+    config = tiny_qwen.transformer_config("base")
+    inner = config["attention_head_dim"] * config["num_attention_heads"]
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, Any] = {}
+    for name, out in (("attn.to_q", 1), ("attn.to_k", 1), ("img_mlp.net.0.proj", 4)):
+        prefix = f"transformer.transformer_blocks.0.{name}"
+        state[prefix + ".lora_A.weight"] = torch.randn(rank, inner, generator=generator)
+        state[prefix + ".lora_B.weight"] = torch.randn(inner * out, rank, generator=generator)
+    if kohya:  # lora_unet_transformer_blocks_0_attn_to_q.lora_down/up + alpha (= rank: scale 1)
+        flat: dict[str, Any] = {}
+        for key, value in state.items():
+            module, kind = key[len("transformer.") :].rsplit(".lora_", 1)
+            name = "lora_unet_" + module.replace(".", "_")
+            flat[name + (".lora_down.weight" if kind.startswith("A") else ".lora_up.weight")] = (
+                value
+            )
+            flat[name + ".alpha"] = torch.tensor(float(rank))
+        state = flat
+    return _save_lora(state, Path(target))
+
+
+def _save_lora(state: dict[str, Any], target: Path) -> Path:
+    from backend.engine.tiny import _save_atomic
+
+    _save_atomic({k: v.contiguous() for k, v in state.items()}, {}, target)
+    return target
