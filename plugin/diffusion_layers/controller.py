@@ -355,12 +355,12 @@ class Controller(QObject):
             previews.tidy(doc, self.sessions.get(doc_key), self.live.doc_key == doc_key)
 
     def reuse_settings(self, layer_id: Optional[str] = None) -> bool:
-        """Load the parameters stored for a layer (default: the active one) into the settings."""
-        doc = self.canvas.active_document()
-        found = None if doc is None else results_mod.recall(doc, layer_id or doc.active_layer_id())
-        if found is not None:
-            self.update_settings(**results_mod.settings_from(*found))
-        return found is not None
+        """A layer's stored parameters (default: the active one's) into settings, or a sentence."""
+        try:
+            self.update_settings(**results_mod.reuse(self.canvas.active_document(), layer_id or ""))
+        except PluginError as exc:
+            return self._set_error(exc) or False
+        return True
 
     def reuse_seed(self) -> None:
         if self.used_seed is not None:

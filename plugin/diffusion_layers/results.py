@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import layer_params
 from .canvas import CanvasDocument, NewLayer
 from .client import Client, OnError
-from .errors import PluginError, ResultMismatch
+from .errors import NoDocument, PluginError, ResultMismatch
 from .geometry import Rect
 from .pixels import crop_gray
 from .placement import check_result, layer_name, mask_window, preview_name, result_rect
@@ -131,6 +131,23 @@ def remember(doc: CanvasDocument, layer_id: str, params: JobParams, item: Result
 
 def recall(doc: CanvasDocument, layer_id: str) -> Optional[Tuple[JobParams, int]]:
     return layer_params.recall(doc, layer_id)
+
+
+def reuse(doc: Optional[CanvasDocument], layer_id: str = "") -> Dict[str, Any]:
+    """The settings stored for layer ``layer_id`` (default: the active one) of ``doc``
+    (``settings_from``). Raises NoDocument without a document, PluginError (a sentence naming the
+    layer) for one that has none stored: painted, decomposed or imported layers keep none."""
+    if doc is None:
+        raise NoDocument("Open or create a document first.")
+    ref = layer_id or doc.active_layer_id()
+    found = recall(doc, ref) if ref else None
+    if found is None:
+        name = doc.layer_name(ref) if ref else None
+        raise PluginError(
+            f"{f'The layer {name!r}' if name else 'That layer'} has no stored settings to reuse: "
+            "only layers made by Apply (Generate, Edit or Live) keep theirs. Select one of those."
+        )
+    return settings_from(*found)
 
 
 def settings_from(params: JobParams, seed: int) -> Dict[str, Any]:
