@@ -302,7 +302,7 @@ def _alpha_composite(layers: list[np.ndarray]) -> np.ndarray:
 @pytest.mark.parametrize("count", [2, 3])
 def test_decompose_returns_rgba_layers_and_the_pipelines_composite(models_dir, count) -> None:
     pipe = _pipe(models_dir, "layered", qwen_image.LAYERED)
-    steps: list[int] = []
+    steps: list[tuple[int, tuple]] = []
     call = DecomposeCall(
         prompt="a red square",
         negative_prompt="",
@@ -313,10 +313,11 @@ def test_decompose_returns_rgba_layers_and_the_pipelines_composite(models_dir, c
         steps=2,
         cfg_scale=1.0,
         seed=5,
-        on_step=lambda step, total, latents: steps.append(step),
+        on_step=lambda step, total, latents: steps.append((step, tuple(latents.shape))),
     )
     result = qwen_image.LAYERED.decompose.run(pipe, call)
-    assert steps == [1, 2]
+    # every step, with frame 0 (the composite being made) unpacked for previews
+    assert steps == [(1, (1, 16, 8, 8)), (2, (1, 16, 8, 8))]
     assert len(result.layers) == count
     assert all(layer.shape == (64, 64, 4) and layer.dtype == np.uint8 for layer in result.layers)
     assert result.composite.shape == (64, 64, 3)
@@ -339,7 +340,7 @@ def test_frame_zero_is_what_the_pipeline_generated_beside_the_layers(models_dir)
     from PIL import Image
 
     source = Image.fromarray(_image()).convert("RGBA")
-    with qwen_run.sized(pipe):
+    with qwen_run.sized(pipe, 640):
         output = pipe(
             image=source,
             prompt="a red square",

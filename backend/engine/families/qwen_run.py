@@ -11,8 +11,8 @@ which we return as is (index 0 = bottom, see docs/engine.md "Qwen-Image").
 
 Sizes: the edit pipelines resize their inputs to a 1024² area (the VAE's and the model's
 working size) and the Layered pipeline to a 640² or 1024² bucket. Models with a smaller native
-size (the tiny test models, 64 px) scale those areas by (native / 1024)² while they run, so a
-64 px test does not encode 1024 px images on the CPU.
+size (the tiny test models, 64 px) scale those areas by (native / 1024)² (Layered: by
+(native / bucket)²) while they run, so a 64 px test does not encode 1024 px images on the CPU.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ REFERENCE_SIDE = 1024  # the area side the pipelines resize to
 
 
 @contextlib.contextmanager
-def sized(pipe: Any) -> Iterator[None]:
-    """While it runs, the pipelines' 1024²-area sizing scaled to ``pipe``'s native size."""
-    native = int(getattr(pipe, "_dl_native_size", None) or REFERENCE_SIDE)
-    if native >= REFERENCE_SIDE:
+def sized(pipe: Any, reference: int = REFERENCE_SIDE) -> Iterator[None]:
+    """While it runs, the pipelines' ``reference``²-area sizing (1024 for the edit pipelines,
+    Layered's bucket) scaled to ``pipe``'s native size."""
+    native = int(getattr(pipe, "_dl_native_size", None) or reference)
+    if native >= reference:
         yield
         return
-    factor = (native / REFERENCE_SIDE) ** 2
+    factor = (native / reference) ** 2
     prefix = "diffusers.pipelines.qwenimage.pipeline_qwenimage_"
     modules = [importlib.import_module(prefix + name) for name in _MODULES]
     originals = [module.calculate_dimensions for module in modules]
@@ -63,14 +64,15 @@ def _pil(image: np.ndarray, mode: str = "RGB") -> Any:
 
 def _steps(call: Any, holder: dict[str, Any] | None = None) -> Any:
     """A ``callback_on_step_end`` that reports every step to ``call.on_step`` (cancel raises
-    from it) and keeps the latest latents in ``holder``. Edits report their latents unpacked
-    as (B, C, h, w) for step previews; Layered's N+1 packed frames are kept, none reported."""
+    from it) and keeps the latest latents in ``holder``. Latents are reported unpacked as
+    (B, C, h, w) for step previews: the edit itself, or Layered's frame 0 (its composite)."""
 
     def callback(pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         latents = kwargs.get("latents")
         preview = None
         if holder is not None:
             holder["latents"] = latents
+            preview = _layered_frame0(pipe, latents, call)
         elif latents is not None and latents.ndim == 3:
             frames = pipe._unpack_latents(latents, call.height, call.width, pipe.vae_scale_factor)
             preview = frames[:, :, 0]  # (B, C, 1, h, w): one frame
@@ -78,6 +80,23 @@ def _steps(call: Any, holder: dict[str, Any] | None = None) -> Any:
         return kwargs
 
     return callback
+
+
+def _layered_frame0(pipe: Any, latents: Any, call: Any) -> Any:
+    """Frame 0 of Layered's packed (B, (N+1) * tokens, C * 4) latents as (B, C, h, w); the
+    frame's token grid follows the picture's aspect (the pipeline's bucket size); None when
+    it cannot be told."""
+    import math
+
+    tokens = latents.shape[1] // (call.layers + 1)
+    rows = max(1, round(math.sqrt(tokens * call.height / call.width)))
+    if tokens % rows:
+        return None
+    side = 2 * pipe.vae_scale_factor  # pixels per packed token
+    frames = pipe._unpack_latents(
+        latents, rows * side, tokens // rows * side, call.layers, pipe.vae_scale_factor
+    )
+    return frames[:, :, 0]
 
 
 def _guidance(call: Any) -> dict[str, Any]:
@@ -163,7 +182,8 @@ def run_decompose(pipe: Any, call: DecomposeCall) -> Decomposition:
         )
     rgba = int(pipe.vae.config.get("input_channels", 3)) == 4
     holder: dict[str, Any] = {}
-    with sized(pipe):
+    resolution = 640 if max(call.width, call.height) <= 800 else 1024
+    with sized(pipe, resolution):
         result = pipe(
             image=_pil(call.image, "RGBA" if rgba else "RGB"),
             prompt=call.prompt or None,
@@ -171,7 +191,7 @@ def run_decompose(pipe: Any, call: DecomposeCall) -> Decomposition:
             num_inference_steps=call.steps,
             generator=torch.Generator("cpu").manual_seed(call.seed),
             output_type="np",
-            resolution=640 if max(call.width, call.height) <= 800 else 1024,
+            resolution=resolution,
             cfg_normalize=True,  # as the model card runs it
             use_en_prompt=True,  # an empty prompt: the pipeline captions the image in English
             callback_on_step_end=_steps(call, holder),
