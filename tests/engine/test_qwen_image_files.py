@@ -124,3 +124,28 @@ def test_a_folder_saved_without_its_processor_loads(tmp_path) -> None:
     with pytest.raises(InvalidRequest) as caught:
         qwen_image.LAYERED.decompose.run(loaded.pipe, call)
     assert caught.value.field == "prompt" and "describe the picture" in caught.value.message
+
+
+def test_an_edit_2511_file_runs_with_zero_cond_t(tmp_path) -> None:
+    """Edit-2511 differs from 2509 only by a config flag (``zero_cond_t``); its file's metadata
+    names it, and the loaded transformer has the flag, which changes the edit."""
+    root = tmp_path
+    tiny_qwen.write_tiny_qwen_image(root, "edit_plus")
+    newer = root / "checkpoints" / "edit-2511.safetensors"
+    tiny_qwen.write_transformer(newer, "edit_plus", architecture="qwen-image-edit-2511")
+    assert detect_checkpoint(newer).family == "qwen_image_edit_plus"
+    pipes = {
+        name: qwen_image.EDIT_PLUS.load(
+            str(root / "checkpoints" / f"{name}.safetensors"),
+            device="cpu",
+            dtype=torch.float32,
+            models_dir=str(root),
+        ).pipe
+        for name in ("tiny_qwen_image_edit_plus", "edit-2511")
+    }
+    assert pipes["edit-2511"].transformer.config.zero_cond_t is True
+    assert pipes["tiny_qwen_image_edit_plus"].transformer.config.zero_cond_t is False
+    older, newer_out = (
+        qwen_image.EDIT_PLUS.edit.run(pipe, _edit_call())[0] for pipe in pipes.values()
+    )
+    assert not np.array_equal(older, newer_out)

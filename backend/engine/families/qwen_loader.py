@@ -213,6 +213,21 @@ def load_vae(component: parts.Component, dtype: Any) -> Any:
     return model.to(dtype)
 
 
+def edit_2511(metadata: dict[str, str]) -> bool:
+    """Whether a file's metadata names Qwen-Image-Edit-2511 (``zero_cond_t``: the input
+    images' tokens are modulated as at time 0), which its tensors cannot show."""
+    text = " ".join(metadata.get(k, "") for k in ("modelspec.architecture", "modelspec.title"))
+    return "2511" in text and "edit" in text.lower()
+
+
+def zero_cond_t(transformer: Any) -> None:
+    """Switch on ``zero_cond_t`` (a config flag without weights) in a loaded transformer."""
+    transformer.register_to_config(zero_cond_t=True)
+    transformer.zero_cond_t = True
+    for block in transformer.transformer_blocks:
+        block.zero_cond_t = True
+
+
 def load_from_file(
     path: Path, spec: DitSpec, *, dtype: Any, models_dir: str | None, name: str, vae: Any = None
 ) -> Any:
@@ -244,6 +259,8 @@ def load_from_file(
         vae = load_vae(vae_file, dtype)
     # 2. Load them.
     transformer, config = load_transformer(path, spec, dtype)
+    if edit_2511(parts.read_header(path)[1]):
+        zero_cond_t(transformer)
     tokenizer, processor = load_tokenizer_and_processor(text)
     modules: dict[str, Any] = {
         "transformer": transformer,

@@ -307,13 +307,16 @@ def write_vae(target: Path, *, rgba: bool = False, seed: int = 0) -> Path:
     return _save(state, {CONFIG_KEY: json.dumps(vae_config(rgba))}, target)
 
 
-def write_transformer(target: Path, variant: str = "base", *, seed: int = 0) -> Path:
+def write_transformer(
+    target: Path, variant: str = "base", *, seed: int = 0, architecture: str | None = None
+) -> Path:
     """The transformer alone, diffusers key names under ComfyUI's ``model.diffusion_model.``
-    prefix, with its config and ``modelspec.architecture`` in the metadata."""
+    prefix, with its config and ``modelspec.architecture`` (``architecture``, else the
+    variant's) in the metadata."""
     model = build_transformer(variant, seed)
     state = {"model.diffusion_model." + k: v for k, v in model.state_dict().items()}
     config = dict(transformer_config(variant), _dl_native_size=TINY_NATIVE)
-    metadata = {CONFIG_KEY: json.dumps(config), ARCH_KEY: ARCHITECTURES[variant]}
+    metadata = {CONFIG_KEY: json.dumps(config), ARCH_KEY: architecture or ARCHITECTURES[variant]}
     return _save(state, metadata, target)
 
 
