@@ -677,7 +677,95 @@ def qa3_more(ctx: Context):
     c.update_settings(edit=False, prompt="a cat")
 
 
+def _checkbox(ctx: Context, text: str):
+    from PyQt5.QtWidgets import QCheckBox
+
+    dock = ctx.docker()
+    for box in dock.findChildren(QCheckBox) if dock is not None else []:
+        if box.text() == text:
+            return {"visible": box.isVisibleTo(dock), "checked": box.isChecked()}
+    return None
+
+
+def qa3_extra(ctx: Context):
+    c, wait = _models(ctx)
+    yield wait
+    out = ctx.data
+    doc = _doc(ctx, 200, 160, ctx.name)
+    cup = ctx.add_paint_layer(doc, "Cup", [120, 90, 30, 30], (255, 0, 0, 255))
+    clone = doc.createCloneLayer("CupClone", cup)
+    doc.rootNode().addChildNode(clone, None)
+    doc.refreshProjection()
+    doc.waitForDone()
+    yield _focus(ctx, doc)
+    # the Edit checkbox per checkpoint
+    boxes = {}
+    for model, edit in (("tiny", False), (KLEIN, False), (KLEIN, True), ("tiny", True)):
+        c.update_settings(model=model, edit=edit)
+        yield sleep(0.3)
+        boxes[f"{model}-{edit}"] = _checkbox(ctx, "Edit")
+    out["edit_box"] = boxes
+    c.update_settings(model=KLEIN, edit=True, steps=2)
+    # prompts: only a tag, empty, a clone layer
+    prompts = {}
+    for key, prompt in (
+        ("only_tag", "<layer:Cup>"),
+        ("empty", ""),
+        ("clone", "x <layer:CupClone>"),
+    ):
+        c.update_settings(prompt=prompt)
+        ctx.trigger(GENERATE)
+        started = c.state == "generating"
+        yield _gen_done(c)
+        prompts[key] = {"started": started, "state": c.state, "error": c.last_error}
+        c.discard()
+        yield sleep(0.3)
+    out["prompts"] = prompts
+    # a batch of 2 edits, Apply all
+    before = _names(doc)
+    c.update_settings(prompt="make it blue", batch=2)
+    ctx.select(doc, rect_mask(40, 40), [20, 20, 40, 40])
+    ctx.trigger(GENERATE)
+    yield _gen_done(c)
+    out["batch"] = {"state": c.state, "error": c.last_error, "results": ctx.results_count()}
+    ctx.trigger("diffusion_layers_apply_all")
+    yield sleep(0.8)
+    out["batch"]["new"] = [n for n in _names(doc) if n not in before]
+    c.update_settings(batch=1)
+    doc.setSelection(None)
+    # Upscale (refine on) while Edit is on
+    c.upscale.update(factor=1.5, target="new_document", refine=True, model="", strength=0.3)
+    ctx.trigger("diffusion_layers_upscale")
+    yield Wait("the upscale", lambda: not c.upscale.busy, 240)
+    yield sleep(1.5)
+    new = ctx.app.activeDocument()
+    out["upscale_edit_on"] = {
+        "state": c.upscale.state,
+        "message": c.upscale.message,
+        "error": c.last_error,
+        "size": [new.width(), new.height()] if new is not None else None,
+    }
+    # a whole 3000x2000 canvas edited with a 3000x2000 reference
+    big = _doc(ctx, 3000, 2000, f"{ctx.name}-big")
+    ctx.add_paint_layer(big, "Huge", [0, 0, 3000, 2000], (10, 120, 240, 255))
+    big.rootNode().childNodes()[-1].setOpacity(128)
+    yield _focus(ctx, big)
+    yield ctx.activate(big, big.rootNode().childNodes()[0])
+    c.update_settings(model=KLEIN, edit=True, prompt="like <layer:Huge>", batch=1)
+    began = time.monotonic()
+    ctx.trigger(GENERATE)
+    yield _gen_done(c, 300)
+    out["big_edit"] = {
+        "seconds": round(time.monotonic() - began, 1),
+        "state": c.state,
+        "error": c.last_error,
+        "names": _names(big),
+    }
+    c.update_settings(edit=False, prompt="a cat")
+
+
 SCENARIOS = {
+    "qa3_extra": qa3_extra,
     "qa3_more": qa3_more,
     "qa3_references": qa3_references,
     "qa3_decompose_depths": qa3_decompose_depths,
