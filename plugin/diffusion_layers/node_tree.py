@@ -47,16 +47,24 @@ def walk(node: Any) -> Iterator[Any]:
 
 def find(root: Any, ref: str) -> Optional[Any]:
     """The node with uniqueId ``ref`` or, when no node has that id, the first layer (not mask)
-    named ``ref``."""
+    named ``ref``, else the first whose name is ``ref`` but for spaces around it (a layer named
+    "Mug " answers to ``<layer:Mug>``: tags are read without those spaces)."""
     if not ref:
         return None
-    named = None
+    named = trimmed = None
     for node in walk(root):
         if node_id(node) == ref:
             return node
-        if named is None and str(node.name()) == ref and not is_mask(node):
+        name = str(node.name())
+        if is_mask(node):
+            continue
+        if named is None and name == ref:
             named = node
-    return None if ref.startswith("{") else named
+        if trimmed is None and name.strip() == ref.strip():
+            trimmed = node
+    if ref.startswith("{"):
+        return None
+    return named if named is not None else trimmed
 
 
 def parent_of(node: Any, root: Any) -> Optional[Any]:

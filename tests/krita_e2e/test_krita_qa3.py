@@ -16,6 +16,7 @@ from .conftest import plugin_settings
 from .test_krita_edit import ModelsBackend
 
 SCENARIOS = [
+    "qa3_qwen",
     "qa3_extra",
     "qa3_more",
     "qa3_references",
@@ -35,7 +36,8 @@ def qa3_backend(krita_available, tmp_path_factory):
 
     models = tmp_path_factory.mktemp("qa3-models")
     assert write_tiny_flux2_klein(models) == "tiny_flux2_klein"
-    assert write_tiny_qwen_image(models, "layered") == "tiny_qwen_image_layered"
+    for variant in ("layered", "edit", "edit_plus"):
+        assert write_tiny_qwen_image(models, variant) == f"tiny_qwen_image_{variant}"
     backend = ModelsBackend(tmp_path_factory.mktemp("qa3-backend"), models)
     try:
         backend.start()
@@ -199,3 +201,17 @@ def test_extra_edit_cases(run):
 def test_upscale_with_refine_on_flux2_klein(run):
     up = run.scenario("qa3_extra")["upscale_edit_on"]  # klein chosen, Edit on, refine 30 %
     assert up["state"] == "idle" and up["size"] == [300, 240], up
+
+
+def test_qwen_edit_checkpoints(run):
+    data = run.scenario("qa3_qwen")
+    assert data["generate_button_tiny_edit"] is False, data  # Edit on a checkpoint that can't
+    runs = data["runs"]
+    ref = runs["edit_ref"]  # Qwen-Image-Edit takes no reference image: said before sending
+    assert not ref["started"] and "without reference images" in ref["error"], ref
+    assert runs["edit_plain"]["state"] == "preview" and runs["edit_plain"]["refs"] == 0, runs
+    assert runs["plus_ref"]["state"] == "preview" and runs["plus_ref"]["refs"] == 1, runs
+    for key in ("edit_ref", "edit_plain", "plus_ref"):
+        assert runs[key]["live_button"] is False, (key, runs[key])  # not fast enough for live
+    space = runs["trailing_space"]  # a layer named "Mug " (trailing space) as <layer:Mug >
+    assert space["state"] == "preview" and space["refs"] == 1, space  # was: "no layer named 'Mug'"

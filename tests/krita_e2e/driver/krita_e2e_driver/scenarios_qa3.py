@@ -764,7 +764,49 @@ def qa3_extra(ctx: Context):
     c.update_settings(edit=False, prompt="a cat")
 
 
+def qa3_qwen(ctx: Context):
+    c, wait = _models(ctx)
+    yield wait
+    out = ctx.data
+    doc = _doc(ctx, 160, 128, ctx.name)
+    ctx.add_paint_layer(doc, "Cup", [100, 80, 30, 30], (255, 0, 0, 255))
+    ctx.add_paint_layer(doc, "Mug ", [10, 80, 20, 20], (0, 255, 0, 255))
+    yield _focus(ctx, doc)
+    yield ctx.activate(doc, doc.rootNode().childNodes()[0])
+    c.update_settings(model="tiny", edit=True, prompt="make it red", steps=2)
+    yield sleep(0.5)
+    out["generate_button_tiny_edit"] = _button_enabled(ctx, "Generate")
+    runs = {}
+    for key, model, prompt in (
+        ("edit_ref", "tiny_qwen_image_edit", "put <layer:Cup> here"),
+        ("edit_plain", "tiny_qwen_image_edit", "make it red"),
+        ("plus_ref", "tiny_qwen_image_edit_plus", "put <layer:Cup> here"),
+        ("trailing_space", KLEIN, "put <layer:Mug > here"),
+    ):
+        c.update_settings(model=model, prompt=prompt)
+        yield sleep(0.3)
+        live = _button_enabled(ctx, "Live")
+        ctx.select(doc, rect_mask(40, 40), [20, 20, 40, 40])
+        ctx.trigger(GENERATE)
+        started = c.state == "generating"
+        yield _gen_done(c)
+        session = c.session()
+        params = session.params.to_dict() if started and session and session.params else {}
+        runs[key] = {
+            "started": started,
+            "state": c.state,
+            "error": c.last_error,
+            "refs": len(params.get("controls") or []),
+            "live_button": live,
+        }
+        c.discard()
+        yield sleep(0.3)
+    out["runs"] = runs
+    c.update_settings(edit=False, prompt="a cat", model=KLEIN)
+
+
 SCENARIOS = {
+    "qa3_qwen": qa3_qwen,
     "qa3_extra": qa3_extra,
     "qa3_more": qa3_more,
     "qa3_references": qa3_references,
