@@ -39,7 +39,7 @@ from backend.engine.pipelines import (
     unet_for_loras,
 )
 from backend.engine.preprocess import NO_DEPTH, PREPROCESSORS
-from backend.engine.previews import latents_to_preview
+from backend.engine.previews import step_preview
 from backend.engine.prompt_syntax import PromptPlan, encode_plan, plan_for, with_prompt_loras
 from backend.engine.prompts import PromptEncoder
 from backend.engine.reference import References, is_reference
@@ -359,7 +359,7 @@ class Engine:
                 # Tiled passes report the assembled picture (RGB) or nothing instead of latents.
                 preview = latents
                 if isinstance(latents, torch.Tensor):
-                    preview = latents_to_preview(latents[:1], family)
+                    preview = step_preview(latents[:1], family)
                 on_progress(Progress(step=step, total=total, preview=preview))
 
         return on_step

@@ -30,7 +30,7 @@ from PIL import Image
 from backend.engine import families
 from backend.engine.errors import InvalidRequest
 from backend.engine.prompts import PromptEmbeds
-from backend.engine.schedulers import make_scheduler, schedule_length
+from backend.engine.schedulers import is_flow_config, make_scheduler, schedule_length
 from backend.engine.vae_tiling import use_vae_tiling
 
 if TYPE_CHECKING:
@@ -111,10 +111,11 @@ def pipeline_kind(task_kind: str, inpaint_checkpoint: bool) -> str:
     return "inpaint" if inpaint_checkpoint else task_kind
 
 
-def inference_steps(steps: int, strength: float) -> int:
+def inference_steps(steps: int, strength: float, flow: bool = False) -> int:
     """Scheduler steps so that exactly ``steps`` denoising steps run at ``strength``
-    (``schedulers.schedule_length``; ``schedulers.check_steps`` refuses what cannot)."""
-    return schedule_length(steps, strength)
+    (``schedulers.schedule_length``; ``flow``: a flow-matching pipeline, which truncates its
+    schedule differently; ``schedulers.check_steps`` refuses what cannot)."""
+    return schedule_length(steps, strength, flow)
 
 
 def acceleration_options(config: EngineConfig, device: str) -> AccelerationOptions:
@@ -308,7 +309,9 @@ def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str, item: int = 0) ->
     kwargs: dict[str, Any] = {
         **(task.item_embeds[item] if task.item_embeds else task.embeds).pipeline_kwargs(),
         **task.extra_kwargs,
-        "num_inference_steps": inference_steps(task.steps, strength),
+        "num_inference_steps": inference_steps(
+            task.steps, strength, is_flow_config(pipe.scheduler.config)
+        ),
         families.get(task.model.family).cfg_argument: task.cfg_scale,
         "num_images_per_prompt": 1,
         "generator": [torch.Generator("cpu").manual_seed(task.seeds[item])],

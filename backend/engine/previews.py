@@ -55,3 +55,17 @@ def latents_to_preview(latents: torch.Tensor, family: str) -> np.ndarray:
     if scale > 1:
         rgb = cv2.resize(rgb, (width * scale, height * scale), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(rgb)
+
+
+def step_preview(latents: torch.Tensor, family: str) -> np.ndarray | None:
+    """The step preview of ``latents`` or None when they are not the family's preview latents
+    (another channel count, packed tokens): a preview is never worth failing a job for.
+    A single-frame axis (B, C, 1, h, w), as Qwen-Image's video-style VAE latents have, is
+    dropped first."""
+    if latents.ndim == 5 and latents.shape[2] == 1:
+        latents = latents[:, :, 0]
+    channels = families.get(family).preview.channels
+    shape = tuple(latents.shape)
+    if latents.ndim not in (3, 4) or shape[-3] != channels or min(shape[-2:]) < 1:
+        return None
+    return latents_to_preview(latents, family)

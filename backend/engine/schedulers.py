@@ -106,13 +106,33 @@ def max_steps(strength: float) -> int:
     return int(MAX_SCHEDULE * strength)
 
 
-def schedule_length(steps: int, strength: float) -> int:
+def steps_run(total: int, strength: float, flow: bool = False) -> int:
+    """The denoising steps diffusers runs of a ``total``-step schedule at ``strength``: SD's
+    pipelines keep ``int(total * strength)``; the flow-matching ones (Flux, Z-Image,
+    Qwen-Image, ours for FLUX.2 klein) skip ``int(total - total * strength)``."""
+    if strength >= 1.0:
+        return total
+    if flow:
+        return total - int(max(total - total * strength, 0))
+    return int(total * strength)
+
+
+def schedule_length(steps: int, strength: float, flow: bool = False) -> int:
     """``num_inference_steps`` so that exactly ``steps`` denoising steps run at ``strength``
-    (diffusers skips the first ``1 - strength`` of the schedule). ``check_steps`` first."""
+    (``steps_run``; ``flow``: a flow-matching pipeline). ``check_steps`` first."""
     if strength >= 1.0:
         return steps
+    if flow:
+        # the longest schedule that runs ``steps``: its skipped part int(N - N * strength)
+        # comes closest to ``1 - strength`` of it (N = steps would start from pure noise)
+        total = max(steps, math.floor(steps / max(strength, 1e-6) + 1e-9))
+        while steps_run(total, strength, flow) > steps and total > steps:
+            total -= 1
+        while steps_run(total, strength, flow) < steps and total < MAX_SCHEDULE:
+            total += 1
+        return min(MAX_SCHEDULE, total)
     total = max(steps, math.ceil(steps / max(strength, 1e-6) - 1e-9))
-    while int(total * strength) < steps and total < MAX_SCHEDULE:  # diffusers uses int()
+    while steps_run(total, strength, flow) < steps and total < MAX_SCHEDULE:
         total += 1
     return min(MAX_SCHEDULE, total)
 

@@ -121,7 +121,7 @@ def run(pipe: Any, call: EditCall) -> list[np.ndarray]:
             mask_image=Image.fromarray(mask, "L"),
             image_reference=references or None,
             strength=strength,
-            num_inference_steps=schedule_length(call.steps, strength),
+            num_inference_steps=schedule_length(call.steps, strength, flow=True),
         )
     task.set_progress_bar_config(disable=True)
     total = call.steps * len(call.seeds)
