@@ -1,7 +1,10 @@
-"""Reference layers by name (node_tree.find): spaces around a layer's name do not count, an
-exact name wins, masks are never found by name (QA3: a layer "Mug " was "no layer 'Mug'")."""
+"""QA3 fixes, fast. Reference layers by name (node_tree.find): spaces around a name do not
+count, an exact name wins, masks are never found by name. Reuse settings on a layer with nothing
+stored is a sentence naming it (results.reuse)."""
 
 from __future__ import annotations
+
+import pytest
 
 from plugin.diffusion_layers import node_tree
 
@@ -47,3 +50,28 @@ def test_an_exact_name_wins_and_masks_are_not_found_by_name():
     assert node_tree.find(root, "Ink") is None
     assert node_tree.find(root, "Nope") is None
     assert node_tree.find(root, node_tree.node_id(mask)) is mask
+
+
+class Doc:
+    """The few CanvasDocument calls results.reuse makes: nothing stored for any layer."""
+
+    def read_annotation(self, kind: str) -> bytes:
+        return b""
+
+    def active_layer_id(self) -> str:
+        return "{active}"
+
+    def layer_name(self, ref: str) -> str | None:
+        return {"{active}": "Layer 1 of 2"}.get(ref)
+
+
+def test_reuse_on_a_layer_with_nothing_stored_is_a_sentence_naming_it():
+    from plugin.diffusion_layers import results
+    from plugin.diffusion_layers.errors import NoDocument, PluginError
+
+    with pytest.raises(PluginError, match="'Layer 1 of 2' has no stored settings"):
+        results.reuse(Doc())  # type: ignore[arg-type]
+    with pytest.raises(PluginError, match="That layer has no stored settings"):
+        results.reuse(Doc(), "{gone}")  # type: ignore[arg-type]
+    with pytest.raises(NoDocument):
+        results.reuse(None)
