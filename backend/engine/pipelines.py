@@ -353,15 +353,25 @@ def build_call_kwargs(pipe: Any, task: DenoiseTask, kind: str, item: int = 0) ->
 def use_noise(scheduler: Any, noise: torch.Tensor) -> None:
     """Make this (fresh, per-item) scheduler noise the source with ``noise`` instead of the
     pipeline's generator draw, when the shapes agree (img2img and inpaint call add_noise
-    once with the starting noise)."""
-    add_noise = scheduler.add_noise
+    once with the starting noise; flow-matching schedulers have ``scale_noise(sample, timestep,
+    noise)`` instead). Packed latents (Flux-style tokens) differ in shape: they keep their own
+    draw."""
 
-    def shared_noise(original: torch.Tensor, drawn: torch.Tensor, timesteps: Any) -> Any:
+    def shared(drawn: torch.Tensor) -> torch.Tensor:
         if tuple(drawn.shape) == tuple(noise.shape):
-            drawn = noise.to(device=drawn.device, dtype=drawn.dtype)
-        return add_noise(original, drawn, timesteps)
+            return noise.to(device=drawn.device, dtype=drawn.dtype)
+        return drawn
 
-    scheduler.add_noise = shared_noise
+    add_noise = getattr(scheduler, "add_noise", None)
+    if add_noise is not None:
+        scheduler.add_noise = lambda original, drawn, timesteps: add_noise(
+            original, shared(drawn), timesteps
+        )
+    scale_noise = getattr(scheduler, "scale_noise", None)
+    if scale_noise is not None:
+        scheduler.scale_noise = lambda sample, timestep, drawn=None: scale_noise(
+            sample, timestep, None if drawn is None else shared(drawn)
+        )
 
 
 def run_denoise(

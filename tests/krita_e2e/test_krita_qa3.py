@@ -16,6 +16,7 @@ from .conftest import plugin_settings
 from .test_krita_edit import ModelsBackend
 
 SCENARIOS = [
+    "qa3_edges",
     "qa3_qwen",
     "qa3_extra",
     "qa3_more",
@@ -190,14 +191,6 @@ def test_extra_edit_cases(run):
     assert big["state"] == "preview" and not big["error"], big
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QA3 defect: Upscale with Refine detail on FLUX.2 klein fails on the server with "
-    "\"internal error: AttributeError: 'FlowMatchEulerDiscreteScheduler' object has no attribute "
-    "'add_noise'\": backend/engine/pipelines.py use_noise() wraps scheduler.add_noise, which "
-    "flow-matching schedulers lack (they have scale_noise). pipelines.py is being changed by "
-    "another helper; the fix is noted in /tmp/briefs/NOTICE.md",
-)
 def test_upscale_with_refine_on_flux2_klein(run):
     up = run.scenario("qa3_extra")["upscale_edit_on"]  # klein chosen, Edit on, refine 30 %
     assert up["state"] == "idle" and up["size"] == [300, 240], up
@@ -215,3 +208,16 @@ def test_qwen_edit_checkpoints(run):
         assert runs[key]["live_button"] is False, (key, runs[key])  # not fast enough for live
     space = runs["trailing_space"]  # a layer named "Mug " (trailing space) as <layer:Mug >
     assert space["state"] == "preview" and space["refs"] == 1, space  # was: "no layer named 'Mug'"
+
+
+def test_edge_selections_transparent_canvas_and_default_count(run):
+    data = run.scenario("qa3_edges")
+    for key, case in data["selections"].items():  # a 1 px selection; one half off the canvas
+        assert case["started"] and not case["error"], (key, case)
+        assert len(case["new"]) == 1, (key, case)
+    assert data["selections"]["one_pixel"]["new"][0][1] == [100, 80, 1, 1], data
+    assert data["selections"]["off_canvas"]["new"][0][1] == [170, 130, 30, 30], data
+    chosen = data["klein_chosen_decompose"]  # klein chosen: the layered checkpoint decomposes
+    assert chosen["state"] == "idle" and len(chosen["groups"]) == 1, chosen
+    assert "nothing to decompose" in data["empty_decompose"]["message"], data
+    assert data["empty_edit"]["state"] in ("preview", "error"), data
