@@ -805,7 +805,82 @@ def qa3_qwen(ctx: Context):
     c.update_settings(edit=False, prompt="a cat", model=KLEIN)
 
 
+def _bounds(node) -> list:
+    b = node.bounds()
+    return [b.x(), b.y(), b.width(), b.height()]
+
+
+def qa3_edges(ctx: Context):
+    c, wait = _models(ctx)
+    yield wait
+    out = ctx.data
+    doc = _doc(ctx, 200, 160, ctx.name)
+    yield _focus(ctx, doc)
+    yield ctx.activate(doc, doc.rootNode().childNodes()[0])
+    c.update_settings(model=KLEIN, edit=True, prompt="make it red", steps=2, batch=1)
+    cases = {}
+    for key, mask, rect in (
+        ("one_pixel", rect_mask(1, 1), [100, 80, 1, 1]),
+        ("off_canvas", rect_mask(60, 60), [170, 130, 60, 60]),
+    ):
+        before = {probes.node_id(n) for n, _, _ in probes.walk(doc.rootNode())}
+        ctx.select(doc, mask, rect)
+        ctx.trigger(GENERATE)
+        started = c.state == "generating"
+        yield _gen_done(c)
+        yield sleep(0.3)
+        ctx.trigger(APPLY)
+        yield sleep(0.8)
+        doc.waitForDone()
+        new = [n for n, _, _ in probes.walk(doc.rootNode()) if probes.node_id(n) not in before]
+        new = [n for n in new if not n.type().endswith("mask")]
+        cases[key] = {
+            "started": started,
+            "error": c.last_error,
+            "new": [[n.name(), _bounds(n)] for n in new],
+        }
+    out["selections"] = cases
+    doc.setSelection(None)
+    # decompose with klein chosen and the default count (settings.layers = 0)
+    c.update_settings(layers=0, edit=False, prompt="")
+    ctx.trigger(DECOMPOSE)
+    yield _flow_done(c)
+    yield sleep(0.5)
+    out["klein_chosen_decompose"] = {
+        "state": c.decompose.state,
+        "message": c.decompose.message,
+        "groups": [g.name() for g in _decomposed(doc)],
+    }
+    # a transparent canvas: Edit and Decompose
+    empty = ctx.app.createDocument(128, 96, f"{ctx.name}-empty", "RGBA", "U8", "", 72.0)
+    ctx.app.activeWindow().addView(empty)
+    yield _focus(ctx, empty)
+    bottom = empty.rootNode().childNodes()[0]
+    bottom.setPixelData(QByteArray(bytes(128 * 96 * 4)), 0, 0, 128, 96)
+    empty.refreshProjection()
+    empty.waitForDone()
+    c.update_settings(model=LAYERED, layers=2, edit=False, prompt="")
+    ctx.trigger(DECOMPOSE)
+    yield _flow_done(c)
+    out["empty_decompose"] = {"state": c.decompose.state, "message": c.decompose.message}
+    c.update_settings(model=KLEIN, edit=True, prompt="make it red")
+    ctx.trigger(GENERATE)
+    started = c.state == "generating"
+    yield _gen_done(c)
+    out["empty_edit"] = {"started": started, "state": c.state, "error": c.last_error}
+    c.discard()
+    # the docker's error line after picking a checkpoint that can edit
+    c.update_settings(model="tiny", edit=True)
+    ctx.trigger(GENERATE)
+    refused = c.last_error
+    c.update_settings(model=KLEIN)
+    yield sleep(0.5)
+    out["stale"] = {"refused": refused, "after_switch": c.last_error, "texts": ctx.docker_texts()}
+    c.update_settings(edit=False, prompt="a cat")
+
+
 SCENARIOS = {
+    "qa3_edges": qa3_edges,
     "qa3_qwen": qa3_qwen,
     "qa3_extra": qa3_extra,
     "qa3_more": qa3_more,
