@@ -116,8 +116,13 @@ class DecomposeFlow(QObject):
     # -- start ------------------------------------------------------------------------------
 
     def start(self) -> bool:
-        """Read the region and submit the job; False (with ``message``) when it cannot."""
+        """Read the region and submit the job; False (with ``message``) when it cannot (one
+        decomposition at a time: a second one, in any document, is refused with a sentence)."""
         if self.busy:
+            self.message = (
+                "A decomposition is already running: wait for its layers, or Cancel it first."
+            )
+            self.changed.emit()
             return False
         doc = self.controller.canvas.active_document()
         try:

@@ -16,6 +16,7 @@ from .conftest import plugin_settings
 from .test_krita_edit import ModelsBackend
 
 SCENARIOS = [
+    "qa3_cancel",
     "qa3_edges",
     "qa3_qwen",
     "qa3_extra",
@@ -160,7 +161,7 @@ def test_more_edit_and_decompose_cases(run):
     assert "'Layer 1 of 2' has no stored settings" in reuse["error"], reuse
     for wanted, message in data["counts"].items():
         assert message.startswith("Decomposed into"), (wanted, message)
-    assert data["counts"]["1"] == "Decomposed into 2 layers.", data["counts"]
+    assert data["counts"]["1"].startswith("Decomposed into 2 layers"), data["counts"]
     assert data["in_group"]["g_children"] == ["Inner", "Decomposed (2 layers)"], data["in_group"]
     redo = data["redo"]
     assert redo["groups"] == ["Decomposed (2 layers)"] and len(redo["children"]) == 2, redo
@@ -234,3 +235,14 @@ def test_a_refusal_goes_once_its_cause_is_fixed(run):
     stale = run.scenario("qa3_edges")["stale"]
     assert "cannot edit" in stale["refused"], stale
     assert not stale["after_switch"], stale
+
+
+def test_cancel_decompose_and_edit_in_flight(run):
+    data = run.scenario("qa3_cancel")
+    cancel = data["cancel"]
+    assert cancel["started"] and cancel["message"] == "Decomposition cancelled.", cancel
+    second = cancel["second"]  # the shortcut pressed in another document meanwhile: said so
+    assert "already running" in second["message"], second  # (was: nothing at all)
+    assert cancel["groups_big"] == [] and cancel["groups_small"] == [], cancel
+    edit = data["edit_cancel"]
+    assert edit["after_cancel"] == "idle" and edit["new"] == [], edit

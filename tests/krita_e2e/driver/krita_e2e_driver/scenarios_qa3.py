@@ -879,7 +879,45 @@ def qa3_edges(ctx: Context):
     c.update_settings(edit=False, prompt="a cat")
 
 
+def qa3_cancel(ctx: Context):
+    c, wait = _models(ctx)
+    yield wait
+    out = ctx.data
+    big = _doc(ctx, 3000, 2000, f"{ctx.name}-big")
+    small = _doc(ctx, 128, 96, f"{ctx.name}-small")
+    yield _focus(ctx, big)
+    c.update_settings(model=LAYERED, layers=2, steps=2, edit=False, prompt="")
+    ctx.trigger(DECOMPOSE)
+    started = c.decompose.busy
+    yield _focus(ctx, small)
+    ctx.trigger(DECOMPOSE)  # a second one while the first runs, in another document
+    second = {"busy": c.decompose.busy, "message": c.decompose.message}
+    yield sleep(0.3)
+    ctx.trigger("diffusion_layers_cancel")
+    out["cancel"] = {"started": started, "second": second, "message": c.decompose.message}
+    yield sleep(8)
+    out["cancel"]["groups_big"] = [g.name() for g in _decomposed(big)]
+    out["cancel"]["groups_small"] = [g.name() for g in _decomposed(small)]
+    out["cancel"]["state"] = c.decompose.state
+    # an edit cancelled in flight: nothing placed later
+    yield _focus(ctx, big)
+    before = _names(big)
+    c.update_settings(model=KLEIN, edit=True, prompt="make it red")
+    ctx.trigger(GENERATE)
+    yield sleep(0.3)
+    ctx.trigger("diffusion_layers_cancel")
+    state = c.state
+    yield sleep(8)
+    out["edit_cancel"] = {
+        "after_cancel": state,
+        "state": c.state,
+        "new": [n for n in _names(big) if n not in before],
+    }
+    c.update_settings(edit=False, prompt="a cat")
+
+
 SCENARIOS = {
+    "qa3_cancel": qa3_cancel,
     "qa3_edges": qa3_edges,
     "qa3_qwen": qa3_qwen,
     "qa3_extra": qa3_extra,
