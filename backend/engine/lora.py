@@ -121,6 +121,51 @@ def with_text_out_proj(state: dict) -> dict:
     return {**state, **added} if added else state
 
 
+#: prefixes the bare dotted layout may carry before the transformer's module paths
+DOTTED_PREFIXES = ("diffusion_model.", "transformer.")
+
+
+def dotted_to_peft(state: dict, pipe: Any, name: str = "") -> dict:
+    """A bare dotted LoRA (``[diffusion_model.|transformer.]X.lora_down.weight`` [r, in],
+    ``X.lora_up.weight`` [out, r], optional ``X.alpha``) as diffusers/PEFT keys
+    (``transformer.X.lora_A.weight``, ``transformer.X.lora_B.weight`` with alpha / r folded
+    into B: exact), when every key is such a tensor and every ``X`` names a linear layer of
+    ``pipe``'s transformer; else ``state`` unchanged (diffusers' own converters get it: kohya,
+    BFL names, UNets).
+
+    Raises ModelLoadError naming ``name`` when a down matrix has no up matrix."""
+    import torch
+
+    from backend.engine.lora_formats import is_dotted_down
+
+    model = getattr(pipe, "transformer", None)
+    layers = [key.removesuffix(".lora_down.weight") for key in state if is_dotted_down(key)]
+    if not isinstance(model, torch.nn.Module) or not layers:
+        return state
+    suffixes = (".lora_down.weight", ".lora_up.weight", ".alpha")
+    allowed = {layer + suffix for layer in layers for suffix in suffixes}
+    if any(key not in allowed for key in state):
+        return state  # other tensors (text encoder, biases): not this layout alone
+    modules = dict(model.named_modules())
+    converted: dict[str, Any] = {}
+    for layer in layers:
+        path = next((layer.removeprefix(p) for p in DOTTED_PREFIXES if layer.startswith(p)), layer)
+        if not isinstance(modules.get(path), torch.nn.Linear):
+            return state
+        up = state.get(layer + ".lora_up.weight")
+        if up is None:
+            raise ModelLoadError(
+                f"The LoRA {name!r} is damaged: its layer {path} has a lora_down weight but no "
+                "lora_up weight."
+            )
+        down = state[layer + ".lora_down.weight"]
+        alpha = state.get(layer + ".alpha")
+        scale = 1.0 if alpha is None else float(alpha) / int(down.shape[0])
+        converted[f"transformer.{path}.lora_A.weight"] = down
+        converted[f"transformer.{path}.lora_B.weight"] = up * scale
+    return converted
+
+
 def adapter_name(index: int, name: str) -> str:
     safe = "".join(ch if ch.isalnum() else "_" for ch in name)
     return f"dl{index}_{safe}"[:64]
@@ -145,6 +190,7 @@ def loras_applied(pipe: Any, loras: list[tuple[str, str, float]]) -> Iterator[li
                 else:
                     if is_lokr(state):
                         state = lokr_to_lora(state, name)
+                    state = dotted_to_peft(state, pipe, name)
                     pipe.load_lora_weights(with_text_out_proj(state), adapter_name=adapter)
             except ModelLoadError:
                 raise

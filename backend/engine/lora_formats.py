@@ -8,6 +8,10 @@ never fails half-way on a file we could have read up front:
   ``.lora_down``/``.lora_up``/``.alpha``) -- loaded by diffusers.
 * ``locon``: the same with convolution layers (LyCORIS LoCon, kohya "LoRA-C3Lier") -- loaded.
 * ``diffusers``: diffusers/PEFT keys (``unet.*.lora_A``/``lora_B``, ``lora.down``) -- loaded.
+* ``dotted``: the bare dotted layout of Qwen-Image-Lightning, musubi-tuner and ai-toolkit
+  (``[diffusion_model.|transformer.]transformer_blocks.0.attn.to_q.lora_down``/``lora_up``/
+  ``alpha``) -- loaded for the families whose ``LoraSpec.dotted`` says so (converted to PEFT
+  by ``lora.dotted_to_peft``), refused for the others.
 * ``loha``: LyCORIS LoHa (``hada_*``) with diffusers layer names -- loaded as PEFT LoHa
   adapters (lycoris.py); in the original SDXL layer names (``input_blocks_*``) -- refused.
 * ``lokr``: LyCORIS LoKr (``lokr_*``) on linear layers -- turned into the exact LoRA pair and
@@ -30,7 +34,7 @@ from backend.engine import families
 
 Header = dict[str, tuple[int, ...]]
 
-LOADABLE = ("lora", "locon", "diffusers", "loha", "lokr")
+LOADABLE = ("lora", "locon", "diffusers", "dotted", "loha", "lokr")
 #: the original (LDM) layer names, which only diffusers' LoRA converters translate
 LDM_BLOCKS = ("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_")
 #: format -> how the refusal names it
@@ -78,6 +82,8 @@ def lora_format(keys: Header) -> str:
             for key in kohya
         ) or any(".lora_down." in key and ("_resnets_" in key or "_conv" in key) for key in kohya)
         return "locon" if conv else "lora"
+    if any(is_dotted_down(key) for key in names):
+        return "dotted"
     if any(
         key.endswith((".lora_A.weight", ".lora_B.weight", ".lora.down.weight", ".lora.up.weight"))
         or ".lora_linear_layer." in key
@@ -85,6 +91,14 @@ def lora_format(keys: Header) -> str:
     ):
         return "diffusers"
     return "unknown"
+
+
+def is_dotted_down(key: str) -> bool:
+    """Whether ``key`` is a down matrix of the bare dotted layout: a dotted module path (not
+    kohya's ``lora_unet_a_b_c``) ending in ``.lora_down.weight``."""
+    if not key.endswith(".lora_down.weight") or key.startswith(("lora_unet_", "lora_te")):
+        return False
+    return "." in key.removesuffix(".lora_down.weight")
 
 
 def _text_width(keys: Header) -> int | None:
@@ -204,6 +218,13 @@ def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
             f"The file {name!r} in the lora folder holds no LoRA weights Diffusion Layers "
             f"knows (kohya, LoCon or diffusers layout): its header holds "
             f"{describe_header(keys)}."
+        )
+        return LoraFacts(fmt, family, width, problem)
+    if fmt == "dotted" and family is not None and not families.get(family).lora.dotted:
+        problem = (
+            f"The LoRA {name!r} is in the bare dotted layout (transformer_blocks.*.lora_down), "
+            f"which Diffusion Layers cannot load for {families.label(family)} yet: use a "
+            "kohya or diffusers version of it."
         )
         return LoraFacts(fmt, family, width, problem)
     # 3. A loadable file whose family nothing tells.

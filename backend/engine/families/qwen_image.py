@@ -257,9 +257,10 @@ def encode(pipe: Any, prompt: str, negative_prompt: str = "", **_options: Any) -
 
 
 def _matches_lora(keys: Header) -> bool:
-    """Qwen-Image LoRAs: diffusers/PEFT, ComfyUI or kohya (``lora_unet_transformer_blocks_0_
-    img_mlp_...``) keys naming the MMDiT's own modules (``img_mlp``/``txt_mlp``/``img_mod``),
-    which Flux's have other names for (BFL's ``double_blocks.*.img_mlp`` excluded)."""
+    """Qwen-Image LoRAs: diffusers/PEFT, ComfyUI, bare dotted (Lightning's
+    ``transformer_blocks.0.img_mlp.net.0.proj.lora_down``) or kohya (``lora_unet_transformer_
+    blocks_0_img_mlp_...``) keys naming the MMDiT's own modules (``img_mlp``/``txt_mlp``/
+    ``img_mod``), which Flux's have other names for (BFL's ``double_blocks.*.img_mlp`` excluded)."""
     parts = (".img_mlp.", ".txt_mlp.", ".img_mod.", "_img_mlp_", "_txt_mlp_", "_img_mod_")
     return any(part in key for key in keys for part in parts) and not any(
         "double_blocks" in key or "single_transformer_blocks" in key for key in keys
@@ -293,7 +294,10 @@ def _family(id_: str, label: str, pipeline: str, **fields: Any) -> Family:
         "text_encoders": (TextEncoder("text_encoder", "tokenizer", "qwen"),),
         "preview": PREVIEW,
         "defaults": Defaults(sampler="euler", steps=50, cfg_scale=4.0, guidance=None),
-        "lora": LoraSpec(metadata_architectures=("qwen-image",) if id_ == "qwen_image" else ()),
+        "lora": LoraSpec(
+            metadata_architectures=("qwen-image",) if id_ == "qwen_image" else (),
+            dotted=True,  # Qwen-Image-Lightning's layout (converted by lora.dotted_to_peft)
+        ),
         "tiny": TinySpec(),  # tiny files: tiny_qwen.write_tiny_qwen_image
         "memory": MEMORY,
         "dedicated_inpaint": False,
