@@ -56,9 +56,8 @@ class Controller(QObject):
         self.controls = doc_controls.DocumentControls(
             canvas, self._session_of, self.changed.emit, self._set_error
         )
-        self.live = LiveLoop(
-            cast(LiveCanvas, canvas), client, lambda: self.settings, self, controls=self.controls.of
-        )
+        self.live = LiveLoop(cast(LiveCanvas, canvas), client, lambda: self.settings, self)
+        self.live.controls, self.live.models = self.controls.of, lambda: self.connection.models
         self.live.changed.connect(self.changed)
         self.changed.connect(self._track_jobs)  # a pending job keeps reconnects going
         self.upscale = UpscaleFlow(self)  # Upscale / Refine detail (upscale_flow.py)

@@ -17,7 +17,9 @@ something, and the thing may lie anywhere on the canvas. It travels as a PNG of 
 
 Before anything is sent, a sentence for: an unknown, empty or hidden layer, more references than
 ``capabilities.edit.max_references``, another control type (only references guide an edit), and
-a checkpoint that cannot edit (naming those that can). No Qt widgets, no Krita.
+a checkpoint that cannot edit (naming those that can). Live frames with Edit on carry the same
+references, refused with the same sentences (``edit_references``, ``add_references``). No Qt
+widgets, no Krita.
 """
 
 from __future__ import annotations
@@ -56,9 +58,16 @@ def layer_tags(prompt: str) -> Tuple[str, List[str]]:
 
 
 def sent_prompt(settings: PluginSettings) -> str:
-    """The prompt as a live frame sends it: without ``<layer:…>`` tags while Edit is on (live
-    edits take reference control rows only: a whole-layer PNG per frame would cost too much)."""
+    """The prompt as a live frame sends it: without ``<layer:…>`` tags while Edit is on (their
+    layers travel as references: ``edit_references``)."""
     return layer_tags(settings.prompt)[0] if settings.edit else settings.prompt
+
+
+def watched_layers(settings: PluginSettings, controls: Sequence[ControlLayer]) -> List[str]:
+    """The layers whose pixels shape a live frame besides the active one: the control rows'
+    (uniqueIds), and with Edit on the ``<layer:…>`` tags' (names)."""
+    tagged = layer_tags(settings.prompt)[1] if settings.edit else []
+    return [c.ref for c in controls] + [name for name in tagged if name]
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,45 @@ def read_reference(canvas: Any, doc: CanvasDocument, wanted: Wanted) -> Referenc
     return Reference(wanted, rect, encode_png(image))
 
 
+def edit_references(
+    canvas: Any,
+    doc: CanvasDocument,
+    settings: PluginSettings,
+    controls: Sequence[ControlLayer],
+    models: "Optional[ModelsInfo]",
+) -> List[Reference]:
+    """The references of an edit (Generate's job and every live frame with Edit on): the tags'
+    layers then the reference rows', counted against the checkpoint's ``max_references`` and
+    read whole. Raises a sentence (PluginError) for any refusal; nothing is read before the count
+    is checked."""
+    capabilities = model_capabilities.for_model(models, settings.model)
+    edit = capabilities.edit or model_capabilities.EditAbility()
+    wanted = wanted_references(settings.prompt, controls)
+    check_count(wanted, edit.max_references, capabilities.model)
+    return [read_reference(canvas, doc, w) for w in wanted]
+
+
+def add_references(
+    controls: List[ControlParams], parts: List[Part], references: Sequence[Reference]
+) -> None:
+    """Each reference as a control ``{"type": "reference", "model": null}`` (the row's weight
+    and window, else 1.0 over the whole schedule) and its PNG part, named after ``controls``'
+    own (``control_N``); both lists grow in place."""
+    for reference in references:
+        name, row = f"control_{len(controls)}", reference.wanted.control
+        controls.append(
+            ControlParams(
+                type="reference",
+                image=name,
+                model=None,
+                strength=row.strength if row is not None else 1.0,
+                start=row.start if row is not None else 0.0,
+                end=row.end if row is not None else 1.0,
+            )
+        )
+        parts.append(Part(name, PNG, reference.png))
+
+
 def plan_generate(
     canvas: Any,
     doc: CanvasDocument,
@@ -186,28 +234,14 @@ def plan_generate(
     if refusal is not None:
         raise InvalidSetting(refusal)
     capabilities = model_capabilities.for_model(models, settings.model)
-    edit = capabilities.edit or model_capabilities.EditAbility()
     prompt, _names = layer_tags(settings.prompt)
-    wanted = wanted_references(settings.prompt, controls)
-    check_count(wanted, edit.max_references, capabilities.model)
+    wanted_references(settings.prompt, controls)  # an empty tag or another control: a sentence
     styles.check_inline_loras(prompt, settings.negative_prompt, models)
-    references = [read_reference(canvas, doc, w) for w in wanted]
+    references = edit_references(canvas, doc, settings, controls, models)
     sent = dataclasses.replace(settings, prompt=prompt)
     plan = plan_job(doc, sent, (), read_controls=False)
     sent = model_capabilities.effective_settings(sent, capabilities)
     params, parts = build_job(sent, plan.choice, plan.region, plan.image, plan.mask, [])
-    for index, reference in enumerate(references):
-        name, row = f"control_{index}", reference.wanted.control
-        params.controls.append(
-            ControlParams(
-                type="reference",
-                image=name,
-                model=None,
-                strength=row.strength if row is not None else 1.0,
-                start=row.start if row is not None else 0.0,
-                end=row.end if row is not None else 1.0,
-            )
-        )
-        parts.append(Part(name, PNG, reference.png))
+    add_references(params.controls, parts, references)
     parts[0] = params_part(params, styles.omitted(sent))  # now with the reference controls
     return plan, params, parts

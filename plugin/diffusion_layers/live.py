@@ -1,10 +1,11 @@
 """Live painting, the core: watch a document, send a frame when it changed, show the rendering.
 
 A QTimer polls the document every ``poll_ms``: it reads a cheap signature of the region (the
-layer stack's state and the active and control layers' own pixels, never the live layer's, so
-a shown frame cannot trigger the next), the selection and the settings that shape a frame. When the signature differs from the last
-frame sent, and has held still for ``debounce_ms`` (or ``max_wait_ms`` passed during a long
-stroke), the region is read without the live layer and sent to ``/v1/live/{session}/frames``.
+layer stack's state and the active, control and ``<layer:…>`` layers' own pixels, never the live
+layer's, so a shown frame cannot trigger the next), the selection and the settings that shape a
+frame. When it differs from the last frame sent, and has held still for ``debounce_ms`` (or
+``max_wait_ms`` passed during a long stroke), the region is read without the live layer and sent
+to ``/v1/live/{session}/frames``; with Edit on, with the references an Edit job would send.
 Never more than one frame is in flight; the latest canvas always wins because the next frame
 is read from the canvas only when the previous one came back.
 
@@ -25,13 +26,13 @@ from typing import Callable, List, Optional, Protocol, Sequence, Tuple, cast
 from . import layer_params, styles
 from .canvas import CanvasDocument, NewLayer
 from .client import Client
-from .edit_request import sent_prompt
+from .edit_request import add_references, edit_references, sent_prompt, watched_layers
 from .errors import BackendError, NoDocument, PluginError
 from .geometry import GeometryError, Rect
 from .pixels import apply_mask, crop_gray
 from .placement import SINCE_GENERATED, check_canvas, check_result, layer_name, mask_window
 from .planning import live_region, read_control
-from .protocol import RAW_BGRA, JobParams, LiveParams, LoraParams
+from .protocol import RAW_BGRA, JobParams, LiveParams, LoraParams, ModelsInfo
 from .qt import QObject, QRect, QTimer, pyqtSignal
 from .request import Part, control_params, params_part
 from .settings import ControlLayer, PluginSettings
@@ -127,6 +128,7 @@ class LiveLoop(QObject):
         super().__init__(parent)
         self.canvas = canvas
         self.controls = controls or (lambda _key: [])  # a document's controls, by its key
+        self.models: Callable[[], Optional[ModelsInfo]] = lambda: None  # the server's /v1/models
         self.client = client
         self.settings = settings
         self.debounce_s = debounce_ms / 1000.0
@@ -236,7 +238,7 @@ class LiveLoop(QObject):
         chosen = self.controls(doc.key)
         controls = [(c.ref, c.type, c.strength, c.start, c.end) for c in chosen]
         text = repr((shape, loras, controls)).encode("utf-8")
-        pixels = doc.live_signature(region, [c.ref for c in chosen])
+        pixels = doc.live_signature(region, watched_layers(s, chosen))
         value = zlib.crc32(text, pixels & 0xFFFFFFFF)
         return zlib.crc32(mask, value) if mask is not None else value
 
@@ -300,7 +302,11 @@ class LiveLoop(QObject):
             edit=s.edit,
         )
         parts = [Part("image", RAW_BGRA, doc.read_pixels_without_live(region))]
-        for index, control in enumerate(self.controls(doc.key)):
+        if s.edit:  # the tags' and reference rows' whole layers, as an Edit job sends them
+            page = cast(CanvasDocument, doc)
+            refs = edit_references(self.canvas, page, s, self.controls(doc.key), self.models())
+            add_references(params.controls, parts, refs)
+        for index, control in enumerate([] if s.edit else self.controls(doc.key)):
             pixels = read_control(cast(CanvasDocument, doc), control, region).pixels
             name = f"control_{index}"
             params.controls.append(control_params(control, name))
@@ -330,12 +336,8 @@ class LiveLoop(QObject):
         if width <= 0 or height <= 0 or len(data) != width * height * 4:
             self.stop(f"The server sent a live frame of {len(data)} bytes for {width}x{height}.")
             return
-        rect = Rect(
-            region.x + int(headers.get("x-offset-x", 0)),
-            region.y + int(headers.get("x-offset-y", 0)),
-            width,
-            height,
-        )
+        dx, dy = int(headers.get("x-offset-x", 0)), int(headers.get("x-offset-y", 0))
+        rect = Rect(region.x + dx, region.y + dy, width, height)
         try:  # a frame is the whole region (the server gets no mask): anything else is refused
             check_result(region, rect, None, "live frame")
         except PluginError as exc:
@@ -349,7 +351,7 @@ class LiveLoop(QObject):
             )
         seed = int(headers.get("x-seed", 0))
         made_by = JobParams(
-            mode="img2img",
+            mode="edit" if params.edit else "img2img",
             width=params.width,
             height=params.height,
             x=params.x,

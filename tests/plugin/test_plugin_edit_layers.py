@@ -370,14 +370,17 @@ def test_live_frames_with_edit_on_are_edits_without_layer_tags(
     from diffusion_layers.krita_adapter import KritaCanvas
     from diffusion_layers.ui.docker import DockerPanel
 
-    new_doc(fake_krita, fill=b"\x80\x80\x80\xff", size=(32, 32))
+    add_layer(new_doc(fake_krita, size=(32, 32)), "Cup", (20, 24, 6, 4), b"\x00\x00\xff\xff")
     connected(ctl)
     ctl.update_settings(model="klein", edit=True, prompt="make it <layer:Cup> blue")
     doc = KritaCanvas().active_document()
     assert doc is not None
-    parts, params = ctl.live._parts(doc, Rect(0, 0, 32, 32))
+    parts, params = ctl.live._parts(doc, Rect(0, 0, 16, 16))  # a region away from the cup
     sent = json.loads(parts[0].data)
     assert sent["edit"] is True and sent["prompt"] == "make it blue" and params.edit
+    assert [(c["image"], c["model"]) for c in sent["controls"]] == [("control_0", None)]
+    assert parts[2].content_type == "image/png"  # the whole layer, as an Edit job sends it
+    assert png_pixels(parts[2].data).size == (6, 4)
     ctl.update_settings(edit=False)
     assert json.loads(ctl.live._parts(doc, Rect(0, 0, 32, 32))[0][0].data)["edit"] is False
     # A checkpoint that edits, but not fast enough for live: the Live button says so.

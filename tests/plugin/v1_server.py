@@ -56,6 +56,7 @@ class Job:
     cancelled: bool = False
     box: tuple[int, int, int, int] | None = None  # results' (x, y, w, h); None: the region
     reverse_results: bool = False  # mode "layers": list the results top layer first
+    composite_error: float | None = None  # mode "layers": what the results report
 
     def result_box(self) -> tuple[int, int, int, int]:
         if self.box is None and self.params["mode"] == "upscale":  # round(side * factor)
@@ -90,6 +91,7 @@ class Job:
                         "file": None,
                         "group": self.id if layers else None,
                         "layer_index": i if layers else None,
+                        "composite_error": self.composite_error if layers else None,
                     }
                 )
             if layers and self.reverse_results:  # a server may list them in any order
@@ -127,6 +129,7 @@ class V1Server:
         self.submit_faults: list[tuple[int, dict[str, str]]] = []  # next POST /v1/jobs answers
         self.result_box: tuple[int, int, int, int] | None = None  # next jobs' results (x,y,w,h)
         self.reverse_layers = False  # mode "layers": results listed top layer first
+        self.composite_error: float | None = None  # mode "layers": reported with each result
         self.last_event_ids: list[str] = []  # Last-Event-ID header of every stream request
         self.paused = False
         self.cond = threading.Condition()
@@ -425,6 +428,7 @@ def _handler(server: V1Server) -> type:
                 parts,
                 box=server.result_box,
                 reverse_results=server.reverse_layers,
+                composite_error=server.composite_error,
             )
             server.jobs[job.id] = job
             server._event(job, "queued", {"id": job.id})
