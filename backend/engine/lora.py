@@ -192,6 +192,8 @@ def loras_applied(pipe: Any, loras: list[tuple[str, str, float]]) -> Iterator[li
                         state = lokr_to_lora(state, name)
                     state = dotted_to_peft(state, pipe, name)
                     pipe.load_lora_weights(with_text_out_proj(state), adapter_name=adapter)
+                    if not any(adapter in found for found in pipe.get_list_adapters().values()):
+                        raise ValueError(f"no layer of {name!r} matched")  # diffusers kept none
             except ModelLoadError:
                 raise
             except Exception as exc:  # diffusers raises ValueError/KeyError/... on foreign layouts

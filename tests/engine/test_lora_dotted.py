@@ -29,6 +29,14 @@ def models_dir(tmp_path_factory):
     tiny_qwen_control.write_lora(root / "lora" / "qwen-peft.safetensors")
     for name, options in DOTTED.items():
         tiny_qwen_control.write_lora(root / "lora" / f"{name}.safetensors", **options)
+    from backend.engine.tiny import _save_atomic
+
+    layer = "transformer_blocks.0.img_mlp.no_such_layer"  # Qwen-Image's keys, no such module
+    foreign = {
+        f"{layer}.lora_down.weight": torch.ones(2, 8),
+        f"{layer}.lora_up.weight": torch.ones(8, 2),
+    }
+    _save_atomic(foreign, {}, root / "lora" / "qwen-dotted-foreign.safetensors")
     return root
 
 
@@ -119,3 +127,12 @@ def test_sd_files_in_the_dotted_layout_are_refused_and_kohya_files_are_not() -> 
     kohya_layer = "lora_unet_" + layer.replace(".", "_")
     kohya = {f"{kohya_layer}.lora_down.weight": (4, 768), f"{kohya_layer}.lora_up.weight": (320, 4)}
     assert lora_facts(kohya, {}, "sd-kohya") == LoraFacts("lora", "sd15", 768, None)
+
+
+def test_a_dotted_lora_naming_no_layer_of_the_model_is_a_sentence(engine) -> None:
+    from backend.engine.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="qwen-dotted-foreign.*do not fit this model"):
+        _generate(engine, [("qwen-dotted-foreign", 1.0)])
+    plain = _generate(engine, [])  # the failed LoRA left nothing behind
+    assert np.array_equal(_generate(engine, [("qwen-dotted", 0.0)]), plain)
