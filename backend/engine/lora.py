@@ -130,8 +130,9 @@ def dotted_to_peft(state: dict, pipe: Any, name: str = "") -> dict:
     ``X.lora_up.weight`` [out, r], optional ``X.alpha``) as diffusers/PEFT keys
     (``transformer.X.lora_A.weight``, ``transformer.X.lora_B.weight`` with alpha / r folded
     into B: exact), when every key is such a tensor and every ``X`` names a linear layer of
-    ``pipe``'s transformer; else ``state`` unchanged (diffusers' own converters get it: kohya,
-    BFL names, UNets).
+    ``pipe``'s transformer. Original layer names (BFL's ``double_blocks.0.img_attn.qkv``) come
+    back under ComfyUI's ``diffusion_model.``, which diffusers' converters take; anything else
+    (kohya, prefixed original names, UNets) comes back unchanged.
 
     Raises ModelLoadError naming ``name`` when a down matrix has no up matrix."""
     import torch
@@ -147,11 +148,17 @@ def dotted_to_peft(state: dict, pipe: Any, name: str = "") -> dict:
     if any(key not in allowed for key in state):
         return state  # other tensors (text encoder, biases): not this layout alone
     modules = dict(model.named_modules())
+    paths = {
+        layer: next((layer.removeprefix(p) for p in DOTTED_PREFIXES if layer.startswith(p)), layer)
+        for layer in layers
+    }
+    known = [isinstance(modules.get(path), torch.nn.Linear) for path in paths.values()]
+    if not any(known) and not any(key.startswith(DOTTED_PREFIXES) for key in state):
+        return {"diffusion_model." + key: value for key, value in state.items()}  # BFL, ...
+    if not all(known):
+        return state
     converted: dict[str, Any] = {}
-    for layer in layers:
-        path = next((layer.removeprefix(p) for p in DOTTED_PREFIXES if layer.startswith(p)), layer)
-        if not isinstance(modules.get(path), torch.nn.Linear):
-            return state
+    for layer, path in paths.items():
         up = state.get(layer + ".lora_up.weight")
         if up is None:
             raise ModelLoadError(

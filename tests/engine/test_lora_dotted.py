@@ -100,16 +100,16 @@ def test_a_dotted_lora_gives_the_peft_picture_and_weight_zero_changes_nothing(en
     assert np.array_equal(_generate(engine, []), plain)  # unloaded: the weights are as before
 
 
-def test_a_state_with_other_tensors_or_foreign_names_is_left_to_diffusers() -> None:
+def test_original_names_go_to_diffusers_under_diffusion_model_and_mixed_files_unchanged() -> None:
     class Pipe:
         transformer = tiny_qwen.build_transformer("base")
 
     down, up = torch.ones(2, 8), torch.ones(8, 2)
-    bfl = {
-        "double_blocks.0.img_attn.qkv.lora_down.weight": down,
-        "double_blocks.0.img_attn.qkv.lora_up.weight": up,
-    }
-    assert dotted_to_peft(bfl, Pipe) is bfl
+    layer = "double_blocks.0.img_attn.qkv"
+    bfl = {f"{layer}.lora_down.weight": down, f"{layer}.lora_up.weight": up}
+    assert set(dotted_to_peft(bfl, Pipe)) == {f"diffusion_model.{key}" for key in bfl}
+    comfy = {f"diffusion_model.{key}": value for key, value in bfl.items()}
+    assert dotted_to_peft(comfy, Pipe) is comfy
     mixed = {
         "transformer_blocks.0.attn.to_q.lora_down.weight": down,
         "transformer_blocks.0.attn.to_q.lora_up.weight": up,
