@@ -319,12 +319,13 @@ def _preview_in(doc) -> bool:
 def qa3_close_during(ctx: Context):
     c, wait = _models(ctx)
     yield wait
-    doc = _doc(ctx, 160, 128, f"{ctx.name}-D")
-    yield ctx.activate(doc, doc.rootNode().childNodes()[0])
+    doc = _doc(ctx, 3000, 2000, f"{ctx.name}-D")  # a few seconds on the server: closed first
+    yield _focus(ctx, doc)
     c.update_settings(model=LAYERED, layers=2, steps=2, edit=False, prompt="")
     ctx.trigger(DECOMPOSE)
     started = c.decompose.busy
     yield sleep(0.3)
+    started = started and c.decompose.busy  # still running when the document closes
     doc.setBatchmode(True)
     doc.setModified(False)
     doc.close()
