@@ -165,7 +165,11 @@ def test_a_live_frame_can_be_an_edit_on_a_live_edit_model(http) -> None:
     refused = http.post(
         "/v1/live/doc/frames",
         files={
-            "params": (None, _json({**params, "model": "plain-test", "edit": True}), "application/json"),
+            "params": (
+                None,
+                _json({**params, "model": "plain-test", "edit": True}),
+                "application/json",
+            ),
             **files,
         },
     )
