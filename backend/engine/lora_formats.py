@@ -10,8 +10,8 @@ never fails half-way on a file we could have read up front:
 * ``diffusers``: diffusers/PEFT keys (``unet.*.lora_A``/``lora_B``, ``lora.down``) -- loaded.
 * ``dotted``: the bare dotted layout of Qwen-Image-Lightning, musubi-tuner and ai-toolkit
   (``[diffusion_model.|transformer.]transformer_blocks.0.attn.to_q.lora_down``/``lora_up``/
-  ``alpha``) -- loaded for the families whose ``LoraSpec.dotted`` says so (converted to PEFT
-  by ``lora.dotted_to_peft``), refused for the others.
+  ``alpha``) -- loaded where the family's ``LoraSpec.dotted`` says so (converted to PEFT
+  by ``lora.dotted_to_peft`` or diffusers), refused elsewhere.
 * ``loha``: LyCORIS LoHa (``hada_*``) with diffusers layer names -- loaded as PEFT LoHa
   adapters (lycoris.py); in the original SDXL layer names (``input_blocks_*``) -- refused.
 * ``lokr``: LyCORIS LoKr (``lokr_*``) on linear layers -- turned into the exact LoRA pair and
@@ -220,7 +220,7 @@ def lora_facts(keys: Header, metadata: dict[str, str], name: str) -> LoraFacts:
             f"{describe_header(keys)}."
         )
         return LoraFacts(fmt, family, width, problem)
-    if fmt == "dotted" and family is not None and not families.get(family).lora.dotted:
+    if fmt == "dotted" and family is not None and not families.get(family).lora.dotted(keys):
         problem = (
             f"The LoRA {name!r} is in the bare dotted layout (transformer_blocks.*.lora_down), "
             f"which Diffusion Layers cannot load for {families.label(family)} yet: use a "

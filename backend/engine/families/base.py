@@ -70,10 +70,10 @@ class LoraSpec:
     text_width: int | None = None
     #: the last resort when nothing else tells: key prefixes that suggest this family
     fallback_prefixes: tuple[str, ...] = ()
-    #: the bare dotted layout (``[diffusion_model.|transformer.]transformer_blocks.0.attn.to_q
-    #: .lora_down/.lora_up/.alpha``) loads: lora.dotted_to_peft or the family's diffusers
-    #: loader converts it; False: it is refused at submit (lora_formats)
-    dotted: bool = False
+    #: whether a LoRA in the bare dotted layout (``[diffusion_model.|transformer.]transformer_
+    #: blocks.0.attn.to_q.lora_down/.lora_up/.alpha``) with these keys loads (lora.dotted_to_peft
+    #: or the family's diffusers loader converts it); False: refused at submit (lora_formats)
+    dotted: Callable[[Header], bool] = field(default=lambda keys: False)
 
 
 @dataclass(frozen=True)

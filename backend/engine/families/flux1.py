@@ -221,7 +221,7 @@ def _family(id_: str, label: str, defaults: Defaults, schnell: bool) -> Family:
         lora=LoraSpec(
             metadata_versions=("flux1",) if not schnell else (),
             metadata_architectures=("flux-1-schnell",) if schnell else ("flux-1",),
-            dotted=True,  # diffusers' names: lora.dotted_to_peft; BFL's: diffusers' converter
+            dotted=lambda keys: True,  # diffusers' names: dotted_to_peft; BFL's: diffusers
         ),
         # no always-listed built-ins: tests write the tiny files (tiny_dit.py, dit_files.py)
         # into a models folder and load them as users' files are loaded

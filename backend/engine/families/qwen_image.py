@@ -296,7 +296,7 @@ def _family(id_: str, label: str, pipeline: str, **fields: Any) -> Family:
         "defaults": Defaults(sampler="euler", steps=50, cfg_scale=4.0, guidance=None),
         "lora": LoraSpec(
             metadata_architectures=("qwen-image",) if id_ == "qwen_image" else (),
-            dotted=True,  # Qwen-Image-Lightning's layout (converted by lora.dotted_to_peft)
+            dotted=lambda keys: True,  # Qwen-Image-Lightning's layout (lora.dotted_to_peft)
         ),
         "tiny": TinySpec(),  # tiny files: tiny_qwen.write_tiny_qwen_image
         "memory": MEMORY,

@@ -101,6 +101,13 @@ def encode(pipe: Any, prompt: str, negative_prompt: str = "", **_options: Any) -
     return DitEmbeds({"prompt_embeds": positive, "negative_prompt_embeds": negative})
 
 
+def _dotted_loads(keys: Header) -> bool:
+    """Bare dotted Z-Image LoRAs load in diffusers' layer names (``layers.0.attention.to_q``,
+    lora.dotted_to_peft); the original fused ``attention.qkv``/``attention.out`` names do not
+    (diffusers splits them only in its ``.lora.down`` layout)."""
+    return not any(".attention.qkv." in key or ".attention.out." in key for key in keys)
+
+
 def _matches_lora(keys: Header) -> bool:
     """Z-Image LoRAs: diffusers/PEFT (``transformer.layers.N.attention.to_q``) or the original
     layout (``diffusion_model.layers.N.attention.qkv``)."""
@@ -132,7 +139,7 @@ FAMILY = Family(
     text_encoders=(TextEncoder("text_encoder", "tokenizer", "qwen"),),
     preview=PREVIEW,  # the same VAE as Flux
     defaults=Defaults(sampler="euler", steps=8, cfg_scale=1.0, guidance=None),
-    lora=LoraSpec(metadata_architectures=("z-image",)),
+    lora=LoraSpec(metadata_architectures=("z-image",), dotted=_dotted_loads),
     tiny=TinySpec(),  # tiny files: tiny_dit.py / dit_files.py (tests write them)
     memory=MemoryPolicy(
         approx_bytes_fp16=int(20.5 * GIB),
