@@ -1,8 +1,9 @@
 """The generation state machine: idle → generating → preview (→ idle on apply) or error.
 
-One Session per document holds all of that document's state (job, results, previews, controls,
-errors); ``state``/``last_error``/``results``/``controls`` follow the active document. Callbacks
-drop a job whose document was closed; the canvas changes only once all its results arrived.
+One Session per document holds its state (job, results, previews, controls, errors); ``state``/
+``last_error``/``results``/``controls`` follow the active document. Callbacks drop a job whose
+document was closed; the canvas changes only once all its results arrived. A refusal said before
+sending goes as soon as the settings change (its cause may be gone); a server's error stays.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .planning import plan_job
 from .preprocess import preprocess_to_layer
 from .protocol import JobCreated, JobInfo, ProgressEvent
 from .qt import QObject, pyqtSignal
-from .session import ERROR, GENERATING, IDLE, PREVIEW, Session
+from .session import ERROR, GENERATING, IDLE, PREVIEW, Session, clear_refusal
 from .settings import PluginSettings, SettingsStore
 from .upscale_flow import UpscaleFlow
 
@@ -103,9 +104,7 @@ class Controller(QObject):
     @property
     def used_seed(self) -> Optional[int]:
         s = self.session()
-        if s is None or not 0 <= s.selected < len(s.results):
-            return None
-        return s.results[s.selected].seed
+        return s.results[s.selected].seed if s and 0 <= s.selected < len(s.results) else None
 
     def mode_preview(self) -> str:
         """The sentence the docker shows: which mode Generate will run."""
@@ -125,6 +124,7 @@ class Controller(QObject):
                 raise AttributeError(f"unknown setting {key!r}")
             setattr(self.settings, key, value)
         self.settings.save(self.store)
+        clear_refusal(self.session())
         if "server_url" in values or "token" in values:
             self.client.configure(self.settings.server_url, self.settings.token)
         self.changed.emit()
@@ -158,7 +158,7 @@ class Controller(QObject):
             rows, models = session.controls, self.connection.models  # the mode, or an edit
             plan, params, parts = plan_generate(self.canvas, doc, self.settings, rows, models)
         except (PluginError, GeometryError) as exc:
-            self._fail(session, exc)
+            self._fail(session, exc, refusal=True)
             return False
         session.state, session.last_error, session.cancel_requested = GENERATING, "", False
         session.params, session.region, session.mask = params, plan.region, plan.mask
@@ -269,9 +269,10 @@ class Controller(QObject):
         if session.state == GENERATING and self._alive(session) is not None:
             self._fail(session, error)
 
-    def _fail(self, session: Session, error: Exception) -> None:
+    def _fail(self, session: Session, error: Exception, refusal: bool = False) -> None:
         log.warning("generation failed for %s: %s", session.doc_key, error)
         session.state, session.last_error = ERROR, str(error)
+        session.refused = str(error) if refusal else ""
         self.changed.emit()
 
     def cancel(self) -> bool:

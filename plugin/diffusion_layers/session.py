@@ -57,6 +57,7 @@ class Session:
     previews: Dict[str, Shown] = field(default_factory=dict)
     controls: List[ControlLayer] = field(default_factory=list)
     controls_loaded: bool = False
+    refused: str = ""  # the error is this refusal said before sending (no job was sent)
 
     def remember(self, preview_id: str, shown: Shown) -> None:
         """``shown`` is what ``preview_id`` shows now; it becomes the newest preview."""
@@ -66,4 +67,11 @@ class Session:
             self.previews.pop(next(iter(self.previews)))
 
 
-__all__ = ["ERROR", "GENERATING", "IDLE", "PREVIEW", "Session", "Shown"]
+def clear_refusal(session: Optional[Session]) -> None:
+    """The settings changed: a refusal said before sending goes (its cause may be gone; the
+    next Generate says it again if not). A server's error stays until the next job."""
+    if session is not None and session.state == ERROR and session.last_error == session.refused:
+        session.state, session.last_error, session.refused = IDLE, "", ""
+
+
+__all__ = ["ERROR", "GENERATING", "IDLE", "PREVIEW", "Session", "Shown", "clear_refusal"]

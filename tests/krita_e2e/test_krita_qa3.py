@@ -224,13 +224,6 @@ def test_edge_selections_transparent_canvas_and_default_count(run):
     assert data["empty_edit"]["state"] in ("preview", "error"), data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QA3 defect left: a refusal said before sending (Edit on a checkpoint that cannot "
-    "edit) stays in the docker's error line after the artist picks one that can; it goes only "
-    "with the next Generate (the session keeps state 'error'; controller.py is at its 400-line "
-    "limit, the fix belongs where settings changes reach the session)",
-)
 def test_a_refusal_goes_once_its_cause_is_fixed(run):
     stale = run.scenario("qa3_edges")["stale"]
     assert "cannot edit" in stale["refused"], stale

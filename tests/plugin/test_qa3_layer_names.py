@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.diffusion_layers import node_tree
+from diffusion_layers import node_tree
 
 
 class Id:
@@ -66,8 +66,8 @@ class Doc:
 
 
 def test_reuse_on_a_layer_with_nothing_stored_is_a_sentence_naming_it():
-    from plugin.diffusion_layers import results
-    from plugin.diffusion_layers.errors import NoDocument, PluginError
+    from diffusion_layers import results
+    from diffusion_layers.errors import NoDocument, PluginError
 
     with pytest.raises(PluginError, match="'Layer 1 of 2' has no stored settings"):
         results.reuse(Doc())  # type: ignore[arg-type]
