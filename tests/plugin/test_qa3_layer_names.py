@@ -5,7 +5,6 @@ stored is a sentence naming it (results.reuse)."""
 from __future__ import annotations
 
 import pytest
-
 from diffusion_layers import node_tree
 
 
