@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lora_engine import engine_over, txt2img
 
 from backend.engine.families import tiny_qwen, tiny_qwen_control
 from backend.engine.lora import dotted_to_peft, read_lora_file
@@ -42,28 +43,11 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(models_dir):
-    from backend.engine.engine import Engine
-    from backend.engine.types import EngineConfig
-
-    return Engine(EngineConfig(models_dir=str(models_dir), device="cpu", dtype="float32"))
+    return engine_over(models_dir)
 
 
 def _generate(engine, loras: list[tuple[str, float]]) -> np.ndarray:
-    from backend.engine.types import GenerationRequest, LoraInput
-
-    request = GenerationRequest(
-        mode="txt2img",
-        width=64,
-        height=64,
-        prompt="a red square",
-        model="tiny_qwen_image_base",
-        steps=2,
-        sampler="euler",
-        cfg_scale=1.0,
-        seed=7,
-        loras=[LoraInput(name, weight) for name, weight in loras],
-    )
-    return engine.generate(request)[0].image.astype(int)
+    return txt2img(engine, "tiny_qwen_image_base", "a red square", loras)
 
 
 def test_the_inventory_lists_dotted_files_as_qwen_image_loras(engine) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lora_engine import engine_over, txt2img
 
 from backend.engine.families import dit_files, tiny_dit
 from backend.engine.lora import read_lora_file
@@ -45,28 +46,11 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(models_dir):
-    from backend.engine.engine import Engine
-    from backend.engine.types import EngineConfig
-
-    return Engine(EngineConfig(models_dir=str(models_dir), device="cpu", dtype="float32"))
+    return engine_over(models_dir)
 
 
 def _generate(engine, loras: list[tuple[str, float]]) -> np.ndarray:
-    from backend.engine.types import GenerationRequest, LoraInput
-
-    request = GenerationRequest(
-        mode="txt2img",
-        width=64,
-        height=64,
-        prompt="a red cat",
-        model="flux-dev",
-        steps=2,
-        sampler="euler",
-        cfg_scale=1.0,
-        seed=7,
-        loras=[LoraInput(name, weight) for name, weight in loras],
-    )
-    return engine.generate(request)[0].image.astype(int)
+    return txt2img(engine, "flux-dev", "a red cat", loras)
 
 
 def test_dotted_flux_loras_are_listed_as_flux_loras(engine) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lora_engine import engine_over, txt2img
 
 from backend.engine.families import dit_files, tiny_dit
 
@@ -48,28 +49,11 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(models_dir):
-    from backend.engine.engine import Engine
-    from backend.engine.types import EngineConfig
-
-    return Engine(EngineConfig(models_dir=str(models_dir), device="cpu", dtype="float32"))
+    return engine_over(models_dir)
 
 
 def _generate(engine, loras: list[tuple[str, float]]) -> np.ndarray:
-    from backend.engine.types import GenerationRequest, LoraInput
-
-    request = GenerationRequest(
-        mode="txt2img",
-        width=64,
-        height=64,
-        prompt="a red cat",
-        model="zimage",
-        steps=2,
-        sampler="euler",
-        cfg_scale=1.0,
-        seed=7,
-        loras=[LoraInput(name, weight) for name, weight in loras],
-    )
-    return engine.generate(request)[0].image.astype(int)
+    return txt2img(engine, "zimage", "a red cat", loras)
 
 
 def test_dotted_zimage_loras_in_diffusers_names_are_listed_and_fused_ones_refused(engine) -> None:
