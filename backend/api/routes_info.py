@@ -10,13 +10,11 @@ from backend import __version__
 from backend.api.context import ApiContext, get_context
 from backend.engine import families
 from backend.engine.types import CheckpointEntry
-from backend.protocol import (
-    MODES,
-    PROTOCOL_VERSION,
+from backend.protocol import MODES, PROTOCOL_VERSION, Health
+from backend.protocol_models import (
     CheckpointCapabilities,
     CheckpointInfo,
     ControlNetInfo,
-    Health,
     IPAdapterInfo,
     LoraInfo,
     ModelsInfo,

@@ -9,6 +9,13 @@ import pytest
 from diffusion_layers import protocol as plugin_protocol
 
 backend_protocol = pytest.importorskip("backend.protocol")
+backend_models = pytest.importorskip("backend.protocol_models")
+
+
+def backend_class(name: str):
+    """A contract model of backend/protocol.py or backend/protocol_models.py."""
+    return getattr(backend_protocol, name, None) or getattr(backend_models, name)
+
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "protocol"
 CASES = [
@@ -33,11 +40,11 @@ def test_both_sides_parse_the_fixture_identically(name: str, cls: str) -> None:
     text = (FIXTURES / name).read_text()
     data = json.loads(text)
     plugin_obj = getattr(plugin_protocol, cls).from_json(text)
-    backend_obj = getattr(backend_protocol, cls).model_validate_json(text)
+    backend_obj = backend_class(cls).model_validate_json(text)
     assert plugin_obj.to_dict() == data
     assert backend_obj.model_dump(mode="json") == data
     # What the plugin writes, the backend reads back to the same thing (and vice versa).
-    assert getattr(backend_protocol, cls).model_validate_json(plugin_obj.to_json()) == backend_obj
+    assert backend_class(cls).model_validate_json(plugin_obj.to_json()) == backend_obj
     assert getattr(plugin_protocol, cls).from_json(backend_obj.model_dump_json()) == plugin_obj
 
 
@@ -46,7 +53,7 @@ def test_plugin_defaults_match_backend_defaults() -> None:
     plugin_dump = plugin_protocol.JobParams.from_dict(minimal).to_dict()
     backend_dump = backend_protocol.JobParams.model_validate(minimal).model_dump(mode="json")
     assert plugin_dump == backend_dump
-    assert plugin_protocol.ModelsInfo().to_dict() == backend_protocol.ModelsInfo().model_dump(
+    assert plugin_protocol.ModelsInfo().to_dict() == backend_models.ModelsInfo().model_dump(
         mode="json"
     )
 
@@ -73,7 +80,7 @@ def test_field_sets_match_for_every_model() -> None:
         "ProgressEvent",
     ]:
         plugin_fields = set(getattr(plugin_protocol, cls).__dataclass_fields__)
-        backend_fields = set(getattr(backend_protocol, cls).model_fields)
+        backend_fields = set(backend_class(cls).model_fields)
         assert plugin_fields == backend_fields, cls
     assert plugin_protocol.PROTOCOL_VERSION == backend_protocol.PROTOCOL_VERSION
     assert plugin_protocol.RAW_BGRA == backend_protocol.RAW_BGRA
@@ -108,6 +115,6 @@ def test_malformed_server_answers_raise_protocol_error() -> None:
 def test_sizes_may_be_left_out_on_both_sides(cls: str, minimal: dict) -> None:
     """width/height: null = the image file's own size (the plugin itself always sends both)."""
     plugin_dump = getattr(plugin_protocol, cls).from_dict(minimal).to_dict()
-    backend_dump = getattr(backend_protocol, cls).model_validate(minimal).model_dump(mode="json")
+    backend_dump = backend_class(cls).model_validate(minimal).model_dump(mode="json")
     assert plugin_dump == backend_dump
     assert plugin_dump["width"] is None and plugin_dump["height"] is None
