@@ -68,7 +68,7 @@ class Controller(QObject):
 
     def session(self) -> Optional[Session]:
         doc = self.canvas.active_document()
-        return None if doc is None else self.sessions.get(doc.key)
+        return self.sessions.get(doc.key) if doc is not None else None
 
     def _session_of(self, doc: CanvasDocument) -> Session:
         s = self.sessions.setdefault(doc.key, Session(doc.key))
@@ -119,12 +119,12 @@ class Controller(QObject):
     # -- settings and connection ----------------------------------------------------------
 
     def update_settings(self, **values: object) -> None:
+        clear_refusal(self.session(), self.settings, values)  # before the values are set
         for key, value in values.items():
             if not hasattr(self.settings, key):
                 raise AttributeError(f"unknown setting {key!r}")
             setattr(self.settings, key, value)
         self.settings.save(self.store)
-        clear_refusal(self.session())
         if "server_url" in values or "token" in values:
             self.client.configure(self.settings.server_url, self.settings.token)
         self.changed.emit()

@@ -67,10 +67,14 @@ class Session:
             self.previews.pop(next(iter(self.previews)))
 
 
-def clear_refusal(session: Optional[Session]) -> None:
-    """The settings changed: a refusal said before sending goes (its cause may be gone; the
-    next Generate says it again if not). A server's error stays until the next job."""
-    if session is not None and session.state == ERROR and session.last_error == session.refused:
+def clear_refusal(session: Optional[Session], settings: object, values: Dict[str, object]) -> None:
+    """Settings are about to take ``values``: if one of them changes (not just set again, as
+    widgets do when they refresh), a refusal said before sending goes (its cause may be gone;
+    the next Generate says it again if not). A server's error stays until the next job."""
+    changed = any(getattr(settings, key, None) != value for key, value in values.items())
+    if not changed or session is None:
+        return
+    if session.state == ERROR and session.last_error == session.refused:
         session.state, session.last_error, session.refused = IDLE, "", ""
 
 

@@ -23,6 +23,8 @@ def test_a_refusal_goes_when_the_settings_change(
     ctl.update_settings(model="tiny", edit=True, prompt="make it red")
     assert not ctl.generate() and "cannot edit" in ctl.last_error and ctl.state == "error"
     assert server.jobs == {}
+    ctl.update_settings(model="tiny", edit=True)  # set again as the docker's widgets do: stays
+    assert "cannot edit" in ctl.last_error and ctl.state == "error"
     ctl.update_settings(model="klein")
     assert ctl.last_error == "" and ctl.state == "idle"
     ctl.update_settings(model="tiny")  # the cause is back: said again on Generate, not before
