@@ -380,6 +380,13 @@ def test_docker_style_first_advanced_folds_marks_loras_and_lists_history(
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "protocol"
 
 
+def _backend_model(name: str):
+    """A contract model of backend/protocol.py or backend/protocol_models.py (/v1/models)."""
+    protocol = pytest.importorskip("backend.protocol")
+    models = pytest.importorskip("backend.protocol_models")
+    return getattr(protocol, name, None) or getattr(models, name)
+
+
 @pytest.mark.parametrize(
     ("name", "cls"),
     [
@@ -393,9 +400,9 @@ def test_style_and_reference_fixtures_round_trip_on_both_sides(name: str, cls: s
     plugin_obj = getattr(plugin_protocol, cls).from_json(text)
     data, dumped = json.loads(text), plugin_obj.to_dict()
     assert {k: dumped.get(k) for k in data} == data  # every field mirrored, nothing lost
-    backend = pytest.importorskip("backend.protocol")
-    backend_obj = getattr(backend, cls).model_validate_json(text)
-    assert getattr(backend, cls).model_validate_json(plugin_obj.to_json()) == backend_obj
+    model = _backend_model(cls)
+    backend_obj = model.model_validate_json(text)
+    assert model.model_validate_json(plugin_obj.to_json()) == backend_obj
     assert getattr(plugin_protocol, cls).from_json(backend_obj.model_dump_json()) == plugin_obj
 
 
@@ -403,7 +410,7 @@ def test_style_mirror_matches_the_backend() -> None:
     backend = pytest.importorskip("backend.protocol")
     for cls in ("Style", "StylesList", "IPAdapterInfo"):
         assert set(getattr(plugin_protocol, cls).__dataclass_fields__) == set(
-            getattr(backend, cls).model_fields
+            _backend_model(cls).model_fields
         ), cls
     default = plugin_protocol.Style(name="x").to_dict()
     assert default == backend.Style(name="x").model_dump(mode="json")
