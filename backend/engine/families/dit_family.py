@@ -80,8 +80,16 @@ def place(pipe: Any, device: str) -> str:
     return offload
 
 
-def make_load_hook(spec: DitSpec, family_id: str, native: int, inpaint_of: Any) -> Any:
-    """The ``Family.load`` hook: ``inpaint_of(pipe)`` tells a dedicated inpaint (Fill) model."""
+def make_load_hook(
+    spec: DitSpec,
+    family_id: str,
+    native: int,
+    inpaint_of: Any = lambda pipe: False,
+    loader: Any = None,
+) -> Any:
+    """The ``Family.load`` hook: ``inpaint_of(pipe)`` tells a dedicated inpaint (Fill) model;
+    ``loader(source, spec, *, dtype, models_dir, name, vae)`` builds the pipeline (default:
+    dit_loader.load; Qwen-Image and FLUX.2 klein pass their own)."""
 
     def hook(
         source: str,
@@ -96,7 +104,8 @@ def make_load_hook(spec: DitSpec, family_id: str, native: int, inpaint_of: Any) 
         from backend.engine.loader import LoadedModel, approx_bytes
 
         display = name or Path(source).stem
-        pipe = load(source, spec, dtype=dtype, models_dir=models_dir, name=display, vae=vae)
+        build = loader or load
+        pipe = build(source, spec, dtype=dtype, models_dir=models_dir, name=display, vae=vae)
         offload = place(pipe, device)
         modules = [getattr(pipe, n, None) for n in ("transformer", "vae", "text_encoder")]
         modules.append(getattr(pipe, "text_encoder_2", None))

@@ -185,36 +185,11 @@ def load(source: str, spec: DitSpec, *, dtype: Any, models_dir: str | None, name
 
 
 def make_load_hook(spec: DitSpec, family_id: str, native: int) -> Any:
-    """The ``Family.load`` hook (dit_family.make_load_hook's, with this module's loader)."""
+    """The ``Family.load`` hook: dit_family.make_load_hook with this module's loader (a job's
+    VAE override does not apply: klein needs the FLUX.2 VAE it finds)."""
+    from backend.engine.families import dit_family
 
-    def hook(
-        source: str,
-        *,
-        device: str,
-        dtype: Any,
-        name: str | None = None,
-        models_dir: str | None = None,
-        **_ignored: Any,
-    ) -> Any:
-        from backend.engine.families.dit_family import place
-        from backend.engine.loader import LoadedModel, approx_bytes
+    def build(source: str, spec: DitSpec, *, vae: Any = None, **options: Any) -> Any:
+        return load(source, spec, **options)
 
-        display = name or Path(source).stem
-        pipe = load(source, spec, dtype=dtype, models_dir=models_dir, name=display)
-        offload = place(pipe, device)
-        modules = [pipe.transformer, pipe.vae, pipe.text_encoder]
-        loaded = LoadedModel(
-            name=display,
-            family=family_id,
-            inpaint=False,
-            pipe=pipe,
-            native_resolution=int(getattr(pipe, "_dl_native_size", None) or native),
-            device=device,
-            dtype=dtype,
-            approx_bytes=approx_bytes(modules),
-            own_vae=pipe.vae,
-        )
-        pipe._dl_offload = offload  # reported in /v1/health (memory policy)
-        return loaded
-
-    return hook
+    return dit_family.make_load_hook(spec, family_id, native, loader=build)

@@ -36,7 +36,7 @@ from backend.engine.families.base import (
     TextEncoder,
     TinySpec,
 )
-from backend.engine.families.dit_family import DitEmbeds, choose_offload, place
+from backend.engine.families.dit_family import DitEmbeds, choose_offload, make_load_hook
 from backend.engine.families.dit_format import strip_prefix
 from backend.engine.families.dit_loader import DitSpec, TextSlot
 from backend.engine.families.qwen_run import run_decompose, run_edit
@@ -199,41 +199,14 @@ def _spec(pipeline: str, label: str) -> DitSpec:
     )
 
 
+def _qwen_load(source: str, spec: DitSpec, **options: Any) -> Any:
+    from backend.engine.families.qwen_loader import load
+
+    return load(source, spec, **options)
+
+
 def _load_hook(spec: DitSpec, family_id: str) -> Any:
-    def hook(
-        source: str,
-        *,
-        device: str,
-        dtype: Any,
-        name: str | None = None,
-        vae: Any = None,
-        models_dir: str | None = None,
-        **_ignored: Any,
-    ) -> Any:
-        from pathlib import Path
-
-        from backend.engine.families.qwen_loader import load
-        from backend.engine.loader import LoadedModel, approx_bytes
-
-        display = name or Path(source).stem
-        pipe = load(source, spec, dtype=dtype, models_dir=models_dir, name=display, vae=vae)
-        offload = place(pipe, device)
-        modules = [getattr(pipe, n, None) for n in ("transformer", "vae", "text_encoder")]
-        loaded = LoadedModel(
-            name=display,
-            family=family_id,
-            inpaint=False,
-            pipe=pipe,
-            native_resolution=int(getattr(pipe, "_dl_native_size", None) or 1024),
-            device=device,
-            dtype=dtype,
-            approx_bytes=approx_bytes(modules),
-            own_vae=pipe.vae,
-        )
-        pipe._dl_offload = offload  # reported in /v1/health (memory policy)
-        return loaded
-
-    return hook
+    return make_load_hook(spec, family_id, 1024, loader=_qwen_load)
 
 
 def encode(pipe: Any, prompt: str, negative_prompt: str = "", **_options: Any) -> DitEmbeds:
