@@ -32,6 +32,7 @@ from backend.protocol import ErrorInfo
 log = logging.getLogger(__name__)
 
 FINISHED_STATES = ("done", "failed", "cancelled")
+SERVER_STOPPED = "The server stopped while generating; nothing was changed."
 
 
 class JobsError(Exception):
@@ -143,18 +144,25 @@ class JobQueue:
         self._thread = threading.Thread(target=self._work, name="generation-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Cancel everything and wait for the worker to finish its current step."""
+    def begin_stop(self) -> None:
+        """The process is stopping: queued jobs fail now and the running one at its next step,
+        each with code ``server_stopped`` (a client hears it on its open stream); no wait."""
         with self._cond:
-            self._stopping = True
+            already, self._stopping = self._stopping, True
             queued = list(self._queue)
             self._queue.clear()
             running = self._running
             self._cond.notify_all()
+        if not already:
+            log.info("stopping: %d queued job(s) dropped, running job cancelled", len(queued))
         for job in queued:
-            self._finish(job, "cancelled")
+            self._fail(job, "server_stopped", SERVER_STOPPED)
         if running is not None:
             running.cancel.cancel()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """``begin_stop`` and wait for the worker to finish its current step."""
+        self.begin_stop()
         if self._thread is not None:
             self._thread.join(timeout)
         self.writer.close(timeout)  # finish compacting the result files written so far
@@ -313,7 +321,10 @@ class JobQueue:
             layers = self.engine.generate(request, self._on_progress(job, bar), job.cancel)
             job.cancel.check()
         except engine_errors.Cancelled:
-            self._finish(job, "cancelled")
+            if self._stopping:
+                self._fail(job, "server_stopped", SERVER_STOPPED)
+            else:
+                self._finish(job, "cancelled")
             return
         except engine_errors.EngineError as exc:
             log.error("job %s failed: %s", job.id, exc, exc_info=exc)

@@ -194,6 +194,11 @@ class ClusterQueue:
             self._thread = threading.Thread(target=self._work, name="live-worker", daemon=True)
             self._thread.start()
 
+    def begin_stop(self) -> None:
+        """Stop taking work in this ingress (no wait); the jobs live on in the registry."""
+        self._stopping = True
+        self._wake.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop this ingress only: the jobs live on in the registry."""
         self._stopping = True

@@ -100,9 +100,8 @@ def run(args: argparse.Namespace) -> int:
         return run_cluster(settings, args)
 
     # 2. Heavy imports only now.
-    import uvicorn
-
     from backend.api.app import create_app
+    from backend.commands.stopping_server import serve as serve_until_stopped
     from backend.engine.engine import Engine
 
     # 3. Engine and app; the worker thread starts (and preloads) in the app's lifespan.
@@ -119,9 +118,10 @@ def run(args: argparse.Namespace) -> int:
         settings.output_dir,
         "required" if settings.token else "off",
     )
-    # 4. Serve until interrupted.
-    uvicorn.run(
+    # 4. Serve until interrupted; a stop fails the running job at once (stopping_server).
+    serve_until_stopped(
         app,
+        app.state.context.queue.begin_stop,
         host=settings.host,
         port=settings.port,
         log_level="warning",
