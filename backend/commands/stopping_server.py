@@ -9,7 +9,8 @@ artist had stopped the server; now the queue hears of the stop first, so the job
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def stopping_server(app: Any, on_stopping: Callable[[], None], **config: Any):
