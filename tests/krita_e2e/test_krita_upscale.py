@@ -28,7 +28,14 @@ def run(launch_krita, e2e_backend):
 
 
 def _stalls(data: dict) -> dict:
-    return {p: ms for p, ms in data["heartbeat"]["worst_by_phase"].items() if p in PLUGIN_PHASES}
+    """Worst gaps that hold the plugin's strip work: a gap labelled "reading" at either end
+    (a fast read can fit between two ticks, leaving only "idle>reading" / "reading>generating"
+    labels, as on the CI machine), or "writing" at both ends."""
+    return {
+        label: ms
+        for label, ms in data["heartbeat"]["worst_by_phase"].items()
+        if "reading" in label.split(">") or label == "writing"
+    }
 
 
 def test_upscale_into_a_new_document_of_exactly_the_scaled_size(run):
