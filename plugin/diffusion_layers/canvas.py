@@ -21,6 +21,12 @@ class NewLayer:
     rect: Rect
 
 
+class LayerDraft(Protocol):
+    def write(self, bgra: bytes, rect: Rect) -> None:
+        """8-bit sRGB BGRA over ``rect`` (canvas px), converted to the document's space."""
+        ...
+
+
 class CanvasDocument(Protocol):
     @property
     def key(self) -> str:
@@ -66,10 +72,18 @@ class CanvasDocument(Protocol):
         """The node is in the document's layer tree now (not removed, not undone)."""
         ...
 
-    def show_preview(self, layer: NewLayer, preview_id: str) -> str:
+    def draft_layer(self, name: str) -> "LayerDraft":
+        """A paint layer outside the layer tree, to write in strips before it is shown."""
+        ...
+
+    def show_preview(
+        self, layer: NewLayer, preview_id: str, draft: Optional["LayerDraft"] = None
+    ) -> str:
         """Show ``layer`` in the locked preview ``preview_id`` (its pixels replaced in place) or,
         when that is not in the document, in a new one above the active node's layer; the
-        artist's active layer stays active. Returns the preview's uniqueId."""
+        artist's active layer stays active. Returns the preview's uniqueId. ``draft``: the
+        layer's pixels, already written into it, instead of ``layer.pixels``. Raises
+        NoDocument when the document was closed (nothing is left behind)."""
         ...
 
     def remove_preview(self, preview_id: str) -> None: ...

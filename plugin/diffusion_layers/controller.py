@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional, cast
 
-from . import doc_controls, previews
+from . import doc_controls, previews, step_preview
 from . import results as results_mod
 from .canvas import Canvas, CanvasDocument
 from .client import Client
@@ -22,7 +22,6 @@ from .errors import ConnectionFailed, NoDocument, PluginError
 from .geometry import GeometryError
 from .job_watch import submit_job
 from .live import LiveCanvas, LiveLoop
-from .pixels import decode_image
 from .placement import SINCE_GENERATED, check_canvas
 from .planning import plan_job
 from .preprocess import preprocess_to_layer
@@ -202,6 +201,9 @@ class Controller(QObject):
         )
         session.watch.on_retry = self._server_trouble
 
+    def _is_active(self, session: Session) -> bool:
+        return self.session() is session
+
     def _server_trouble(self, error: PluginError) -> None:
         """A job request failed and will be retried; the docker shows the server as lost."""
         if isinstance(error, ConnectionFailed):
@@ -217,21 +219,9 @@ class Controller(QObject):
         session.step, session.total_steps = event.step, event.total_steps
         if self.session() is session:
             self.progress.emit(event.step, event.total_steps)
-        if event.preview_url and not session.preview_fetching:
-            session.preview_fetching = True
-            self.client.fetch(
-                event.preview_url,
-                lambda data: self._preview_data(session, data),
-                lambda _e: self._preview_data(session, b""),
-            )
-
-    def _preview_data(self, session: Session, data: bytes) -> None:
-        session.preview_fetching = False
-        if data and session.state == GENERATING and self.session() is session:
-            try:
-                self.preview_image.emit(decode_image(data))
-            except ValueError:
-                log.debug("preview image could not be decoded")
+        if event.preview_url:
+            shown = self.preview_image.emit
+            step_preview.fetch(self.client, session, event.preview_url, self._is_active, shown)
 
     def _finished(self, session: Session, info: JobInfo) -> None:
         session.watch = None
@@ -261,7 +251,13 @@ class Controller(QObject):
             session.results = results_mod.place(items, session.region, session.mask)
         except PluginError as exc:
             return self._fail(session, exc)
-        self._show(session, doc, 0)  # the job's own document, active or not
+        keep_live = self.live.doc_key == doc.key  # the job's own document, active or not
+        previews.show_first(session, doc, keep_live, lambda e: self._placed(session, e), self)
+
+    def _placed(self, session: Session, error: Optional[Exception]) -> None:
+        if error is not None and self._alive(session) is not None:
+            return self._fail(session, error)
+        self.changed.emit()
 
     def _job_failed(self, session: Session, error: PluginError) -> None:
         session.watch = None
@@ -283,6 +279,9 @@ class Controller(QObject):
         if s.watch is not None:
             s.watch.stop()
             s.watch = None
+        if s.placing is not None:  # the result was landing in strips: nothing is shown
+            s.placing.stop()
+            s.placing, s.results = None, []
         if s.job_id is None:
             s.cancel_requested = True
         else:

@@ -16,6 +16,7 @@ from . import colour_io, krita_documents, node_tree
 from .canvas import NewLayer
 from .errors import ControlLayerUnusable, LayerNotAdded, NoDocument
 from .geometry import Rect
+from .krita_documents import LayerDraft, doc_key
 from .live import LIVE_PREFIX
 from .placement import PREVIEW_PREFIX
 from .qt import QByteArray, QTimer
@@ -46,7 +47,7 @@ def register(
 
 def on_document_opened(callback: Callable[[str], None]) -> None:
     """Call ``callback(document key)`` whenever Krita opens or creates a document."""
-    Krita.instance().notifier().imageCreated.connect(lambda doc: callback(_key(doc)))
+    Krita.instance().notifier().imageCreated.connect(lambda doc: callback(doc_key(doc)))
 
 
 def find_extension(kind: type) -> Any:
@@ -90,10 +91,6 @@ class _Rendered:
         return str(self._node.colorProfile())
 
 
-def _key(doc: Any) -> str:
-    return str(doc.rootNode().uniqueId().toString())
-
-
 class KritaCanvas:
     def documents(self) -> krita_documents.KritaDocuments:  # new documents, layer bounds
         return krita_documents.KritaDocuments(Krita.instance())
@@ -104,7 +101,7 @@ class KritaCanvas:
 
     def document(self, key: str) -> Optional["KritaDocument"]:
         for doc in Krita.instance().documents():
-            if _key(doc) == key:
+            if doc_key(doc) == key:
                 return KritaDocument(doc)
         return None
 
@@ -112,14 +109,14 @@ class KritaCanvas:
 class KritaDocument:
     def __init__(self, doc: Any) -> None:
         self._doc = doc
-        self._key = _key(doc)
+        self._key = doc_key(doc)
 
     @property
     def key(self) -> str:
         return self._key
 
     def is_open(self) -> bool:
-        return any(_key(d) == self._key for d in Krita.instance().documents())
+        return any(doc_key(d) == self._key for d in Krita.instance().documents())
 
     def bounds(self) -> Rect:
         return Rect(0, 0, int(self._doc.width()), int(self._doc.height()))
@@ -210,22 +207,26 @@ class KritaDocument:
             )
         return node
 
-    def _set_pixels(self, node: Any, layer: NewLayer) -> None:
-        """BGRA8 sRGB → the node's (the document's) colour space, converted by Krita."""
+    def _set_pixels(self, node: Any, layer: NewLayer) -> None:  # converted by Krita
         colour_io.write_node(Krita.instance(), node, layer.pixels, layer.rect, self.is_open)
 
     def _by_id(self, node_id: str) -> Any:
         return node_tree.by_id(self._doc.rootNode(), node_id)
 
-    def show_preview(self, layer: NewLayer, preview_id: str = "") -> str:
+    def draft_layer(self, name: str) -> LayerDraft:
+        return LayerDraft(Krita.instance(), self._doc, name, self.is_open)
+
+    def show_preview(self, layer: NewLayer, preview_id: str = "", draft: Any = None) -> str:
         """A new locked preview where the old one was (else above the active node's layer);
-        the old one goes, the artist's active layer stays active."""
-        active = self._doc.activeNode()
-        node = self._doc.createNode(layer.name, "paintlayer")
-        # Pixels first, then into the tree: Krita renders the added layer in the background
-        # (a refreshProjection would recomposite the whole image on the UI thread: seconds on
-        # a large canvas). A failed conversion or a closed document leaves nothing behind.
-        self._set_pixels(node, layer)
+        the old one goes, the artist's active layer stays active. ``draft``: pixels already
+        written (in strips). Pixels go in before the node joins the tree: Krita renders it in
+        the background, and a failed conversion or a closed document leaves nothing behind."""
+        if draft is None:
+            draft = self.draft_layer(layer.name)
+            draft.write(layer.pixels, layer.rect)
+        elif not self.is_open():
+            raise NoDocument("The document was closed.")
+        active, node = self._doc.activeNode(), draft.node
         old = self._by_id(preview_id)
         if old is not None:
             root = self._doc.rootNode()

@@ -37,7 +37,8 @@ class LayerFacts:
     mask: bool  # a mask, not a layer
 
 
-def _key(doc: Any) -> str:
+def doc_key(doc: Any) -> str:
+    """A document's key: its root node's uniqueId (the plugin's name for it)."""
     return str(doc.rootNode().uniqueId().toString())
 
 
@@ -50,11 +51,11 @@ class NewDocument:
     def __init__(self, app: Any, doc: Any, layer_name: str) -> None:
         self._app = app
         self._doc = doc
-        self.key = _key(doc)
+        self.key = doc_key(doc)
         self._node = doc.createNode(layer_name, "paintlayer")
 
     def is_open(self) -> bool:
-        return any(_key(d) == self.key for d in self._app.documents())
+        return any(doc_key(d) == self.key for d in self._app.documents())
 
     def write(self, bgra: bytes, rect: Rect) -> None:
         """8-bit sRGB BGRA over ``rect``, converted by Krita to the document's colour space."""
@@ -81,13 +82,28 @@ class NewDocument:
             self._doc.close()
 
 
+class LayerDraft:
+    """A paint layer outside the tree, written strip by strip (``write``: 8-bit sRGB BGRA
+    over a rect, converted by Krita to the document's colour space); the adapter puts
+    ``node`` into the tree once it is complete, so a half-written layer is never seen and a
+    dropped one leaves nothing behind."""
+
+    def __init__(self, app: Any, doc: Any, name: str, is_open: Any) -> None:
+        self._app = app
+        self._is_open = is_open
+        self.node = doc.createNode(name, "paintlayer")
+
+    def write(self, bgra: bytes, rect: Rect) -> None:
+        colour_io.write_node(self._app, self.node, bgra, rect, self._is_open)
+
+
 class KritaDocuments:
     def __init__(self, app: Any) -> None:
         self._app = app
 
     def _find(self, key: str) -> Any:
         for doc in self._app.documents():
-            if _key(doc) == key:
+            if doc_key(doc) == key:
                 return doc
         raise NoDocument("The document was closed.")
 

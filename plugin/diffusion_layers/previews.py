@@ -17,14 +17,16 @@ take a preview away or bring an old one back at any time. The rules:
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from . import layer_params
 from . import results as results_mod
 from .canvas import CanvasDocument
 from .errors import PluginError
-from .placement import layer_name
+from .placement import SINCE_GENERATED, check_canvas, layer_name
+from .qt import QObject
 from .session import ERROR, GENERATING, IDLE, PREVIEW, Session, Shown
+from .turns import STRIP_PIXELS, Turns, write_strips
 
 GONE = (
     "The preview layer is no longer in the document (undone or deleted), so there is nothing "
@@ -61,13 +63,57 @@ def show(s: Session, doc: CanvasDocument, index: int, keep_live: bool = False) -
     """Preview result ``index`` (replacing the current preview in place)."""
     if not 0 <= index < len(s.results) or s.params is None or s.region is None:
         return False
-    item = s.results[index]
-    layer = results_mod.new_layer(item, s.params, s.region, s.mask, preview=True)
-    preview_id = doc.show_preview(layer, current(s, doc))
-    s.remember(preview_id, Shown(item, s.params, s.region, s.mask))
+    shown = Shown(s.results[index], s.params, s.region, s.mask)
+    layer = results_mod.new_layer(shown.result, s.params, s.region, s.mask, preview=True)
+    _shown(s, doc, index, doc.show_preview(layer, current(s, doc)), shown, keep_live)
+    return True
+
+
+def show_first(
+    s: Session,
+    doc: CanvasDocument,
+    keep_live: bool,
+    done: Callable[[Optional[Exception]], None],
+    parent: Optional[QObject] = None,
+) -> None:
+    """Preview a finished job's first result, then ``done(None)``, or ``done(error)`` when it
+    could not be (the document closed, the canvas changed, Krita refused the layer).
+
+    A result of up to one strip (``turns.STRIP_PIXELS``) is shown at once; a larger one is
+    written strip by strip into a layer outside the tree, one strip per event-loop turn
+    (``s.placing``: stopping it drops the layer unseen), and joins the tree when complete, so
+    Krita stays responsive while a large result lands."""
+    if not s.results or s.params is None or s.region is None:
+        return done(PluginError("The job ended without a result."))
+    shown, canvas = Shown(s.results[0], s.params, s.region, s.mask), s.canvas
+    layer = results_mod.new_layer(shown.result, s.params, s.region, s.mask, preview=True)
+    if layer.rect.width * layer.rect.height <= STRIP_PIXELS:
+        try:
+            _shown(s, doc, 0, doc.show_preview(layer, current(s, doc)), shown, keep_live)
+        except PluginError as exc:
+            return done(exc)
+        return done(None)
+    draft = doc.draft_layer(layer.name)
+
+    def steps() -> Iterator[None]:
+        yield from write_strips(draft.write, layer.pixels, layer.rect)
+        check_canvas(canvas, doc.bounds(), SINCE_GENERATED)  # cropped meanwhile: refused
+        _shown(s, doc, 0, doc.show_preview(layer, current(s, doc), draft), shown, keep_live)
+
+    def finish(error: Optional[Exception]) -> None:
+        s.placing = None
+        done(error)
+
+    s.placing = Turns(steps(), lambda: finish(None), finish, parent).start()
+
+
+def _shown(
+    s: Session, doc: CanvasDocument, index: int, preview_id: str, shown: Shown, keep_live: bool
+) -> None:
+    """``preview_id`` now shows result ``index`` (``shown``): the session is previewing it."""
+    s.remember(preview_id, shown)
     s.selected, s.discarded, s.state = index, False, PREVIEW
     sweep(s, doc, keep_live)
-    return True
 
 
 def apply(s: Session, doc: CanvasDocument, keep_live: bool = False) -> str:

@@ -14,6 +14,7 @@ from .job_watch import JobWatch
 from .protocol import JobParams
 from .results import Result
 from .settings import ControlLayer
+from .turns import Turns
 
 #: Previews remembered per document so that undo/redo can bring one back (oldest forgotten).
 MAX_PREVIEWS = 16
@@ -41,6 +42,7 @@ class Session:
     last_error: str = ""
     job_id: Optional[str] = None
     watch: Optional[JobWatch] = None
+    placing: Optional[Turns] = None  # a large result being written into its preview
     cancel_requested: bool = False
     params: Optional[JobParams] = None
     region: Optional[Rect] = None

@@ -189,13 +189,14 @@ def test_a_preview_whose_pixels_cannot_be_written_is_not_left_empty(
     fake_krita: krita.Krita,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from diffusion_layers import colour_io
     from diffusion_layers.errors import UnsupportedDocument
 
     def refuse(*_args: object) -> None:
         raise UnsupportedDocument("Krita could not convert the result to CMYKA/U8.")
 
     doc = new_doc(fake_krita)
-    monkeypatch.setattr(KritaDocument, "_set_pixels", refuse)
+    monkeypatch.setattr(colour_io, "from_srgb8", refuse)  # every write converts through it
     assert ctl.generate()
     finish(ctl, "error")
     assert "could not convert" in ctl.last_error
