@@ -7,7 +7,8 @@ the document or changing the canvas while it lands leave nothing behind.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import krita
 import pytest
