@@ -381,11 +381,11 @@ class KritaDocument:
         """Krita makes a new layer active, sometimes after the call returns: put the artist's
         layer back now and once more on the next event-loop turn (unless they chose another)."""
         self._doc.setActiveNode(active)
-        added_id = added.uniqueId()
+        added_id, active_id = added.uniqueId(), node_tree.node_id(active)
 
-        def restore() -> None:  # (a document closed before this turn is never touched)
+        def restore() -> None:  # (a closed document, a removed layer are never touched)
             now = self._doc.activeNode() if self.is_open() else None
-            if now is not None and now.uniqueId() == added_id:
+            if now is not None and now.uniqueId() == added_id and self.has_node(active_id):
                 self._doc.setActiveNode(active)
 
         QTimer.singleShot(0, restore)

@@ -35,5 +35,7 @@ def qapp() -> QApplication:
 
 @pytest.fixture
 def fake_krita(qapp: QApplication) -> Iterator[krita.Krita]:
-    yield krita.Krita.reset()
+    app = krita.Krita.reset()
+    yield app
     krita.Krita.reset()
+    assert not app.safe_asserts, f"calls real Krita refuses with a SAFE ASSERT: {app.safe_asserts}"

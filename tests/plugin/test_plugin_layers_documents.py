@@ -16,7 +16,7 @@ import krita
 import pytest
 from diffusion_layers.controller import Controller
 from diffusion_layers.krita_adapter import KritaDocument
-from plugin_helpers import wait_until
+from plugin_helpers import pump, wait_until
 from test_plugin_controller import ctl, new_doc, server  # noqa: F401
 from v1_server import V1Server
 
@@ -224,6 +224,36 @@ def test_the_artists_layer_stays_active_and_undo_never_leaves_a_preview(
         assert previews(doc) == [] and ctl.state == "idle"
     assert doc.redo() and doc.redo()
     assert previews(doc) == [] and doc.nodeByName("a red fox #42") is not None
+
+
+def test_an_artists_layer_removed_before_the_next_turn_is_never_made_active(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Krita activates a new layer, sometimes after the call returns, so the plugin gives the
+    artist's layer back on the next turn too; a layer deleted meanwhile is left alone (real
+    Krita answers setActiveNode on a node outside the tree with a SAFE ASSERT, which the fake
+    records and the fixture fails on)."""
+    doc = new_doc(fake_krita)
+    sketch = add(doc, doc.rootNode(), "sketch")
+    doc.setActiveNode(sketch)
+    original = KritaDocument.show_preview
+
+    def then_delete_the_sketch(self: KritaDocument, *args: object, **kwargs: object) -> str:
+        preview_id = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        sketch.remove()  # the artist deletes it before the next event-loop turn ...
+        (preview,) = previews(doc)
+        doc.setActiveNode(preview)  # ... and Krita activates the new layer late
+        return preview_id
+
+    monkeypatch.setattr(KritaDocument, "show_preview", then_delete_the_sketch)
+    assert ctl.generate()
+    finish(ctl)
+    pump(0.2)
+    assert fake_krita.safe_asserts == []
+    assert ctl.state == "preview"
 
 
 def test_undo_takes_the_preview_apply_says_so_redo_brings_it_back(
