@@ -229,9 +229,7 @@ class KritaDocument:
         active, node = self._doc.activeNode(), draft.node
         old = self._by_id(preview_id)
         if old is not None:
-            root = self._doc.rootNode()
-            self._add(node_tree.parent_of(old, root) or root, old, node)
-            old.remove()
+            node_tree.replace(self._doc.rootNode(), old, node, self._add)
         else:
             self._insert(layer.name, node=node)
         node.setLocked(True)
@@ -273,9 +271,7 @@ class KritaDocument:
             ids.append(node_tree.node_id(node))
         preview = self._by_id(preview_id)
         if preview is not None:
-            root = self._doc.rootNode()
-            self._add(node_tree.parent_of(preview, root) or root, preview, group)
-            preview.remove()
+            node_tree.replace(self._doc.rootNode(), preview, group, self._add)
         else:
             self._insert(name, node=group)
         for index, node in enumerate(nodes):

@@ -7,7 +7,7 @@ so the rules are testable with the fake ``krita`` module.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .live import LIVE_PREFIX
 from .placement import PREVIEW_PREFIX
@@ -129,6 +129,23 @@ def anchor(root: Any, active: Optional[Any]) -> Tuple[Any, Optional[Any]]:
             outer = current
         current = parent_of(current, root)
     return (parent_of(outer, root) or root), outer
+
+
+def replace(root: Any, old: Any, node: Any, add: Callable[[Any, Any, Any], Any]) -> None:
+    """``node`` where ``old`` is, ``old`` out; ``add(parent, above, node)`` adds (and checks).
+
+    ``old`` is removed first (unless it is the lowest of its siblings: Krita adds only above a
+    sibling or on top), so adding ``node`` is the last undo step: one Ctrl+Z after Apply takes
+    the applied layer and never brings a superseded preview back."""
+    parent = parent_of(old, root) or root
+    siblings = parent.childNodes()
+    index = [node_id(n) for n in siblings].index(node_id(old))
+    if index == 0:
+        add(parent, old, node)
+        old.remove()
+    else:
+        old.remove()
+        add(parent, siblings[index - 1], node)
 
 
 def temporary_nodes(root: Any, prefix: str) -> List[Any]:

@@ -256,6 +256,56 @@ def test_an_artists_layer_removed_before_the_next_turn_is_never_made_active(
     assert ctl.state == "preview"
 
 
+def paint_layers(doc: krita.Document) -> list[str]:
+    return [n.name() for n in doc.all_nodes() if not n.name().startswith("[Preview]")]
+
+
+@pytest.mark.parametrize("replaced_by", ["generate again", "thumbnail"])
+def test_one_undo_after_apply_takes_the_applied_layer_even_after_a_replaced_preview(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+    replaced_by: str,
+) -> None:
+    """The preview is replaced old-out-first, so showing the new one is the last undo step:
+    one Ctrl+Z after Apply removes the applied layer and no superseded preview comes back."""
+    doc = new_doc(fake_krita)
+    ctl.update_settings(batch=2 if replaced_by == "thumbnail" else 1)
+    assert ctl.generate()
+    finish(ctl)
+    if replaced_by == "thumbnail":
+        assert ctl.show_result(1)
+    else:
+        assert ctl.generate()
+        finish(ctl)
+    assert len(previews(doc)) == 1
+    assert ctl.apply()
+    assert len(paint_layers(doc)) == 2 and previews(doc) == []
+    doc.undo()
+    assert paint_layers(doc) == ["Background"] and previews(doc) == [], doc.all_nodes()
+    assert ctl.state == "idle"
+
+
+def test_a_preview_moved_to_the_bottom_is_replaced_where_it_is(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+) -> None:
+    doc = new_doc(fake_krita)
+    root = doc.rootNode()
+    ctl.update_settings(batch=2)
+    assert ctl.generate()
+    finish(ctl)
+    (first,) = previews(doc)
+    first.remove()
+    root.addChildNode(first, None)
+    root._children.insert(0, root._children.pop())  # the artist drags it under Background
+    assert ctl.show_result(1)
+    (second,) = previews(doc)
+    assert root.childNodes()[0] is second and first.parentNode() is None
+    assert [n.name() for n in root.childNodes()][1:] == ["Background"]
+
+
 def test_undo_takes_the_preview_apply_says_so_redo_brings_it_back(
     ctl: Controller,  # noqa: F811
     server: V1Server,  # noqa: F811
