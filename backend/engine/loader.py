@@ -3,7 +3,8 @@
 Single files use diffusers' ``from_single_file`` with a local config folder: the configs our own
 writer embeds in the file's metadata ("diffusion_layers.config", how the tiny built-ins carry
 theirs), else the shipped full-size family configs under ``backend/engine/configs``. Tokenizer
-files are filled in from ``tokenizer.py``. Nothing is ever downloaded while loading a file.
+files are filled in from ``tokenizer.py``; the folders are written once into the config cache
+(``config_cache.py``). Nothing is ever downloaded while loading a file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,11 @@ from typing import Any
 import torch
 
 from backend.engine import families
+from backend.engine.config_cache import CONFIG_KEY as CONFIG_KEY
+from backend.engine.config_cache import _materialize as _materialize
+from backend.engine.config_cache import _write_component_configs as _write_component_configs
+from backend.engine.config_cache import _write_tokenizers, config_folder_for_embedded
+from backend.engine.config_cache import embedded_config as embedded_config
 from backend.engine.detect import (
     PICKLE_SUFFIXES,
     SUPPORTED,
@@ -29,27 +34,15 @@ from backend.engine.detect import (
     detect_checkpoint,
     detect_controlnet,
     kind_from_header,
-    kind_from_unet_config,
     read_header,
 )
 from backend.engine.errors import EngineError, ModelLoadError, ModelNotFound, UnsafeModelFile
 from backend.engine.prediction import apply_prediction, detect_prediction
-from backend.engine.tokenizer import copy_tokenizer_files, default_cache_dir
 
 log = logging.getLogger(__name__)
 
-CONFIG_KEY = "diffusion_layers.config"
 CONFIGS_DIR = Path(__file__).parent / "configs"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-COMPONENT_CLASSES = {
-    "unet": ("diffusers", "UNet2DConditionModel"),
-    "vae": ("diffusers", "AutoencoderKL"),
-    "text_encoder": ("transformers", "CLIPTextModel"),
-    "text_encoder_2": ("transformers", "CLIPTextModelWithProjection"),
-    "scheduler": ("diffusers", "EulerDiscreteScheduler"),
-    "tokenizer": ("transformers", "CLIPTokenizer"),
-    "tokenizer_2": ("transformers", "CLIPTokenizer"),
-}
 
 
 @dataclass
@@ -73,80 +66,6 @@ def family_folder_name(family: str, inpaint: bool) -> str:
     if folder is None:
         raise ModelLoadError(f"{spec.label} has no shipped {'inpaint ' if inpaint else ''}config.")
     return folder
-
-
-def _write_tokenizers(folder: Path, family: str, index: dict[str, Any] | None = None) -> None:
-    """The family's tokenizer folders (and their model_index.json entries)."""
-    for encoder in families.get(family).text_encoders:
-        if index is not None:
-            index[encoder.tokenizer] = ["transformers", "CLIPTokenizer"]
-        copy_tokenizer_files(encoder.pad, folder / encoder.tokenizer)
-
-
-def embedded_config(family: str, components: dict[str, dict]) -> str:
-    """The JSON our writer stores under CONFIG_KEY in a single file's metadata."""
-    return json.dumps({"family": family, "components": components}, sort_keys=True)
-
-
-def _config_cache_root() -> Path:
-    return default_cache_dir().parent / "configs"
-
-
-def _write_component_configs(folder: Path, family: str, components: dict[str, dict]) -> None:
-    """model_index.json plus each component's config and the tokenizer files."""
-    index: dict[str, Any] = {
-        "_class_name": families.get(family).base_pipeline,
-        "_diffusers_version": "0.39.0",
-    }
-    for name, config in components.items():
-        library, class_name = COMPONENT_CLASSES[name]
-        index[name] = [library, class_name]
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        if name == "scheduler":
-            data = dict(config, _class_name=class_name)
-            (folder / name / "scheduler_config.json").write_text(json.dumps(data, indent=2))
-        elif library == "transformers":
-            data = dict(config, model_type="clip_text_model", architectures=[class_name])
-            (folder / name / "config.json").write_text(json.dumps(data, indent=2))
-        else:
-            data = dict(config, _class_name=class_name)
-            (folder / name / "config.json").write_text(json.dumps(data, indent=2))
-    _write_tokenizers(folder, family, index)
-    index.update(families.get(family).index_extra)
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
-
-
-def _materialize(key: str, fill: Any) -> Path:
-    """A cached config folder named ``key``, written once (temp folder, then rename)."""
-    root = _config_cache_root()
-    target = root / key
-    if (target / "model_index.json").is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".cfg-", dir=root))
-    try:
-        fill(staging)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / "model_index.json").is_file():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def config_folder_for_embedded(text: str) -> tuple[Path, CheckpointKind]:
-    """The config folder for a file's embedded config JSON."""
-    data = json.loads(text)
-    family, components = data["family"], data["components"]
-    kind = kind_from_unet_config(components["unet"], "embedded config")
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    folder = _materialize(
-        f"embedded-{digest}", lambda d: _write_component_configs(d, family, components)
-    )
-    return folder, kind
 
 
 def config_folder_for_family(kind: CheckpointKind) -> Path:
