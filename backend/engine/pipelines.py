@@ -3,7 +3,8 @@
 Every task pipeline (txt2img, img2img, inpaint, each with or without ControlNet) is made with
 ``from_pipe`` from the loaded base pipeline, so all of them share the same UNet, VAE and text
 encoders: no weights are copied and nothing moves between devices per request. The pipelines
-are cached per model (ControlNet ones per set of ControlNets).
+are cached per model (ControlNet ones per set of ControlNets). What a call needs arrives as a
+``DenoiseTask`` (denoise_task.py).
 
 ``run_denoise`` is the single call site of a diffusers pipeline: per-device speed-ups
 belong here only. ``PipelineCache.adopt`` applies the acceleration layer (acceleration.py)
@@ -18,9 +19,8 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,8 +28,10 @@ import torch
 from PIL import Image
 
 from backend.engine import families
+from backend.engine.denoise_task import ControlTask as ControlTask
+from backend.engine.denoise_task import DenoiseTask as DenoiseTask
+from backend.engine.denoise_task import StepCallback as StepCallback
 from backend.engine.errors import InvalidRequest
-from backend.engine.prompts import PromptEmbeds
 from backend.engine.schedulers import is_flow_config, make_scheduler, schedule_length
 from backend.engine.vae_tiling import use_vae_tiling
 
@@ -40,67 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("txt2img", "img2img", "inpaint")
-
-# A denoising step callback: (step done, total steps, latents) -> None; may raise Cancelled.
-StepCallback = Callable[[int, int, torch.Tensor], None]
-
-
-@dataclass
-class ControlTask:
-    """One ControlNet input, already preprocessed, cropped and resized to the denoise size."""
-
-    name: str
-    controlnet: Any  # diffusers ControlNetModel
-    image: np.ndarray  # (h, w, 3) uint8 RGB
-    scale: float = 1.0
-    start: float = 0.0
-    end: float = 1.0
-    mode: int | None = None  # a Union ControlNet's control mode (Flux.1 Union)
-
-
-@dataclass
-class DenoiseTask:
-    """Everything one pipeline call needs, at the denoise (native) size."""
-
-    kind: str  # txt2img | img2img | inpaint
-    model: Any  # LoadedModel: name, family, inpaint, pipe
-    width: int
-    height: int
-    embeds: PromptEmbeds
-    seeds: list[int]
-    steps: int = 20
-    cfg_scale: float = 7.0
-    sampler: str = "dpmpp_2m_karras"
-    strength: float = 1.0
-    image: np.ndarray | None = None  # (h, w, 3) uint8 RGB: img2img/inpaint source (seeds[0])
-    mask: np.ndarray | None = None  # (h, w) float32 0..1: the denoise mask (inpaint)
-    controls: list[ControlTask] = field(default_factory=list)
-    # One source per seed when they differ (the fill noise under transparent pixels is seeded
-    # per item); empty = ``image`` for every seed.
-    item_images: list[np.ndarray] = field(default_factory=list)
-    # img2img/inpaint starting noise (1, C, h/8, w/8) for every item, instead of the
-    # generator's: a tile's crop of one field for a whole picture (tiled_refine.py).
-    noise: torch.Tensor | None = None
-    # One prompt encoding per seed when wildcards made the items differ; empty = ``embeds``.
-    item_embeds: list[PromptEmbeds] = field(default_factory=list)
-    # Scheduler config keys over the model's own (a style's prediction type).
-    scheduler_overrides: dict[str, Any] = field(default_factory=dict)
-    # Reference images (reference.py): extra call arguments, and a hook told the fraction of
-    # the schedule about to run (per-step adapter weights for start/end windows).
-    extra_kwargs: dict[str, Any] = field(default_factory=dict)
-    before_step: Callable[[float], None] | None = None
-
-    def sources(self) -> list[np.ndarray | None]:
-        """The source image of each seed (None: no source given)."""
-        if self.item_images:
-            if len(self.item_images) != len(self.seeds):
-                raise InvalidRequest(
-                    "item_images",
-                    len(self.item_images),
-                    f"expected {len(self.seeds)} (one per seed)",
-                )
-            return list(self.item_images)
-        return [self.image] * len(self.seeds)
 
 
 def pipeline_kind(task_kind: str, inpaint_checkpoint: bool) -> str:
