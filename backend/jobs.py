@@ -6,8 +6,9 @@ jobs one client may have waiting.
 
 Jobs move queued -> running -> done | failed | cancelled. Each job has an EventLog (SSE reads
 it), a CancelToken (the engine checks it every step) and, once done, its results on disk and as
-raw BGRA bytes in memory. Finished jobs expire from memory after ``job_ttl_s`` or when more than
-``max_jobs_kept`` are kept; their files stay on disk.
+raw BGRA bytes in memory (``Job``, ``JobResult``: backend/job_records.py). Finished jobs expire
+from memory after ``job_ttl_s`` or when more than ``max_jobs_kept`` are kept; their files stay
+on disk.
 """
 
 from __future__ import annotations
@@ -17,21 +18,20 @@ import secrets
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from backend.engine import errors as engine_errors
-from backend.engine.types import CancelToken, EngineProtocol, GenerationRequest, Progress
-from backend.events import EventLog
+from backend.engine.types import EngineProtocol, GenerationRequest, Progress
 from backend.fair_queue import FairQueue
 from backend.fields import canonical_field
+from backend.job_records import FINISHED_STATES as FINISHED_STATES
+from backend.job_records import Job as Job
+from backend.job_records import JobResult as JobResult
 from backend.outputs import OutputError, OutputWriter, encode_png, rgba_to_bgra_view
 from backend.protocol import ErrorInfo
 
 log = logging.getLogger(__name__)
 
-FINISHED_STATES = ("done", "failed", "cancelled")
 SERVER_STOPPED = "The server stopped while generating; nothing was changed."
 
 
@@ -45,45 +45,6 @@ class QueueFullError(JobsError):
 
 class StoppedError(JobsError):
     code = "shutting_down"
-
-
-@dataclass
-class JobResult:
-    index: int
-    seed: int
-    x: int
-    y: int
-    width: int
-    height: int
-    raw: bytes | memoryview  # BGRA8, width*height*4 (a view: sent as it is, no copy)
-    path: Path
-    # mode "layers": stacking position (0 = bottom) and the job's composite error (0..255)
-    layer_index: int | None = None
-    composite_error: float | None = None
-
-
-@dataclass(eq=False)  # jobs compare by identity (the fair queue finds them by it)
-class Job:
-    id: str
-    request: GenerationRequest | None
-    mode: str
-    summary: str
-    client: str = ""  # who submitted it (token name or address): the fair queue's key
-    state: str = "queued"
-    step: int = 0
-    total_steps: int = 0
-    error: ErrorInfo | None = None
-    results: list[JobResult] = field(default_factory=list)
-    preview_png: bytes | None = None
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    cancel: CancelToken = field(default_factory=CancelToken)
-    events: EventLog = field(default_factory=EventLog)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED_STATES
 
 
 def _summary(request: GenerationRequest, model: str | None) -> str:
