@@ -6,7 +6,7 @@ bench scenario as ``python -m backend bench --scenario NAME --out <work>/NAME.js
 its budget (capped by what is left of the total budget); past it, the step's process group is
 killed (SIGTERM, then SIGKILL), the step is recorded as timed out and the next one starts. A
 step that fails records its error and the next one starts. One that would start with too little
-time left is recorded as skipped.
+time left is recorded as skipped. Running one step's process is step_process.py's task.
 
 The child rewrites its own JSON after every side (plain, ours); the runner merges it into the
 report and rewrites ``out`` (atomically) whenever it changes and after every step, so a run
@@ -17,17 +17,13 @@ doing), seconds and budget. SIGTERM/SIGINT/SIGHUP end the current step's process
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +32,7 @@ from backend.bench.disk import drop_unneeded
 from backend.bench.harness import BenchOptions, check_options
 from backend.bench.report import first_images, format_table, write_json, write_text
 from backend.bench.scenarios import NAMES
+from backend.bench.step_process import kill_group, read_json, run_step
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +78,6 @@ FULL_BUDGETS_S = {
 }
 TINY_BUDGET_S = 300.0
 MIN_START_S = 30.0  # a step is not started with less than min(this, its budget) left
-KILL_GRACE_S = 5.0
-TAIL_LINES = 40
 
 
 @dataclass
@@ -169,14 +164,6 @@ def child_argv(options: IsolatedOptions, name: str, out: Path, budget: float) ->
     return argv
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 class _Report:
     """The merged report, rewritten to ``out`` (and the table) on every change."""
 
@@ -209,101 +196,6 @@ class _Report:
         write_json(self.data, self.options.out)
         if self.options.table:
             write_text(format_table(self.data) + "\n", self.options.table)
-
-
-def _stream(process: subprocess.Popen[str], tail: deque[str]) -> threading.Thread:
-    """Pass the child's output through (to the log) and keep its last lines."""
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            tail.append(line.rstrip())
-
-    thread = threading.Thread(target=pump, name="bench-step-output", daemon=True)
-    thread.start()
-    return thread
-
-
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    """SIGTERM the step's process group, then SIGKILL whatever is left in it (compile workers,
-    or a child that did not stop within the grace period)."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _run_step(
-    argv: list[str],
-    budget: float,
-    part: Path,
-    on_part: Callable[[dict[str, Any]], None],
-    current: list[subprocess.Popen[str]],
-    on_start: Callable[[int], None],
-) -> tuple[str, int | None, str]:
-    """Run one step until it ends or its deadline passes: (status, rc, output tail)."""
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # Its own process group, killed as one; the same session as ours, so whatever ends our
-    # session (the device tool's command returning) ends it too.
-    group: dict[str, Any] = (
-        {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
-    )
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        env=env,
-        **group,
-    )
-    current.append(process)
-    on_start(process.pid)
-    pump = _stream(process, tail)
-    deadline = time.monotonic() + budget
-    seen = 0.0
-    status = "done"
-    try:
-        while True:
-            try:
-                process.wait(min(1.0, max(deadline - time.monotonic(), 0.01)))
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            seen = _merge_if_changed(part, seen, on_part)
-            if time.monotonic() >= deadline:
-                status = "timed_out"
-                _kill_group(process)
-                break
-    finally:
-        current.remove(process)
-    pump.join(timeout=5)
-    _merge_if_changed(part, seen, on_part)
-    return status, process.returncode, "\n".join(tail)
-
-
-def _merge_if_changed(part: Path, seen: float, on_part: Callable[[dict[str, Any]], None]) -> float:
-    try:
-        mtime = part.stat().st_mtime
-    except OSError:
-        return seen
-    if mtime != seen:
-        data = _read_json(part)
-        if data is not None:
-            on_part(data)
-    return mtime
 
 
 def _last_error_line(tail: str) -> str:
@@ -367,7 +259,7 @@ def _one_step(
             report.write()
 
     step_start = time.monotonic()
-    status, rc, tail = _run_step(argv, budget, part, on_part, current, on_start)
+    status, rc, tail = run_step(argv, budget, part, on_part, current, on_start)
     run.pop("pid", None)
     run.update(status=status, rc=rc, seconds=round(time.monotonic() - step_start, 2))
     errors = report.data["errors"]
@@ -384,7 +276,7 @@ def _one_step(
 
 def _mark_accel(path: Path, status: str, message: str) -> None:
     """Write a timed-out or failed acceleration check's status into its own JSON too."""
-    data = _read_json(path) or {}
+    data = read_json(path) or {}
     data.setdefault("errors", {})
     data["errors"]["run"] = message
     data["status"] = status
@@ -396,7 +288,7 @@ def _install_signal_handlers(current: list[subprocess.Popen[str]], report: _Repo
 
     def handler(signum: int, _frame: object) -> None:
         for process in list(current):
-            _kill_group(process)
+            kill_group(process)
         for run in report.data["runs"].values():
             if run.get("status") == "running":
                 run["status"] = "interrupted"

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from . import model_capabilities, styles
 from .canvas import CanvasDocument
@@ -131,9 +132,34 @@ def check_count(wanted: Sequence[Wanted], most: int, model: str) -> None:
     )
 
 
-def read_reference(canvas: Any, doc: CanvasDocument, wanted: Wanted) -> Reference:
+class EncodedReferences:
+    """The PNGs of the references sent last, by layer, bounds and pixel CRC: a live frame
+    whose reference layers did not change sends the same bytes without encoding them again
+    (a 1024 px PNG costs tens of ms on Krita's UI thread, every frame). Keeps the last
+    ``MAX_CONTROLS`` entries."""
+
+    def __init__(self) -> None:
+        self._pngs: Dict[Tuple[str, Rect, int], bytes] = {}
+        self.encoded = 0  # PNGs encoded so far (tests, logs)
+
+    def png(self, ref: str, rect: Rect, pixels: bytes, encode: Any) -> bytes:
+        """``encode()`` (the PNG of ``pixels``) unless these pixels were encoded before."""
+        key = (ref, rect, zlib.crc32(pixels))
+        png = self._pngs.pop(key, None)
+        if png is None:
+            png, self.encoded = encode(), self.encoded + 1
+        self._pngs[key] = png  # the newest last
+        while len(self._pngs) > MAX_CONTROLS:
+            self._pngs.pop(next(iter(self._pngs)))
+        return png
+
+
+def read_reference(
+    canvas: Any, doc: CanvasDocument, wanted: Wanted, cache: Optional[EncodedReferences] = None
+) -> Reference:
     """The whole layer as a PNG; a sentence when it is unknown, a mask, hidden or empty.
-    ``canvas``: krita_adapter.KritaCanvas (its ``documents()`` knows the layer's facts)."""
+    ``canvas``: krita_adapter.KritaCanvas (its ``documents()`` knows the layer's facts);
+    ``cache``: PNGs already encoded for unchanged layers (live frames)."""
     facts = canvas.documents().layer_facts(doc.key, wanted.ref)
     if facts is None:
         raise ControlLayerMissing(
@@ -161,16 +187,21 @@ def read_reference(canvas: Any, doc: CanvasDocument, wanted: Wanted) -> Referenc
             f"The reference layer '{wanted.name}' is empty: paint on it, or take "
             f"{wanted.where} out."
         )
-    rect = facts.bounds
-    image = bgra_to_qimage(pixels, rect.width, rect.height)
-    if max(rect.width, rect.height) > MAX_REFERENCE_SIDE:
-        image = image.scaled(
-            MAX_REFERENCE_SIDE,
-            MAX_REFERENCE_SIDE,
-            Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation,
-        )
-    return Reference(wanted, rect, encode_png(image))
+    rect, found = facts.bounds, pixels
+
+    def encode() -> bytes:
+        image = bgra_to_qimage(found, rect.width, rect.height)
+        if max(rect.width, rect.height) > MAX_REFERENCE_SIDE:
+            image = image.scaled(
+                MAX_REFERENCE_SIDE,
+                MAX_REFERENCE_SIDE,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        return encode_png(image)
+
+    png = encode() if cache is None else cache.png(wanted.ref, rect, found, encode)
+    return Reference(wanted, rect, png)
 
 
 def edit_references(
@@ -179,16 +210,17 @@ def edit_references(
     settings: PluginSettings,
     controls: Sequence[ControlLayer],
     models: "Optional[ModelsInfo]",
+    cache: Optional[EncodedReferences] = None,
 ) -> List[Reference]:
     """The references of an edit (Generate's job and every live frame with Edit on): the tags'
     layers then the reference rows', counted against the checkpoint's ``max_references`` and
     read whole. Raises a sentence (PluginError) for any refusal; nothing is read before the count
-    is checked."""
+    is checked. ``cache``: PNGs of unchanged layers are not encoded again (live frames)."""
     capabilities = model_capabilities.for_model(models, settings.model)
     edit = capabilities.edit or model_capabilities.EditAbility()
     wanted = wanted_references(settings.prompt, controls)
     check_count(wanted, edit.max_references, capabilities.model)
-    return [read_reference(canvas, doc, w) for w in wanted]
+    return [read_reference(canvas, doc, w, cache) for w in wanted]
 
 
 def add_references(

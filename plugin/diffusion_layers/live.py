@@ -23,10 +23,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Protocol, Sequence, Tuple, cast
 
-from . import layer_params, styles
+from . import edit_request, layer_params, styles
 from .canvas import CanvasDocument, NewLayer
 from .client import Client
-from .edit_request import add_references, edit_references, sent_prompt, watched_layers
 from .errors import BackendError, NoDocument, PluginError
 from .geometry import GeometryError, Rect
 from .pixels import apply_mask, crop_gray
@@ -129,6 +128,7 @@ class LiveLoop(QObject):
         self.canvas = canvas
         self.controls = controls or (lambda _key: [])  # a document's controls, by its key
         self.models: Callable[[], Optional[ModelsInfo]] = lambda: None  # the server's /v1/models
+        self.references = edit_request.EncodedReferences()  # Edit frames: unchanged PNGs
         self.client = client
         self.settings = settings
         self.debounce_s = debounce_ms / 1000.0
@@ -238,7 +238,7 @@ class LiveLoop(QObject):
         chosen = self.controls(doc.key)
         controls = [(c.ref, c.type, c.strength, c.start, c.end) for c in chosen]
         text = repr((shape, loras, controls)).encode("utf-8")
-        pixels = doc.live_signature(region, watched_layers(s, chosen))
+        pixels = doc.live_signature(region, edit_request.watched_layers(s, chosen))
         value = zlib.crc32(text, pixels & 0xFFFFFFFF)
         return zlib.crc32(mask, value) if mask is not None else value
 
@@ -291,7 +291,7 @@ class LiveLoop(QObject):
             height=region.height,
             x=region.x,
             y=region.y,
-            prompt=sent_prompt(s),  # Edit on: an instruction, without <layer:…> tags
+            prompt=edit_request.sent_prompt(s),  # Edit on: an instruction, without <layer:…> tags
             negative_prompt=s.negative_prompt,
             model=s.model or None,
             strength=self.frame_strength(),
@@ -303,9 +303,11 @@ class LiveLoop(QObject):
         )
         parts = [Part("image", RAW_BGRA, doc.read_pixels_without_live(region))]
         if s.edit:  # the tags' and reference rows' whole layers, as an Edit job sends them
-            page = cast(CanvasDocument, doc)
-            refs = edit_references(self.canvas, page, s, self.controls(doc.key), self.models())
-            add_references(params.controls, parts, refs)
+            page, chosen = cast(CanvasDocument, doc), self.controls(doc.key)
+            refs = edit_request.edit_references(
+                self.canvas, page, s, chosen, self.models(), self.references
+            )
+            edit_request.add_references(params.controls, parts, refs)
         for index, control in enumerate([] if s.edit else self.controls(doc.key)):
             pixels = read_control(cast(CanvasDocument, doc), control, region).pixels
             name = f"control_{index}"

@@ -142,3 +142,24 @@ def test_live_edit_refusals_are_the_edit_sentences_and_no_frame_is_sent(
     panel.refresh()
     assert sentence in panel.error.text()
     panel.hide()
+
+
+def test_live_edit_frames_encode_an_unchanged_reference_once(
+    ctl: Controller,  # noqa: F811
+    fake_krita: krita.Krita,
+) -> None:
+    """The reference PNG is encoded again only when its layer's pixels change."""
+    kdoc = new_doc(fake_krita, fill=GREY, size=(48, 40))
+    cup = add_layer(kdoc, "Cup", (30, 28, 8, 6), b"\x00\x00\xff\xff")
+    connected(ctl)
+    ctl.update_settings(model="klein", edit=True, prompt="paint <layer:Cup> on the table")
+    doc = KritaCanvas().active_document()
+    assert doc is not None
+    first, _params = ctl.live._parts(doc, Rect(0, 0, 16, 16))
+    again, _params = ctl.live._parts(doc, Rect(0, 0, 16, 16))
+    assert ctl.live.references.encoded == 1
+    assert first[-1].data == again[-1].data and first[-1].name == "control_0"
+    cup.setPixelData(b"\x00\xff\x00\xff" * 4, 30, 28, 2, 2)  # a green stroke on the cup
+    changed, _params = ctl.live._parts(doc, Rect(0, 0, 16, 16))
+    assert ctl.live.references.encoded == 2
+    assert png_pixels(changed[-1].data).getpixel((0, 0)) == (0, 255, 0, 255)
