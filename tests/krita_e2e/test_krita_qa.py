@@ -93,29 +93,17 @@ def test_apply_after_the_preview_was_deleted_says_so_and_adds_nothing(run):
     assert "no longer in the document" in (applied["error"] or ""), applied
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: replacing a preview is two undo steps (add new, remove old), so one Ctrl+Z "
-    "after Apply brings the superseded preview back; the repaint-in-place fix crashed Krita 5.1.5 "
-    "at exit and was reverted",
-)
 def test_generate_again_then_apply_then_one_undo_removes_the_applied_layer(run):
-    """BUG: after a second Generate replaced the preview, Apply + Ctrl+Z brings the first
-    (superseded) preview back and leaves the applied layer (docs: one Ctrl+Z after Apply
-    removes the applied layer)."""
+    """After a second Generate replaced the preview, Apply + one Ctrl+Z removes the applied
+    layer and brings no superseded preview back (the old preview goes out before the new one
+    goes in: node_tree.replace)."""
     steps = _steps(run)
     undone = steps["c: undo apply"]
     assert undone["previews"] == [] and len(_paint(undone["layers"])) == 1, undone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: replacing a preview is two undo steps (add new, remove old), so one Ctrl+Z "
-    "after Apply brings the superseded preview back; the repaint-in-place fix crashed Krita 5.1.5 "
-    "at exit and was reverted",
-)
 def test_thumbnail_switch_then_apply_then_one_undo_removes_the_applied_layer(run):
-    """BUG: same as above after clicking thumbnail 2; Apply then adds a second result layer."""
+    """The same after clicking thumbnail 2; Apply again then adds no second result layer."""
     steps = _steps(run)
     assert len(steps["e: thumbnail 2 shown"]["previews"]) == 1, steps["e: thumbnail 2 shown"]
     undone = steps["e: undo apply"]
@@ -337,10 +325,8 @@ def test_discard_after_thumbnail_then_undo_then_apply_gives_one_layer(geo):
     assert applied["previews"] == [] and len(_paint(applied["layers"])) == 2, applied
 
 
-@pytest.mark.xfail(reason="documented: undoing Apply all brings the preview back and keeps the "
-                   "group (two undo steps); an artist expects one Ctrl+Z to undo Apply all",
-                   strict=False)  # fmt: skip
 def test_apply_all_after_thumbnail_then_undo(geo):
+    """One Ctrl+Z undoes Apply all (the preview goes out before the group goes in)."""
     steps = _geo_steps(geo)
     done = steps["d: apply all after thumbnail 2"]
     assert done["previews"] == [] and len(_paint(done["layers"])) == 3, done

@@ -62,6 +62,9 @@ def _timings() -> Timings:
     t.wrap(docs.NewDocument, "write", "show")
     t.wrap(client.Client, "submit_job", "_reply_finished")
     t.wrap(controller.Controller, "_fetched", "_show", "apply", "_progress", "_finished")
+    adapter = sys.modules["diffusion_layers.krita_adapter"]
+    names = ("show_preview", "_insert", "_keep_active", "remove_strays", "has_node")
+    t.wrap(adapter.KritaDocument, *names)
     return t
 
 
