@@ -99,6 +99,7 @@ def show_first(
         yield from write_strips(draft.write, layer.pixels, layer.rect)
         check_canvas(canvas, doc.bounds(), SINCE_GENERATED)  # cropped meanwhile: refused
         _shown(s, doc, 0, doc.show_preview(layer, current(s, doc), draft), shown, keep_live)
+        yield  # the docker hears of it on the next turn, not in the same stall as the insert
 
     def finish(error: Optional[Exception]) -> None:
         s.placing = None
