@@ -65,7 +65,11 @@ def test_krita_stays_responsive_while_the_plugin_works(run, name):
     assert beat["ticks"] > 20, beat
     stalls = _stalls(data)
     print(f"{name}: worst UI stalls by phase (ms): {beat['worst_by_phase']}")
+    print(f"{name}: longest calls (ms): {data['timings']}")
     assert stalls and max(stalls.values()) <= MAX_STALL_MS, beat
+    if name == "upscale_refine_in_place":  # no new document: every gap is the plugin's flow,
+        # the 2500x1500 result landing in strips and joining the tree included (was 115 ms)
+        assert max(beat["worst_by_phase"].values()) <= MAX_STALL_MS, (beat, data["timings"])
 
 
 @pytest.fixture(scope="module")
