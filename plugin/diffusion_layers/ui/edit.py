@@ -8,17 +8,8 @@ from typing import Optional
 from ..controller import Controller
 from ..model_capabilities import for_model
 from ..protocol import MAX_LAYERS, MIN_LAYERS
-from .qt_widgets import (
-    QCheckBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QWidget,
-)
+from .flow_box import FlowBox
+from .qt_widgets import QCheckBox, QFormLayout, QSpinBox, QWidget
 
 EDIT_TIP = (
     "Edit by instruction: the prompt says what to change ('make the jacket red'). The "
@@ -52,46 +43,21 @@ def edit_toggle(controller: Controller, parent: Optional[QWidget] = None) -> QCh
     return box
 
 
-class DecomposeBox(QGroupBox):
+class DecomposeBox(FlowBox):
     """Layers (2..8, the checkpoint's default first); Decompose / Cancel, progress, message.
     Greyed out, with a tooltip saying why, when no checkpoint on the server can decompose."""
 
     def __init__(self, controller: Controller, parent: Optional[QWidget] = None) -> None:
-        super().__init__("Layers", parent)
+        super().__init__("Layers", controller.decompose, "Decompose into Layers", parent)
         self.controller = controller
-        self.flow = controller.decompose
         form = QFormLayout(self)
         self.count = QSpinBox()
         self.count.setRange(MIN_LAYERS, MAX_LAYERS)
         self.count.valueChanged.connect(self.flow.set_layer_count)
-        self.run = QPushButton("Decompose into Layers")
-        self.run.clicked.connect(self._start)
-        self.cancel = QPushButton("Cancel")
-        self.cancel.clicked.connect(self._cancel)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run, 2)
-        buttons.addWidget(self.cancel, 1)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
         form.addRow("Layers", self.count)
-        form.addRow(buttons)
-        form.addRow(self.progress)
-        form.addRow(self.message)
-        self.flow.progress.connect(self._progress)
+        self.add_flow_rows(form)
         controller.changed.connect(self.refresh)
         self.refresh()
-
-    def _start(self, *_checked: object) -> None:
-        self.flow.start()
-
-    def _cancel(self, *_checked: object) -> None:
-        self.flow.cancel()
-
-    def _progress(self, step: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(step)
 
     def refresh(self) -> None:
         flow = self.flow
@@ -109,11 +75,4 @@ class DecomposeBox(QGroupBox):
         for widget in (self.count, self.run):
             widget.setToolTip(why or DECOMPOSE_TIP)
         self.count.setEnabled(why is None and not flow.busy)
-        self.run.setEnabled(why is None and not flow.busy)
-        self.cancel.setEnabled(flow.busy)
-        if not flow.busy:
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-        self.message.setText(flow.message)
-        self.message.setStyleSheet("color: #d33;" if flow.state == "failed" else "")
-        self.message.setVisible(bool(flow.message))
+        self.show_flow(can_run=why is None)

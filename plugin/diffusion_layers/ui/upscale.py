@@ -9,16 +9,14 @@ from ..mode import CanvasFacts, choose_mode, edit_choice
 from ..protocol import MAX_UPSCALE_FACTOR, MIN_UPSCALE_FACTOR, ModelsInfo
 from ..qt import Qt
 from ..upscale_settings import IN_PLACE, NEW_DOCUMENT
+from .flow_box import FlowBox
 from .qt_widgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
-    QPushButton,
     QSlider,
     QWidget,
 )
@@ -109,13 +107,12 @@ def tile_index(tile_size: Optional[int]) -> int:
     return values.index(min(sizes, key=lambda v: abs(v - tile_size))) if tile_size else 0
 
 
-class UpscaleBox(QGroupBox):
+class UpscaleBox(FlowBox):
     """Factor, model, Refine detail + strength, target; Upscale / Cancel, progress, message."""
 
     def __init__(self, controller: Controller, parent: Optional[QWidget] = None) -> None:
-        super().__init__("Upscale", parent)
+        super().__init__("Upscale", controller.upscale, "Upscale", parent)
         self.controller = controller
-        self.flow = controller.upscale
         form = QFormLayout(self)
         self.factor = QDoubleSpinBox()
         self.factor.setRange(MIN_UPSCALE_FACTOR, MAX_UPSCALE_FACTOR)
@@ -148,41 +145,17 @@ class UpscaleBox(QGroupBox):
             self.tile.addItem(text, value)
         self.tile.setToolTip(TILE_TIP)
         self.tile.activated.connect(lambda i: self.flow.update(tile_size=TILE_TEXTS[i][0]))
-        self.run = QPushButton("Upscale")
-        self.run.clicked.connect(self._start)
-        self.cancel = QPushButton("Cancel")
-        self.cancel.clicked.connect(self._cancel)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run, 2)
-        buttons.addWidget(self.cancel, 1)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
         form.addRow("Factor", self.factor)
         form.addRow("Model", self.model)
         form.addRow(strength_row)
         form.addRow("Target", self.target)
         form.addRow("Tile size", self.tile)
-        form.addRow(buttons)
-        form.addRow(self.progress)
-        form.addRow(self.message)
-        self.flow.progress.connect(self._progress)
+        self.add_flow_rows(form)
         self.flow.changed.connect(self.refresh)
         self.refresh()
 
-    def _start(self, *_checked: object) -> None:
-        self.flow.start()
-
-    def _cancel(self, *_checked: object) -> None:
-        self.flow.cancel()
-
-    def _progress(self, step: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(step)
-
     def refresh(self) -> None:
-        s, flow = self.flow.settings, self.flow
+        s = self.flow.settings
         widgets = (self.factor, self.model, self.refine, self.strength, self.target, self.tile)
         for widget in widgets:
             widget.blockSignals(True)
@@ -199,15 +172,7 @@ class UpscaleBox(QGroupBox):
         self.fill_models(self.controller.connection.models)
         for widget in widgets:
             widget.blockSignals(False)
-        self.run.setEnabled(not flow.busy)
-        self.cancel.setEnabled(flow.busy)
-        if not flow.busy:
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-        failed = flow.state == "failed"
-        self.message.setText(flow.message)
-        self.message.setStyleSheet("color: #d33;" if failed else "")
-        self.message.setVisible(bool(flow.message))
+        self.show_flow()
 
     def fill_models(self, models: Optional[ModelsInfo]) -> None:
         """'Plain resampling' + the server's upscalers; unusable ones disabled, with why."""
