@@ -48,6 +48,7 @@ def _registry() -> dict:
     found.update(__import__(f"{__package__}.scenarios_history", fromlist=["SCENARIOS"]).SCENARIOS)
     found.update(__import__(f"{__package__}.scenarios_edit", fromlist=["SCENARIOS"]).SCENARIOS)
     found.update(__import__(f"{__package__}.scenarios_qa3", fromlist=["SCENARIOS"]).SCENARIOS)
+    found.update(__import__(f"{__package__}.scenarios_qa4", fromlist=["SCENARIOS"]).SCENARIOS)
     return found
 
 
