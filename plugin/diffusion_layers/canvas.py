@@ -72,6 +72,11 @@ class CanvasDocument(Protocol):
         """The node is in the document's layer tree now (not removed, not undone)."""
         ...
 
+    def idle(self) -> bool:
+        """No stroke runs on the image now (the artist's, a crop, a filter): a result placed
+        now lands on the canvas as it will stay. Raises NoDocument once it was closed."""
+        ...
+
     def draft_layer(self, name: str) -> "LayerDraft":
         """A paint layer outside the layer tree, to write in strips before it is shown."""
         ...

@@ -213,6 +213,12 @@ class KritaDocument:
     def _by_id(self, node_id: str) -> Any:
         return node_tree.by_id(self._doc.rootNode(), node_id)
 
+    def idle(self) -> bool:  # no stroke (the artist's, a crop) runs: tryBarrierLock, released
+        if not self.is_open():
+            raise NoDocument("The document was closed.")
+        locked = bool(self._doc.tryBarrierLock())
+        return locked and self._doc.unlock() is None
+
     def draft_layer(self, name: str) -> LayerDraft:
         return LayerDraft(Krita.instance(), self._doc, name, self.is_open)
 

@@ -134,18 +134,17 @@ def anchor(root: Any, active: Optional[Any]) -> Tuple[Any, Optional[Any]]:
 def replace(root: Any, old: Any, node: Any, add: Callable[[Any, Any, Any], Any]) -> None:
     """``node`` where ``old`` is, ``old`` out; ``add(parent, above, node)`` adds (and checks).
 
-    ``old`` is removed first (unless it is the lowest of its siblings: Krita adds only above a
-    sibling or on top), so adding ``node`` is the last undo step: one Ctrl+Z after Apply takes
-    the applied layer and never brings a superseded preview back."""
+    ``old`` is removed first, so adding ``node`` is the last undo step: one Ctrl+Z after Apply
+    takes the applied layer and never brings a superseded preview back. Krita adds a layer
+    only above a sibling or on top, so an ``old`` at the bottom of its group is replaced just
+    above the layer that is then the lowest."""
     parent = parent_of(old, root) or root
     siblings = parent.childNodes()
     index = [node_id(n) for n in siblings].index(node_id(old))
-    if index == 0:
-        add(parent, old, node)
-        old.remove()
-    else:
-        old.remove()
-        add(parent, siblings[index - 1], node)
+    rest = siblings[:index] + siblings[index + 1 :]
+    above = rest[index - 1] if index > 0 else (rest[0] if rest else None)
+    old.remove()
+    add(parent, above, node)
 
 
 def temporary_nodes(root: Any, prefix: str) -> List[Any]:

@@ -28,6 +28,9 @@ from .qt import QObject
 from .session import ERROR, GENERATING, IDLE, PREVIEW, Session, Shown
 from .turns import STRIP_PIXELS, Turns, write_strips
 
+#: How often a result waiting for the image to be idle asks again (ms).
+BUSY_WAIT_MS = 20
+
 GONE = (
     "The preview layer is no longer in the document (undone or deleted), so there is nothing "
     "to apply. Click a result thumbnail to preview it again."
@@ -79,15 +82,17 @@ def show_first(
     """Preview a finished job's first result, then ``done(None)``, or ``done(error)`` when it
     could not be (the document closed, the canvas changed, Krita refused the layer).
 
-    A result of up to one strip (``turns.STRIP_PIXELS``) is shown at once; a larger one is
-    written strip by strip into a layer outside the tree, one strip per event-loop turn
-    (``s.placing``: stopping it drops the layer unseen), and joins the tree when complete, so
-    Krita stays responsive while a large result lands."""
+    A result of up to one strip (``turns.STRIP_PIXELS``) is shown at once when the image is
+    idle; a larger one is written strip by strip into a layer outside the tree, one strip per
+    event-loop turn (``s.placing``: stopping it drops the layer unseen), and joins the tree when
+    complete, so Krita stays responsive while a large result lands. Either waits until no
+    stroke runs on the image (the artist's, a crop: Krita changes the canvas size only when
+    the crop's stroke ends), so the canvas check sees the canvas the result lands on."""
     if not s.results or s.params is None or s.region is None:
         return done(PluginError("The job ended without a result."))
     shown, canvas = Shown(s.results[0], s.params, s.region, s.mask), s.canvas
     layer = results_mod.new_layer(shown.result, s.params, s.region, s.mask, preview=True)
-    if layer.rect.width * layer.rect.height <= STRIP_PIXELS:
+    if layer.rect.width * layer.rect.height <= STRIP_PIXELS and doc.idle():
         try:
             _shown(s, doc, 0, doc.show_preview(layer, current(s, doc)), shown, keep_live)
         except PluginError as exc:
@@ -95,8 +100,10 @@ def show_first(
         return done(None)
     draft = doc.draft_layer(layer.name)
 
-    def steps() -> Iterator[None]:
+    def steps() -> Iterator[Optional[int]]:
         yield from write_strips(draft.write, layer.pixels, layer.rect)
+        while not doc.idle():  # a stroke runs (a crop changes the canvas only when it ends)
+            yield BUSY_WAIT_MS
         check_canvas(canvas, doc.bounds(), SINCE_GENERATED)  # cropped meanwhile: refused
         _shown(s, doc, 0, doc.show_preview(layer, current(s, doc), draft), shown, keep_live)
         yield  # the docker hears of it on the next turn, not in the same stall as the insert

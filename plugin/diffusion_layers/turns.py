@@ -59,11 +59,12 @@ def write_strips(
 
 class Turns(QObject):
     """Run a generator one ``next()`` per event-loop turn; then ``on_done()``, or
-    ``on_error(exc)`` when a step raises a PluginError (or ValueError). ``stop()`` ends it."""
+    ``on_error(exc)`` when a step raises a PluginError (or ValueError). ``stop()`` ends it.
+    A step that yields a number of milliseconds is followed by the next that much later."""
 
     def __init__(
         self,
-        steps: Iterator[None],
+        steps: Iterator[Optional[int]],
         on_done: Callable[[], None],
         on_error: Callable[[Exception], None],
         parent: Optional[QObject] = None,
@@ -90,7 +91,7 @@ class Turns(QObject):
         if not self.running:
             return
         try:
-            next(self._steps)
+            delay = next(self._steps)
         except StopIteration:
             self.running = False
             self._on_done()
@@ -100,4 +101,4 @@ class Turns(QObject):
             self.running = False
             self._on_error(exc)
             return
-        self._timer.start(0)
+        self._timer.start(delay or 0)

@@ -117,3 +117,41 @@ def test_a_canvas_cropped_while_a_large_result_lands_refuses_it(
     wait_until(lambda: ctl.state != "generating", what="the refusal")
     assert ctl.state == "error" and "cropped or resized" in ctl.last_error, ctl.last_error
     assert previews(doc) == []
+
+
+@pytest.mark.parametrize("size", [(64, 64), (WIDTH, HEIGHT)])
+def test_a_result_lands_only_when_no_stroke_runs_and_a_crop_meanwhile_refuses_it(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+    size: tuple[int, int],
+) -> None:
+    """Krita changes the canvas size only when a crop's stroke ends: a result waits until the
+    image is idle (tryBarrierLock), so the canvas check sees the canvas it would land on."""
+    doc = new_doc(fake_krita, size=size)
+    doc.busy = True  # the artist paints, or a crop runs
+    assert ctl.generate(), ctl.last_error
+    wait_until(lambda: bool(server.jobs) and server.last_job().state == "done", what="the job")
+    pump(0.4)
+    assert ctl.state == "generating" and previews(doc) == []
+    doc.crop(0, 0, size[0] // 2, size[1])
+    doc.busy = False
+    wait_until(lambda: ctl.state != "generating", what="the refusal")
+    assert ctl.state == "error" and "cropped or resized" in ctl.last_error, ctl.last_error
+    assert previews(doc) == [] and not doc.barrier_locked
+
+
+def test_a_large_result_waits_for_the_artists_stroke_then_lands(
+    ctl: Controller,  # noqa: F811
+    server: V1Server,  # noqa: F811
+    fake_krita: krita.Krita,
+) -> None:
+    doc = new_doc(fake_krita, size=(WIDTH, HEIGHT))
+    doc.busy = True
+    assert ctl.generate(), ctl.last_error
+    wait_until(lambda: bool(server.jobs) and server.last_job().state == "done", what="the job")
+    pump(0.4)
+    assert ctl.state == "generating" and previews(doc) == []
+    doc.busy = False
+    wait_until(lambda: ctl.state != "generating", what="the preview")
+    assert ctl.state == "preview" and len(previews(doc)) == 1

@@ -286,7 +286,7 @@ def test_one_undo_after_apply_takes_the_applied_layer_even_after_a_replaced_prev
     assert ctl.state == "idle"
 
 
-def test_a_preview_moved_to_the_bottom_is_replaced_where_it_is(
+def test_a_preview_moved_to_the_bottom_is_replaced_old_out_first_too(
     ctl: Controller,  # noqa: F811
     server: V1Server,  # noqa: F811
     fake_krita: krita.Krita,
@@ -302,8 +302,11 @@ def test_a_preview_moved_to_the_bottom_is_replaced_where_it_is(
     root._children.insert(0, root._children.pop())  # the artist drags it under Background
     assert ctl.show_result(1)
     (second,) = previews(doc)
-    assert root.childNodes()[0] is second and first.parentNode() is None
-    assert [n.name() for n in root.childNodes()][1:] == ["Background"]
+    assert first.parentNode() is None  # replaced just above what is now the lowest layer
+    assert [n.name() for n in root.childNodes()] == ["Background", second.name()]
+    assert ctl.apply()
+    doc.undo()  # one Ctrl+Z takes the applied layer, no old preview comes back
+    assert paint_layers(doc) == ["Background"] and previews(doc) == []
 
 
 def test_undo_takes_the_preview_apply_says_so_redo_brings_it_back(

@@ -262,6 +262,8 @@ class Document(QObject):
         self._root = Node(self, "root", "grouplayer")
         self._selection: Selection | None = None
         self._active: Node | None = None
+        self.busy = False  # a stroke runs (tests): tryBarrierLock fails
+        self.barrier_locked = False
         self._annotations: dict[str, tuple[str, bytes]] = {}
         self.undo_steps: list[tuple[str, str]] = []
         # Krita's undo stack for layer additions/removals: (what, node, parent, index).
@@ -302,6 +304,16 @@ class Document(QObject):
 
     def activeNode(self) -> Node | None:
         return self._active if self._active is not None and self._active.attached() else None
+
+    def tryBarrierLock(self) -> bool:
+        """False while a stroke runs (tests set ``busy``); True locks until ``unlock()``."""
+        if self.busy or self.barrier_locked:
+            return False
+        self.barrier_locked = True
+        return True
+
+    def unlock(self) -> None:
+        self.barrier_locked = False
 
     def setActiveNode(self, node: Node) -> None:
         if not node.attached():  # Krita: SAFE ASSERT "shape" (kis_node_manager.cpp), ignored
