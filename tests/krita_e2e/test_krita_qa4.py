@@ -146,12 +146,9 @@ def test_switching_document_while_landing_the_docker_speaks_of_the_active_docume
     assert case["other"]["state"] in ("idle", None), case["other"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="QA4 bug (a race, 1 of 2 launches): a crop 3-5 ms into the landing sometimes lets "
-    "the stale result be placed as a [Preview] (state preview, no sentence); Apply then refuses",
-)
 def test_cropping_while_landing_is_refused_with_a_sentence(run):
+    """QA4 bug 1 (fixed): a crop 3-5 ms into the landing let the stale result through; a
+    result now lands only when no stroke runs, so the canvas check sees the cropped canvas."""
     case = _landing(run, "crop")
     doc = case["doc"]
     assert doc["doc_size"] == [2400, 1700], doc
@@ -213,12 +210,8 @@ def test_preview_dragged_to_the_bottom_then_generate_again_leaves_one_preview(ru
     assert s["d: apply"]["previews"] == [] and len(s["d: apply"]["new"]) == 1, s["d: apply"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QA4 bug: preview dragged to the bottom, Generate again, "
-    "Apply, one Ctrl+Z: the applied layer stays and a locked [Preview] comes back",
-)
 def test_preview_dragged_to_the_bottom_generate_again_apply_one_undo(run):
+    """QA4 bug 2 (fixed): the bottom preview is replaced old-out-first too."""
     undone = _steps(run)["d: undo"]
     assert undone["new"] == [] and undone["previews"] == [], undone
 
